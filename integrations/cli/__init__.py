@@ -1,0 +1,33 @@
+"""The `joulemeter` command line: thin commands over the Python API, rendered with rich.
+
+Each command module defines `register(app)`; heavy imports stay inside the commands so
+that `joulemeter --help` is fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+app = typer.Typer(
+    name="joulemeter",
+    help="Measure the energy of ML work, keep a ledger, and report kWh, cost and CO2e.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+_COMMAND_MODULES = ("meter_cmd", "factors_cmd", "report_cmd", "interop_cmd", "demo_cmd")
+
+for _module in _COMMAND_MODULES:
+    try:
+        importlib.import_module(f"{__name__}.{_module}").register(app)
+    except ModuleNotFoundError as exc:  # a command module not written yet
+        if exc.name != f"{__name__}.{_module}":
+            raise
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

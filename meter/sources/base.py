@@ -1,0 +1,68 @@
+"""The one interface every power source implements.
+
+A source owns one or more domains (all GPUs NVML sees, all RAPL zones, …). The
+sampler calls `read()` on a background thread and never asks which vendor it holds.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+from meter.run import Domain
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One domain's raw reading at one instant.
+
+    `energy_j` is the raw cumulative counter value in joules (arbitrary origin, may
+    wrap at the domain's `counter_range_j` or reset); None where the domain has no
+    counter. `power_w` is instantaneous or short-average power. `error` is set, with
+    both values None, when the domain could not be read this time (GPU lost, …).
+    """
+
+    domain: str
+    power_w: float | None = None
+    energy_j: float | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class SourceStatus:
+    """What `joulemeter devices` shows for a source: does it read here, how, or why not."""
+
+    source: str  # "nvml", "rapl", "cpu-estimate", "replay"
+    available: bool
+    domains: tuple[Domain, ...] = ()
+    reason: str | None = None  # why it cannot read
+    fix: str | None = None  # what to do about it
+
+
+class Source(abc.ABC):
+    """A power source: open it to learn its domains, then read it repeatedly."""
+
+    name: str = "source"
+
+    @abc.abstractmethod
+    def open(self) -> list[Domain]:
+        """Prepare to read and return the domains; raise SourceUnavailable if it cannot."""
+
+    @abc.abstractmethod
+    def read(self) -> list[Reading]:
+        """One reading per domain; a failing domain gives a Reading with `error` set."""
+
+    def close(self) -> None:
+        """Release handles (NVML shutdown, open files). Safe to call twice."""
+
+    def status(self) -> SourceStatus:
+        """Try to open, report the result, and close again."""
+        from meter.errors import SourceUnavailable
+
+        try:
+            domains = self.open()
+        except SourceUnavailable as exc:
+            return SourceStatus(self.name, False, reason=exc.reason, fix=exc.fix)
+        finally:
+            self.close()
+        return SourceStatus(self.name, True, tuple(domains))
