@@ -1,1 +1,26 @@
-"""joulemeter's measuring layer: meter the energy of any code and keep every run in a ledger."""
+"""joulemeter's measuring layer: meter the energy of any code and keep every run in a ledger.
+
+    from meter import EnergyMeter
+    with EnergyMeter("train") as m:
+        ...
+    print(m.run.total_energy_j)
+"""
+
+from meter.errors import JoulemeterError
+from meter.meter import EnergyMeter, current_meter, metered
+from meter.run import Domain, DomainEnergy, Gap, Provenance, Run, Sample, Status, Window
+
+__all__ = [
+    "Domain",
+    "DomainEnergy",
+    "EnergyMeter",
+    "Gap",
+    "JoulemeterError",
+    "Provenance",
+    "Run",
+    "Sample",
+    "Status",
+    "Window",
+    "current_meter",
+    "metered",
+]

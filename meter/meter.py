@@ -1,0 +1,409 @@
+"""EnergyMeter: meter any code as a context manager or a decorator, with windows and units.
+
+    with EnergyMeter("train-resnet") as m:
+        with m.window("train"):
+            ...
+            m.count(batch_size, unit="samples")
+    m.run.total_energy_j
+
+The run is written to the ledger while it goes (row at start, samples every few
+seconds) and closed as `completed`, `failed` (the code raised) or `interrupted`
+(KeyboardInterrupt, SIGTERM, interpreter exit).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import contextvars
+import functools
+import inspect
+import logging
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from meter.energy import EnergyTimeline, summarise
+from meter.errors import LedgerError, MeterStateError
+from meter.run import Domain, Provenance, Run, Status, Window
+from meter.sampler import Sampler
+from meter.sources.base import Source
+
+if TYPE_CHECKING:
+    from meter.store import Ledger
+
+log = logging.getLogger("joulemeter")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: NVML's energy counter updates about every 100 ms (research/measuring.md): shorter
+#: windows on a counter GPU can read 0 J, so they get a note.
+_COUNTER_UPDATE_S = 0.1
+
+_current: contextvars.ContextVar[EnergyMeter | None] = contextvars.ContextVar(
+    "joulemeter_current_meter", default=None
+)
+
+
+def current_meter() -> EnergyMeter | None:
+    """The innermost meter running in this context, if any."""
+    return _current.get()
+
+
+class EnergyMeter:
+    """Meters energy of the code it wraps and produces a `Run`.
+
+    Args:
+        name: run name (defaults to "run").
+        project, tags, metadata: stored with the run for filtering and reports.
+        devices: kinds or domains to meter, e.g. ["gpu"], ["gpu:0", "cpu"]; None = all.
+        interval_s: sampling interval (default 0.1 s).
+        idle_baseline_s: seconds of idle power to measure before the run (0 = off).
+        ledger: ledger path or database URL; None = $JOULEMETER_LEDGER or the user default.
+        store: False keeps the run in memory only.
+        pid: estimate CPU/RAM of this process tree instead of the whole machine.
+        replay: a recorded power trace (CSV) to play back instead of real sources.
+        sync: called at every window edge, e.g. torch.cuda.synchronize.
+        sources: already opened sources (tests, custom hardware); skips discovery.
+    """
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        project: str = "default",
+        tags: Sequence[str] = (),
+        metadata: dict[str, Any] | None = None,
+        devices: Sequence[str] | None = None,
+        interval_s: float = 0.1,
+        idle_baseline_s: float = 0.0,
+        ledger: str | os.PathLike[str] | Ledger | None = None,
+        store: bool = True,
+        pid: int | None = None,
+        replay: str | os.PathLike[str] | None = None,
+        sync: Callable[[], None] | None = None,
+        sources: Sequence[Source] | None = None,
+        flush_interval_s: float = 2.0,
+    ) -> None:
+        if interval_s <= 0:
+            raise ValueError(f"interval_s must be positive, got {interval_s!r}")
+        if idle_baseline_s < 0:
+            raise ValueError(f"idle_baseline_s must be >= 0, got {idle_baseline_s!r}")
+        self.name = name or "run"
+        self.project = project
+        self.tags = list(tags)
+        self.metadata = dict(metadata or {})
+        self.devices = list(devices) if devices is not None else None
+        self.interval_s = interval_s
+        self.idle_baseline_s = idle_baseline_s
+        self.store = store
+        self.pid = pid
+        self.replay = replay
+        self.sync = sync
+        self.flush_interval_s = flush_interval_s
+        self._ledger_location = ledger
+        self._given_sources = list(sources) if sources is not None else None
+        self._sources: list[Source] = []
+        self._domains: list[Domain] = []
+        self._fallbacks: list[str] = []
+        self._ledger: Ledger | None = None
+        self._sampler: Sampler | None = None
+        self._run: Run | None = None
+        self._open_windows: list[Window] = []
+        self._idle_power_w: dict[str, float] | None = None
+        self._token: contextvars.Token[EnergyMeter | None] | None = None
+        self._previous_sigterm: Any = None
+        self._lock = threading.Lock()
+
+    # -- public API --------------------------------------------------------------
+    @property
+    def run(self) -> Run:
+        """The run being measured (live) or measured (after stop)."""
+        if self._run is None:
+            raise MeterStateError("the meter has not started: use `with EnergyMeter(...)` or start()")
+        return self._run
+
+    @property
+    def domains(self) -> list[Domain]:
+        return list(self._domains)
+
+    @property
+    def running(self) -> bool:
+        return self._sampler is not None
+
+    def start(self) -> Run:
+        """Open sources, measure the idle baseline if asked, start sampling and the ledger row."""
+        if self._run is not None:
+            raise MeterStateError("this meter already ran; create a new EnergyMeter per run")
+        self._open_sources()
+        if self.idle_baseline_s > 0:
+            self._idle_power_w = self._measure_idle()
+        run = Run(
+            id=uuid.uuid4().hex,
+            name=self.name,
+            project=self.project,
+            tags=self.tags,
+            status=Status.RUNNING,
+            started_at=_utc_now(),
+            interval_s=self.interval_s,
+            host=_host_info(),
+            domains=list(self._domains),
+            metadata=self.metadata,
+        )
+        if self._fallbacks:
+            run.metadata.setdefault("fallbacks", self._fallbacks)
+        self._run = run
+        if self.store:
+            self._ledger = self._open_ledger()
+            self._ledger.begin_run(run)
+        self._sampler = Sampler(
+            self._sources,
+            self._domains,
+            interval_s=self.interval_s,
+            on_flush=self._flush if self._ledger is not None else None,
+            flush_interval_s=self.flush_interval_s,
+        )
+        self._sampler.start()
+        self._install_exit_handlers()
+        log.info("run %s (%s) started with domains %s", run.id[:8], run.name, [d.name for d in self._domains])
+        return run
+
+    def stop(self, status: Status = Status.COMPLETED, error: str | None = None) -> Run:
+        """Stop sampling, account windows and energy, close the ledger row. Idempotent."""
+        with self._lock:
+            sampler, self._sampler = self._sampler, None
+        if sampler is None:
+            return self.run
+        self._remove_exit_handlers()
+        run = self.run
+        try:
+            now = sampler.now()
+            for window in reversed(self._open_windows):
+                window.end_s = now
+            self._open_windows.clear()
+            sampler.stop()
+        finally:
+            self._close_sources()
+        run.duration_s = sampler.now()
+        run.ended_at = _utc_now()
+        run.status = status
+        run.error = error
+        run.samples = sampler.samples
+        run.gaps = sampler.gaps()
+        run.energy = summarise(self._domains, run.samples, run.duration_s, self._idle_power_w)
+        self._account_windows(run)
+        if self._ledger is not None:
+            try:
+                self._ledger.finish_run(run)
+            finally:
+                self._ledger.close()
+        log.info("run %s %s: %.3f J", run.id[:8], status.value, run.total_energy_j)
+        return run
+
+    def window(self, name: str) -> contextlib.AbstractContextManager[Window]:
+        """A named span; nest and repeat freely. Energy is filled in when the run stops."""
+        return self._window(name)
+
+    def count(self, n: float, unit: str = "samples") -> None:
+        """Record `n` units of work (samples, tokens, steps, inferences) in every open window."""
+        run = self.run
+        run.units[unit] = run.units.get(unit, 0.0) + n
+        for window in self._open_windows:
+            window.units[unit] = window.units.get(unit, 0.0) + n
+
+    def energy_so_far_j(self) -> dict[str, float]:
+        """Cumulative energy per domain up to the latest reading (J), while running."""
+        return self._sampler.energy_j() if self._sampler else dict(
+            (k, v.energy_j) for k, v in self.run.energy.items()
+        )
+
+    def power_now_w(self) -> dict[str, float | None]:
+        """Latest power per domain (W), while running."""
+        return self._sampler.latest_power_w() if self._sampler else {}
+
+    def elapsed_s(self) -> float:
+        return self._sampler.now() if self._sampler else (self.run.duration_s or 0.0)
+
+    # -- context manager and decorator ------------------------------------------
+    def __enter__(self) -> EnergyMeter:
+        self.start()
+        self._token = _current.set(self)
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if self._token is not None:
+            _current.reset(self._token)
+            self._token = None
+        if exc is None:
+            status, error = Status.COMPLETED, None
+        elif isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            status, error = Status.INTERRUPTED, f"{type(exc).__name__}: {exc}".rstrip(": ")
+        else:
+            status, error = Status.FAILED, f"{type(exc).__name__}: {exc}"
+        try:
+            self.stop(status, error)
+        except LedgerError:
+            if exc is None:
+                raise
+            log.exception("could not close run %s in the ledger", self.run.id[:8])
+
+    # -- internals ---------------------------------------------------------------
+    @contextlib.contextmanager
+    def _window(self, name: str) -> Iterator[Window]:
+        sampler = self._sampler
+        if sampler is None:
+            raise MeterStateError(f"window {name!r} opened outside a running meter")
+        if self.sync is not None:
+            self.sync()
+        parent = self._open_windows[-1].path + "/" if self._open_windows else ""
+        window = Window(name=name, path=parent + name, start_s=sampler.now())
+        sampler.poke()
+        self.run.windows.append(window)
+        self._open_windows.append(window)
+        try:
+            yield window
+        finally:
+            if self.sync is not None:
+                self.sync()
+            window.end_s = sampler.now()
+            sampler.poke()
+            if window in self._open_windows:
+                self._open_windows.remove(window)
+
+    def _account_windows(self, run: Run) -> None:
+        by_domain: dict[str, list] = {d.name: [] for d in self._domains}
+        for s in run.samples:
+            by_domain.setdefault(s.domain, []).append(s)
+        timelines = {name: EnergyTimeline(samples) for name, samples in by_domain.items()}
+        counter_gpus = [d.name for d in self._domains if d.kind == "gpu" and d.provenance is Provenance.COUNTER]
+        for window in run.windows:
+            end = window.end_s if window.end_s is not None else run.duration_s or window.start_s
+            window.end_s = end
+            window.energy_j = {name: tl.between(window.start_s, end) for name, tl in timelines.items()}
+            if counter_gpus and end - window.start_s < _COUNTER_UPDATE_S:
+                window.note = (
+                    f"shorter than the ~{_COUNTER_UPDATE_S * 1000:.0f} ms update period of the GPU "
+                    "energy counter: GPU energy may read low or 0"
+                )
+
+    def _open_sources(self) -> None:
+        if self._given_sources is not None:
+            self._sources = self._given_sources
+            self._domains = [d for s in self._sources for d in s.open()]
+            return
+        from meter.sources import discover
+
+        found = discover(self.devices, pid=self.pid, replay=self.replay)
+        self._sources, self._domains, self._fallbacks = found.sources, found.domains, found.fallbacks
+        for note in self._fallbacks:
+            log.info("%s", note)
+        if not self._domains:
+            raise MeterStateError(
+                f"no power source can read the devices {self.devices!r} here; "
+                "run `joulemeter devices` to see why"
+            )
+
+    def _close_sources(self) -> None:
+        for source in self._sources:
+            try:
+                source.close()
+            except Exception:
+                log.exception("closing %s failed", source.name)
+
+    def _measure_idle(self) -> dict[str, float]:
+        """Mean power per domain over `idle_baseline_s` of doing nothing, before the run."""
+        sampler = Sampler(self._sources, self._domains, interval_s=self.interval_s)
+        sampler.start()
+        time.sleep(self.idle_baseline_s)  # the baseline is, by definition, time spent idle
+        sampler.stop()
+        duration = sampler.now()
+        energy = sampler.energy_j()
+        return {name: e / duration for name, e in energy.items()} if duration > 0 else {}
+
+    def _open_ledger(self) -> Ledger:
+        from meter.store import Ledger, open_ledger
+
+        if isinstance(self._ledger_location, Ledger):
+            return self._ledger_location
+        return open_ledger(self._ledger_location)
+
+    def _flush(self, samples: list) -> None:
+        assert self._ledger is not None and self._run is not None
+        self._ledger.append_samples(self._run.id, samples)
+
+    def _install_exit_handlers(self) -> None:
+        atexit.register(self._stop_at_exit)
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.getsignal(signal.SIGTERM)
+            if previous in (signal.SIG_DFL, None):
+                self._previous_sigterm = previous
+                signal.signal(signal.SIGTERM, _raise_system_exit)
+
+    def _remove_exit_handlers(self) -> None:
+        atexit.unregister(self._stop_at_exit)
+        if self._previous_sigterm is not None and threading.current_thread() is threading.main_thread():
+            if signal.getsignal(signal.SIGTERM) is _raise_system_exit:
+                signal.signal(signal.SIGTERM, self._previous_sigterm)
+            self._previous_sigterm = None
+
+    def _stop_at_exit(self) -> None:
+        if self._sampler is not None:
+            self.stop(Status.INTERRUPTED, "interpreter exited before the meter was stopped")
+
+
+def metered(
+    name: str | None = None, **meter_options: Any
+) -> Callable[[F], F]:
+    """Decorator: meter every call of a function (sync or async) as its own run.
+
+    The latest run is at `fn.last_run`; inside the function `current_meter()` gives
+    the meter, for windows and counts. Options are those of EnergyMeter.
+    """
+
+    def decorate(fn: F) -> F:
+        run_name = name or fn.__qualname__
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                with EnergyMeter(run_name, **meter_options) as m:
+                    async_wrapper.last_run = m.run  # type: ignore[attr-defined]
+                    return await fn(*args, **kwargs)
+
+            async_wrapper.last_run = None  # type: ignore[attr-defined]
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with EnergyMeter(run_name, **meter_options) as m:
+                wrapper.last_run = m.run  # type: ignore[attr-defined]
+                return fn(*args, **kwargs)
+
+        wrapper.last_run = None  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def _raise_system_exit(signum: int, frame: Any) -> None:
+    """SIGTERM handler while a meter runs: unwind so the run closes as `interrupted`."""
+    raise SystemExit(128 + signum)
+
+
+def _utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _host_info() -> dict[str, Any]:
+    from meter.hostinfo import host_info
+
+    try:
+        return host_info()
+    except Exception as exc:  # host details are nice to have, never worth failing a run
+        log.warning("could not read host info: %s", exc)
+        return {}
