@@ -1,0 +1,74 @@
+"""Helpers shared by the CLI commands: consoles, error handling, figure formatting."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from meter.errors import JoulemeterError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Human output goes to stderr when stdout carries --json, so pipes stay clean.
+stdout = Console()
+stderr = Console(stderr=True)
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print an error in red and return the Exit to raise."""
+    stderr.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def handle_errors(fn: F) -> F:
+    """Turn joulemeter's own errors into a red message and exit code 2, no traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except JoulemeterError as exc:
+            raise fail(str(exc)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def print_json(data: Any) -> None:
+    """Machine-readable output on stdout (plain, no colour)."""
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def format_energy(energy_j: float | None) -> str:
+    """Joules in the unit that reads best: J, kJ, MJ, with kWh beside large values."""
+    if energy_j is None:
+        return "—"
+    if energy_j < 1e3:
+        text = f"{energy_j:.2f} J"
+    elif energy_j < 1e6:
+        text = f"{energy_j / 1e3:.2f} kJ"
+    else:
+        text = f"{energy_j / 1e6:.2f} MJ"
+    if energy_j >= 3.6e3:
+        text += f" ({energy_j / 3.6e6:.3g} kWh)"
+    return text
+
+
+def format_power(power_w: float | None) -> str:
+    return "—" if power_w is None else f"{power_w:.1f} W"
+
+
+def format_duration(duration_s: float | None) -> str:
+    if duration_s is None:
+        return "—"
+    if duration_s < 60:
+        return f"{duration_s:.1f} s"
+    minutes, seconds = divmod(duration_s, 60)
+    if minutes < 60:
+        return f"{int(minutes)} min {seconds:.0f} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{int(hours)} h {int(minutes)} min"

@@ -1,0 +1,325 @@
+"""`joulemeter devices | run | runs | show | export`: measuring and reading the ledger."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+import typer
+
+from integrations.cli._common import (
+    fail,
+    format_duration,
+    format_energy,
+    format_power,
+    handle_errors,
+    print_json,
+    stderr,
+    stdout,
+)
+
+if TYPE_CHECKING:
+    from meter import EnergyMeter, Run
+
+LedgerOption = typer.Option(None, "--ledger", help="Ledger path or database URL (default: $JOULEMETER_LEDGER or the user data dir).")
+JsonOption = typer.Option(False, "--json", help="Machine-readable output: SI units, with each figure's provenance.")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("devices")(devices)
+    app.command(
+        "run",
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    )(run)
+    app.command("runs")(runs)
+    app.command("show")(show)
+    app.command("export")(export)
+
+
+@handle_errors
+def devices(json_output: bool = JsonOption) -> None:
+    """Every power source: whether it reads here, how (counter/sampled/estimated), and if not, why."""
+    from meter.sources import discover, statuses
+
+    found = statuses()
+    chosen = discover()
+    if json_output:
+        print_json(
+            {
+                "sources": [
+                    {
+                        "source": s.source,
+                        "available": s.available,
+                        "domains": [d.to_dict() for d in s.domains],
+                        "reason": s.reason,
+                        "fix": s.fix,
+                    }
+                    for s in found
+                ],
+                "metered_domains": [d.to_dict() for d in chosen.domains],
+                "fallbacks": chosen.fallbacks,
+            }
+        )
+        for source in chosen.sources:
+            source.close()
+        return
+    from rich.table import Table
+
+    table = Table(title="Power sources on this machine")
+    for column in ("source", "reads here", "domains", "how / why not"):
+        table.add_column(column)
+    for s in found:
+        if s.available:
+            domains = "\n".join(f"{d.name}: {d.device}" for d in s.domains)
+            how = "\n".join(f"{d.provenance.value}: {d.method}" + (f" ({d.note})" if d.note else "") for d in s.domains)
+            table.add_row(s.source, "[green]yes[/]", domains, how)
+        else:
+            why = s.reason or ""
+            if s.fix:
+                why += f"\n[dim]fix: {s.fix}[/]"
+            table.add_row(s.source, "[red]no[/]", "", why)
+    stdout.print(table)
+    stdout.print("The meter will read: " + ", ".join(f"{d.name} ({d.provenance.value})" for d in chosen.domains))
+    for note in chosen.fallbacks:
+        stdout.print(f"[yellow]fallback:[/] {note}")
+    for source in chosen.sources:
+        source.close()
+
+
+@handle_errors
+def run(
+    ctx: typer.Context,
+    name: Optional[str] = typer.Option(None, "--name", "-n", help="Run name (default: the command)."),
+    project: str = typer.Option("default", "--project", help="Project the run belongs to."),
+    tag: list[str] = typer.Option([], "--tag", "-t", help="Tag the run (repeatable)."),
+    interval: float = typer.Option(0.1, "--interval", min=0.001, help="Sampling interval in seconds."),
+    devices: Optional[list[str]] = typer.Option(None, "--device", "-d", help="Meter only these kinds or domains (gpu, gpu:0, cpu, ram)."),
+    idle_baseline: float = typer.Option(0.0, "--idle-baseline", min=0.0, help="Seconds of idle power to measure first."),
+    process_only: bool = typer.Option(False, "--process-only", help="Estimate CPU/RAM of the command's process tree, not the machine."),
+    prometheus_port: Optional[int] = typer.Option(None, "--prometheus-port", help="Serve live power and energy for Prometheus on this port (127.0.0.1)."),
+    ledger: Optional[str] = LedgerOption,
+    json_output: bool = JsonOption,
+) -> None:
+    """Meter a command: `joulemeter run [OPTIONS] -- CMD ARGS…`. Exits with the command's exit code."""
+    from meter import EnergyMeter
+    from meter.command import run_command
+
+    argv = list(ctx.args)
+    if not argv:
+        raise fail("no command given: joulemeter run -- python train.py")
+    meter = EnergyMeter(
+        name or " ".join([Path(argv[0]).name, *argv[1:]])[:80],
+        project=project,
+        tags=tag,
+        devices=devices,
+        interval_s=interval,
+        idle_baseline_s=idle_baseline,
+        ledger=ledger,
+        pid=None,
+    )
+    if process_only:
+        meter.pid = os.getpid()  # our children are the command's process tree
+    exporter = _start_exporter(meter, prometheus_port)
+    live = _LiveView(meter) if sys.stderr.isatty() and not json_output else None
+    try:
+        result = run_command(argv, meter, on_tick=live.update if live else None)
+    except FileNotFoundError as exc:
+        raise fail(f"command not found: {exc.filename or argv[0]}", 127) from None
+    finally:
+        if live:
+            live.close()
+        if exporter is not None:
+            exporter.stop()
+    if json_output:
+        print_json(result.run.to_dict(samples=False) | {"exit_code": result.returncode})
+    else:
+        _print_run_summary(result.run, console=stderr)
+    raise typer.Exit(result.returncode)
+
+
+@handle_errors
+def runs(
+    project: Optional[str] = typer.Option(None, "--project"),
+    tag: Optional[str] = typer.Option(None, "--tag"),
+    name: Optional[str] = typer.Option(None, "--name"),
+    status: Optional[str] = typer.Option(None, "--status", help="running, completed, interrupted or failed."),
+    limit: int = typer.Option(20, "--limit", min=1),
+    ledger: Optional[str] = LedgerOption,
+    json_output: bool = JsonOption,
+) -> None:
+    """List runs in the ledger, newest first."""
+    from meter.store import open_ledger
+
+    with open_ledger(ledger) as book:
+        found = book.list_runs(project=project, tag=tag, name=name, status=status, limit=limit)
+    if json_output:
+        print_json([r.to_dict(samples=False) for r in found])
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{len(found)} run(s)")
+    for column in ("id", "name", "project", "status", "started (UTC)", "duration", "energy", "provenance", "avg power"):
+        table.add_column(column, overflow="fold")
+    for r in found:
+        table.add_row(
+            r.id[:8],
+            r.name,
+            r.project,
+            _status_markup(r.status.value),
+            r.started_at[:19].replace("T", " "),
+            format_duration(r.duration_s),
+            format_energy(r.total_energy_j),
+            r.provenance.value if r.provenance else "—",
+            format_power(r.avg_power_w),
+        )
+    stdout.print(table)
+
+
+@handle_errors
+def show(
+    run_ref: str = typer.Argument(..., metavar="RUN", help="Run id, id prefix, or `last`."),
+    ledger: Optional[str] = LedgerOption,
+    json_output: bool = JsonOption,
+) -> None:
+    """One run in detail: energy per domain and how it was measured, windows, gaps."""
+    from meter.store import open_ledger
+
+    with open_ledger(ledger) as book:
+        found = book.get_run(run_ref, samples=False)
+    if json_output:
+        print_json(found.to_dict(samples=False))
+        return
+    _print_run_summary(found, console=stdout, detail=True)
+
+
+@handle_errors
+def export(
+    run_refs: list[str] = typer.Argument(..., metavar="RUN...", help="Run ids, prefixes, or `last`."),
+    fmt: str = typer.Option("json", "--format", "-f", help="json, csv, parquet or codecarbon."),
+    table: str = typer.Option("samples", "--table", help="For csv/parquet: samples, windows or domains."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="File to write (default: stdout for json/csv)."),
+    ledger: Optional[str] = LedgerOption,
+) -> None:
+    """Export runs: full JSON, a CSV/Parquet table, or CodeCarbon's emissions.csv format."""
+    from meter.export import export_runs
+    from meter.store import open_ledger
+
+    with open_ledger(ledger) as book:
+        found = [book.get_run(ref) for ref in run_refs]
+    if fmt == "codecarbon":
+        from integrations.codecarbon import export_codecarbon_csv
+
+        export_codecarbon_csv(found, output or sys.stdout)
+    else:
+        export_runs(found, fmt, output if output else sys.stdout, table=table)
+    if output:
+        stderr.print(f"wrote {len(found)} run(s) to {output}")
+
+
+# -- rendering helpers ----------------------------------------------------------------
+def _status_markup(status: str) -> str:
+    colour = {"completed": "green", "running": "cyan", "interrupted": "yellow", "failed": "red"}
+    return f"[{colour.get(status, 'white')}]{status}[/]"
+
+
+def _print_run_summary(r: Run, *, console, detail: bool = False) -> None:
+    from rich.table import Table
+
+    console.print(
+        f"[bold]{r.name}[/]  run [bold]{r.id}[/]  {_status_markup(r.status.value)}"
+        + (f"  [red]{r.error}[/]" if r.error else "")
+    )
+    console.print(
+        f"duration {format_duration(r.duration_s)} · energy {format_energy(r.total_energy_j)} "
+        f"({r.provenance.value if r.provenance else '—'}) · avg {format_power(r.avg_power_w)} · "
+        f"peak {format_power(r.peak_power_w)}"
+    )
+    if r.attributable_energy_j is not None:
+        console.print(
+            f"idle baseline {format_energy(r.idle_energy_j)} · attributable {format_energy(r.attributable_energy_j)}"
+        )
+    domains = Table(title="Energy by domain")
+    for column in ("domain", "device", "energy", "avg power", "peak power", "provenance", "method"):
+        domains.add_column(column, overflow="fold")
+    methods = {d.name: d for d in r.domains}
+    for name, e in r.energy.items():
+        d = methods.get(name)
+        domains.add_row(
+            name,
+            d.device if d else "",
+            format_energy(e.energy_j),
+            format_power(e.avg_power_w),
+            format_power(e.peak_power_w),
+            e.provenance.value,
+            (d.method + (f" ({d.note})" if d.note else "")) if d else "",
+        )
+    console.print(domains)
+    if r.units:
+        console.print(
+            "units: "
+            + ", ".join(f"{n:g} {u} ({format_energy(r.energy_per_unit_j(u))} each)" for u, n in r.units.items())
+        )
+    if detail and r.windows:
+        windows = Table(title="Windows")
+        for column in ("window", "start", "duration", "energy", "units", "note"):
+            windows.add_column(column, overflow="fold")
+        for w in r.windows:
+            windows.add_row(
+                w.path,
+                f"{w.start_s:.2f} s",
+                format_duration(w.duration_s),
+                format_energy(w.total_energy_j),
+                ", ".join(f"{n:g} {u}" for u, n in w.units.items()),
+                w.note or "",
+            )
+        console.print(windows)
+    for g in r.gaps:
+        end = "end of run" if g.end_s is None else f"{g.end_s:.2f} s"
+        console.print(f"[yellow]gap[/] {g.domain}: {g.start_s:.2f} s → {end}: {g.reason}")
+    fallbacks = r.metadata.get("fallbacks") or []
+    for note in fallbacks:
+        console.print(f"[yellow]fallback:[/] {note}")
+    if detail and r.metadata:
+        shown = {k: v for k, v in r.metadata.items() if k != "fallbacks"}
+        if shown:
+            console.print("metadata: " + ", ".join(f"{k}={v}" for k, v in shown.items()), highlight=False)
+    console.print(f"run id: [bold]{r.id}[/]")
+
+
+class _LiveView:
+    """A rich Live panel on stderr: elapsed time, power and energy per domain."""
+
+    def __init__(self, meter: EnergyMeter) -> None:
+        from rich.live import Live
+
+        self.meter = meter
+        self.live = Live(console=stderr, refresh_per_second=4, transient=True)
+        self.live.start()
+
+    def update(self, meter: EnergyMeter) -> None:
+        from rich.table import Table
+
+        table = Table(title=f"joulemeter · {format_duration(meter.elapsed_s())}", box=None)
+        for column in ("domain", "power", "energy"):
+            table.add_column(column)
+        energy = meter.energy_so_far_j()
+        power = meter.power_now_w()
+        for name in energy:
+            table.add_row(name, format_power(power.get(name)), format_energy(energy[name]))
+        table.add_row("[bold]total[/]", "", f"[bold]{format_energy(sum(energy.values()))}[/]")
+        self.live.update(table)
+
+    def close(self) -> None:
+        self.live.stop()
+
+
+def _start_exporter(meter: EnergyMeter, port: int | None):
+    if port is None:
+        return None
+    from integrations.prometheus import PrometheusExporter
+
+    exporter = PrometheusExporter(meter, port)
+    exporter.start()
+    return exporter

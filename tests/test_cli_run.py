@@ -1,0 +1,126 @@
+"""`joulemeter run`: exit codes, JSON output, and what the ledger keeps after SIGTERM and SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from meter.store import open_ledger
+
+BUSY = "import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end: pass\n"
+
+
+def joulemeter(*args: str) -> list[str]:
+    return [sys.executable, "-m", "integrations.cli", *args]
+
+
+@pytest.fixture
+def ledger_path(tmp_path, monkeypatch):
+    path = tmp_path / "ledger.sqlite"
+    monkeypatch.setenv("JOULEMETER_LEDGER", str(path))
+    return path
+
+
+def wait_for(condition, timeout_s: float, what: str):
+    """Poll `condition` until it returns something truthy; fail with `what` after timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def running_run_with_samples(path):
+    if not path.exists():
+        return None
+    try:
+        with open_ledger(path) as book:
+            runs = book.list_runs(status="running")
+            if runs:
+                run = book.get_run(runs[0].id)
+                return run if run.samples else None
+    except Exception:  # the ledger is being created by the other process
+        return None
+    return None
+
+
+@pytest.mark.slow
+def test_run_json_reports_energy_and_exit_code_of_the_command(ledger_path):
+    result = subprocess.run(
+        joulemeter("run", "--json", "--name", "busy", "--interval", "0.05", "--", sys.executable, "-c", BUSY.format(seconds=1)),
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["status"] == "completed" and data["exit_code"] == 0
+    assert data["duration_s"] >= 1.0
+    assert data["total_energy_j"] > 0
+    assert all(e["provenance"] in ("counter", "sampled", "estimated") for e in data["energy"].values())
+    with open_ledger(ledger_path) as book:
+        assert book.get_run("last").id == data["id"]
+
+
+@pytest.mark.slow
+def test_run_exits_with_the_commands_code_and_marks_the_run_failed(ledger_path):
+    result = subprocess.run(
+        joulemeter("run", "--", sys.executable, "-c", "import sys; sys.exit(3)"),
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 3
+    with open_ledger(ledger_path) as book:
+        run = book.get_run("last")
+    assert run.status.value == "failed" and "3" in run.error
+
+
+@pytest.mark.slow
+def test_sigterm_is_forwarded_and_the_run_closes_interrupted_with_its_samples(ledger_path):
+    proc = subprocess.Popen(
+        joulemeter("run", "--name", "victim", "--interval", "0.05", "--", sys.executable, "-c", BUSY.format(seconds=60)),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        wait_for(lambda: running_run_with_samples(ledger_path), 30, "flushed samples")
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM
+    with open_ledger(ledger_path) as book:
+        run = book.get_run("last")
+    assert run.status.value == "interrupted"
+    assert "SIGTERM" in run.error
+    assert run.samples and run.total_energy_j > 0
+    assert run.duration_s > 0
+
+
+@pytest.mark.slow
+def test_sigkill_loses_at_most_the_last_flush_and_the_run_reads_interrupted(ledger_path):
+    proc = subprocess.Popen(
+        joulemeter("run", "--name", "killed", "--interval", "0.05", "--", sys.executable, "-c", BUSY.format(seconds=60)),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    try:
+        flushed = wait_for(lambda: running_run_with_samples(ledger_path), 30, "flushed samples")
+        os.killpg(proc.pid, signal.SIGKILL)  # joulemeter and its child, no chance to clean up
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    with open_ledger(ledger_path) as book:  # this open recovers the dead run
+        run = book.get_run(flushed.id)
+    assert run.status.value == "interrupted"
+    assert len(run.samples) >= len(flushed.samples)
+    last = max(s.t_s for s in run.samples)
+    assert run.duration_s == pytest.approx(last, abs=1e-6)
+    assert run.total_energy_j > 0
+    for name, energy in run.energy.items():
+        cumulative = [s.energy_j for s in run.samples if s.domain == name and s.energy_j is not None]
+        assert energy.energy_j == pytest.approx(cumulative[-1])
