@@ -68,18 +68,15 @@ def devices(json_output: bool = JsonOption) -> None:
     from rich.table import Table
 
     table = Table(title="Power sources on this machine")
-    for column in ("source", "reads here", "domains", "how / why not"):
-        table.add_column(column)
+    for column in ("source", "reads here", "domain", "provenance", "method, or why not"):
+        table.add_column(column, overflow="fold")
     for s in found:
-        if s.available:
-            domains = "\n".join(f"{d.name}: {d.device}" for d in s.domains)
-            how = "\n".join(f"{d.provenance.value}: {d.method}" + (f" ({d.note})" if d.note else "") for d in s.domains)
-            table.add_row(s.source, "[green]yes[/]", domains, how)
-        else:
-            why = s.reason or ""
-            if s.fix:
-                why += f"\n[dim]fix: {s.fix}[/]"
-            table.add_row(s.source, "[red]no[/]", "", why)
+        if not s.available:
+            why = (s.reason or "") + (f"\n[dim]fix: {s.fix}[/]" if s.fix else "")
+            table.add_row(s.source, "[red]no[/]", "", "", why)
+        for d in s.domains:
+            note = f" [yellow]({d.note})[/]" if d.note else ""
+            table.add_row(s.source, "[green]yes[/]", f"{d.name}: {d.device}", d.provenance.value, d.method + note)
     stdout.print(table)
     stdout.print("The meter will read: " + ", ".join(f"{d.name} ({d.provenance.value})" for d in chosen.domains))
     for note in chosen.fallbacks:

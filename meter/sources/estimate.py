@@ -1,0 +1,317 @@
+"""CPU and RAM power estimated from utilisation when no counter can be read.
+
+CPU: power = logical CPUs × min_w + busy CPUs × (max_w − min_w), the Cloud Carbon
+Footprint (CCF) per-vCPU model. min/max per logical CPU are CCF's AWS averages, or,
+on bare metal whose CPU model is in CodeCarbon's TDP table, TDP / threads per socket
+at full load with idle at CCF's min/max ratio of that. Under a hypervisor (or where
+that cannot be told) the host's thread count is unknown, so TDP cannot be shared out
+and CCF is used.
+Busy CPUs come from CPU-time deltas between reads: machine-wide, or of one process
+and its descendants when a pid is given.
+
+RAM: power = GB in use × CCF's W per GB (machine-wide memory not available for reuse,
+or the process tree's resident memory).
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import importlib.resources
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from meter.errors import SourceUnavailable
+from meter.run import Domain, Provenance
+from meter.sources.base import Reading, Source
+
+log = logging.getLogger("joulemeter.sources.estimate")
+
+_BYTES_PER_GB = 1e9
+
+CpuSecondsReader = Callable[[], tuple[float, float]]
+"""Returns cumulative (busy CPU-seconds, capacity CPU-seconds); raises OSError if unreadable."""
+
+BytesReader = Callable[[], float]
+"""Returns bytes of memory in use now; raises OSError if unreadable."""
+
+
+@functools.lru_cache(maxsize=1)
+def power_model_constants() -> dict[str, float]:
+    """The per-vCPU and per-GB figures of meter/data/cpu_power_model.csv, by quantity."""
+    text = importlib.resources.files("meter").joinpath("data/cpu_power_model.csv").read_text()
+    return {row["quantity"]: float(row["value"]) for row in csv.DictReader(text.splitlines())}
+
+
+@dataclass(frozen=True)
+class CpuPowerModel:
+    """Power of one logical CPU when idle and at full load, and the model in words."""
+
+    min_w_per_cpu: float
+    max_w_per_cpu: float
+    method: str
+
+    def power_w(self, logical_cpus: int, busy_cpus: float) -> float:
+        """Every logical CPU's idle power plus the dynamic power of the busy ones."""
+        busy = min(max(busy_cpus, 0.0), float(logical_cpus))
+        return logical_cpus * self.min_w_per_cpu + busy * (self.max_w_per_cpu - self.min_w_per_cpu)
+
+
+def cpu_power_model(
+    cpu_model: str | None, threads_per_socket: int | None, virtual_machine: bool | None
+) -> CpuPowerModel:
+    """TDP-derived model on bare metal with a known CPU, else CCF's per-vCPU averages."""
+    constants = power_model_constants()
+    ccf_min, ccf_max = constants["cpu_min_w_per_vcpu"], constants["cpu_max_w_per_vcpu"]
+    tdp = tdp_w(cpu_model) if cpu_model and virtual_machine is False else None
+    if tdp and threads_per_socket:
+        max_w = tdp / threads_per_socket
+        idle_ratio = ccf_min / ccf_max
+        return CpuPowerModel(
+            max_w * idle_ratio,
+            max_w,
+            f"estimate: {cpu_model} TDP {tdp:g} W (CodeCarbon cpu_power.csv) / "
+            f"{threads_per_socket} threads = {max_w:.2f} W per thread at full load, idle at "
+            f"{idle_ratio:.0%} of that (CCF min/max ratio) × measured utilisation",
+        )
+    return CpuPowerModel(
+        ccf_min,
+        ccf_max,
+        f"estimate: CCF per-vCPU {ccf_min:g}–{ccf_max:g} W (AWS average, SPECpower) "
+        "× measured utilisation",
+    )
+
+
+def tdp_w(cpu_model: str) -> float | None:
+    """The CPU's TDP from CodeCarbon's cpu_power.csv, matched on the cleaned model name."""
+    return _tdp_table().get(_clean_cpu_name(cpu_model))
+
+
+@functools.lru_cache(maxsize=1)
+def _tdp_table() -> dict[str, float]:
+    try:
+        table = importlib.resources.files("codecarbon").joinpath("data/hardware/cpu_power.csv")
+        text = table.read_text()
+    except (ModuleNotFoundError, FileNotFoundError) as exc:
+        log.info("CodeCarbon's CPU TDP table is unavailable (%s); using CCF averages", exc)
+        return {}
+    out = {}
+    for row in csv.DictReader(text.splitlines()):
+        try:
+            out[_clean_cpu_name(row["Name"])] = float(row["TDP"])
+        except (KeyError, ValueError):
+            continue
+    return out
+
+
+_CPU_NAME_NOISE = re.compile(
+    r"\((?:R|TM)\)|@\s*[\d.]+\s*GHz|\b\d+-Core\b|\bCPU\b|\bProcessor\b|\bwith Radeon.*$",
+    re.IGNORECASE,
+)
+
+
+def _clean_cpu_name(name: str) -> str:
+    """"Intel(R) Xeon(R) Gold 6148 CPU @ 2.40GHz" -> "intel xeon gold 6148"."""
+    return " ".join(_CPU_NAME_NOISE.sub(" ", name).split()).lower()
+
+
+# -- utilisation readers ------------------------------------------------------
+def machine_cpu_seconds() -> tuple[float, float]:
+    """Busy and total CPU-seconds of the whole machine, summed over logical CPUs."""
+    import psutil
+
+    times = psutil.cpu_times()
+    busy = sum(getattr(times, f, 0.0) for f in ("user", "nice", "system", "irq", "softirq"))
+    waiting = sum(getattr(times, f, 0.0) for f in ("idle", "iowait", "steal"))
+    return busy, busy + waiting
+
+
+def process_tree_cpu_seconds(
+    pid: int, logical_cpus: int, clock: Callable[[], float] = time.monotonic
+) -> CpuSecondsReader:
+    """A reader of CPU-seconds used by `pid` and its descendants against wall time × CPUs.
+
+    Children that ended count through their parent's children_* times once reaped.
+    """
+    root = _process(pid)
+
+    def read() -> tuple[float, float]:
+        import psutil
+
+        busy = 0.0
+        for proc in _tree(root, pid):
+            try:
+                t = proc.cpu_times()
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            busy += t.user + t.system + t.children_user + t.children_system
+        return busy, clock() * logical_cpus
+
+    return read
+
+
+def machine_ram_used_bytes() -> float:
+    """Memory in use machine-wide: total minus what is available for new processes."""
+    import psutil
+
+    vm = psutil.virtual_memory()
+    return float(vm.total - vm.available)
+
+
+def process_tree_rss_bytes(pid: int) -> BytesReader:
+    """A reader of the resident memory of `pid` and its descendants (shared pages count in each)."""
+    root = _process(pid)
+
+    def read() -> float:
+        import psutil
+
+        total = 0.0
+        for proc in _tree(root, pid):
+            try:
+                total += proc.memory_info().rss
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        return total
+
+    return read
+
+
+def _process(pid: int):
+    import psutil
+
+    try:
+        return psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        raise ProcessLookupError(f"no process with pid {pid}") from None
+
+
+def _tree(root, pid: int) -> list:
+    import psutil
+
+    try:
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        raise ProcessLookupError(f"process {pid} has ended") from None
+
+
+def _logical_cpus() -> int:
+    import psutil
+
+    return psutil.cpu_count(logical=True) or 1
+
+
+# -- sources --------------------------------------------------------------------
+class CpuEstimate(Source):
+    """Domain `cpu`: power estimated from CPU utilisation (provenance ESTIMATED)."""
+
+    name = "cpu-estimate"
+
+    def __init__(
+        self,
+        pid: int | None = None,
+        *,
+        cpu_seconds: CpuSecondsReader | None = None,
+        logical_cpus: int | None = None,
+        model: CpuPowerModel | None = None,
+    ) -> None:
+        self.pid = pid
+        self._cpu_seconds = cpu_seconds
+        self._logical_cpus = logical_cpus
+        self._model = model
+        self._last: tuple[float, float] | None = None
+        self._last_power_w: float | None = None
+
+    def open(self) -> list[Domain]:
+        if self._logical_cpus is None:
+            self._logical_cpus = _logical_cpus()
+        if self._model is None:
+            from meter import hostinfo
+
+            self._model = cpu_power_model(
+                hostinfo.cpu_model(), hostinfo.threads_per_socket(), hostinfo.is_virtual_machine()
+            )
+        try:
+            if self._cpu_seconds is None:
+                self._cpu_seconds = (
+                    machine_cpu_seconds
+                    if self.pid is None
+                    else process_tree_cpu_seconds(self.pid, self._logical_cpus)
+                )
+            self._last = self._cpu_seconds()
+        except OSError as exc:
+            raise SourceUnavailable(self.name, f"cannot read CPU times: {exc}", None) from None
+        self._last_power_w = None
+        scope = "machine-wide" if self.pid is None else f"process {self.pid} and its children"
+        return [
+            Domain(
+                name="cpu",
+                kind="cpu",
+                device=f"{self._logical_cpus} logical CPUs",
+                provenance=Provenance.ESTIMATED,
+                method=f"{self._model.method} ({scope})",
+            )
+        ]
+
+    def read(self) -> list[Reading]:
+        assert self._cpu_seconds is not None and self._model is not None, "read() before open()"
+        try:
+            busy_s, capacity_s = self._cpu_seconds()
+        except OSError as exc:
+            return [Reading("cpu", error=f"CPU times unreadable: {exc}")]
+        if self._last is None or capacity_s <= self._last[1]:
+            if self._last_power_w is None:
+                return [Reading("cpu", error="no CPU time elapsed since the last read")]
+            return [Reading("cpu", power_w=self._last_power_w)]
+        utilisation = (busy_s - self._last[0]) / (capacity_s - self._last[1])
+        self._last = (busy_s, capacity_s)
+        assert self._logical_cpus is not None
+        busy_cpus = min(max(utilisation, 0.0), 1.0) * self._logical_cpus
+        self._last_power_w = self._model.power_w(self._logical_cpus, busy_cpus)
+        return [Reading("cpu", power_w=self._last_power_w)]
+
+    def close(self) -> None:
+        self._last = None
+
+
+class RamEstimate(Source):
+    """Domain `ram`: power estimated from memory in use (provenance ESTIMATED)."""
+
+    name = "ram-estimate"
+
+    def __init__(self, pid: int | None = None, *, used_bytes: BytesReader | None = None) -> None:
+        self.pid = pid
+        self._used_bytes = used_bytes
+        self._w_per_gb = power_model_constants()["ram_w_per_gb"]
+
+    def open(self) -> list[Domain]:
+        try:
+            if self._used_bytes is None:
+                self._used_bytes = (
+                    machine_ram_used_bytes if self.pid is None else process_tree_rss_bytes(self.pid)
+                )
+            self._used_bytes()
+        except OSError as exc:
+            raise SourceUnavailable(self.name, f"cannot read memory use: {exc}", None) from None
+        scope = "machine-wide memory in use" if self.pid is None else (
+            f"resident memory of process {self.pid} and its children"
+        )
+        return [
+            Domain(
+                name="ram",
+                kind="ram",
+                device="system memory",
+                provenance=Provenance.ESTIMATED,
+                method=f"estimate: CCF {self._w_per_gb:g} W per GB × {scope}",
+            )
+        ]
+
+    def read(self) -> list[Reading]:
+        assert self._used_bytes is not None, "read() before open()"
+        try:
+            used_gb = self._used_bytes() / _BYTES_PER_GB
+        except OSError as exc:
+            return [Reading("ram", error=f"memory use unreadable: {exc}")]
+        return [Reading("ram", power_w=used_gb * self._w_per_gb)]

@@ -1,0 +1,149 @@
+"""Discovery picks the best source per device and records each fallback; host info is local."""
+
+from __future__ import annotations
+
+import pytest
+
+import meter.sources.rapl as rapl
+from meter.errors import ReplayTraceError
+from meter.hostinfo import host_info
+from meter.run import Provenance
+from meter.sources import discover, statuses
+from tests.fakes.fake_pynvml import FakeGpu, FakeNvml, install
+from tests.fakes.sysfs import add_zone, two_socket_server
+
+
+@pytest.fixture
+def two_gpus(monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    return install(monkeypatch, FakeNvml([FakeGpu(), FakeGpu(uuid="GPU-1", name="NVIDIA H100")]))
+
+
+@pytest.fixture
+def no_gpu_driver(monkeypatch):
+    return install(monkeypatch, FakeNvml([], library_missing=True))
+
+
+@pytest.fixture
+def rapl_root(monkeypatch, tmp_path):
+    root = tmp_path / "powercap"
+    root.mkdir()
+    monkeypatch.setattr(rapl, "DEFAULT_ROOT", root)
+    return root
+
+
+@pytest.fixture
+def no_rapl(monkeypatch, tmp_path):
+    monkeypatch.setattr(rapl, "DEFAULT_ROOT", tmp_path / "no-powercap")
+
+
+def _close(found) -> None:
+    for source in found.sources:
+        source.close()
+
+
+def test_a_gpu_server_with_rapl_meters_counters_only_and_falls_back_nowhere(two_gpus, rapl_root):
+    two_socket_server(rapl_root)
+    found = discover()
+    assert [d.name for d in found.domains] == [
+        "gpu:0", "gpu:1", "cpu:package-0", "cpu:package-1", "dram:0", "dram:1",
+    ]
+    assert {d.provenance for d in found.domains} == {Provenance.COUNTER}
+    assert found.fallbacks == []
+    _close(found)
+
+
+def test_a_vm_without_gpu_or_rapl_estimates_cpu_and_ram_and_says_why(no_gpu_driver, no_rapl):
+    found = discover()
+    assert [(d.name, d.provenance) for d in found.domains] == [
+        ("cpu", Provenance.ESTIMATED),
+        ("ram", Provenance.ESTIMATED),
+    ]
+    nvml_note, cpu_note, ram_note = found.fallbacks
+    assert nvml_note.startswith("NVML unavailable: no NVIDIA driver")
+    assert cpu_note.startswith("RAPL unavailable: no RAPL powercap interface")
+    assert "CPU estimate: CCF per-vCPU" in cpu_note
+    assert "RAM estimate: CCF" in ram_note
+    _close(found)
+
+
+def test_rapl_without_dram_keeps_the_packages_and_estimates_ram(no_gpu_driver, rapl_root):
+    add_zone(rapl_root, "intel-rapl:0", "package-0")
+    found = discover(["cpu", "ram"])
+    assert [d.name for d in found.domains] == ["cpu:package-0", "ram"]
+    assert found.fallbacks[-1].startswith("RAPL has no dram zone; RAM estimate")
+    _close(found)
+
+
+def test_unreadable_rapl_falls_back_to_the_estimate_with_the_permission_reason(
+    monkeypatch, no_gpu_driver, rapl_root
+):
+    two_socket_server(rapl_root)
+
+    def root_only(path):
+        if path.name == "energy_uj":
+            raise PermissionError(13, "Permission denied", str(path))
+        return path.read_text()
+
+    monkeypatch.setattr(rapl, "read_sysfs", root_only)
+    found = discover(["cpu"])
+    assert [d.name for d in found.domains] == ["cpu"]
+    assert "CVE-2020-8694" in found.fallbacks[0]
+    _close(found)
+
+
+def test_asking_for_one_gpu_meters_and_reads_only_that_gpu(two_gpus, rapl_root):
+    two_socket_server(rapl_root)
+    found = discover(["gpu:1"])
+    assert [d.name for d in found.domains] == ["gpu:1"]
+    (source,) = found.sources
+    assert [r.domain for r in source.read()] == ["gpu:1"]
+    _close(found)
+    assert two_gpus.initialised == 0  # closing the filtered source shut NVML down
+
+
+def test_asking_for_cpu_and_ram_does_not_touch_nvml(two_gpus, rapl_root):
+    two_socket_server(rapl_root)
+    found = discover(["cpu", "ram"])
+    assert [d.name for d in found.domains] == ["cpu:package-0", "cpu:package-1", "dram:0", "dram:1"]
+    assert two_gpus.initialised == 0
+    _close(found)
+
+
+def test_a_replay_trace_is_the_only_source(two_gpus, rapl_root, tmp_path):
+    two_socket_server(rapl_root)
+    trace = tmp_path / "trace.csv"
+    trace.write_text("t_s,domain,power_w\n0,gpu:0,100\n1,gpu:0,120\n")
+    found = discover(replay=trace)
+    assert [(d.name, d.provenance) for d in found.domains] == [("gpu:0", Provenance.REPLAYED)]
+    assert [s.name for s in found.sources] == ["replay"]
+    _close(found)
+
+
+def test_a_malformed_replay_trace_raises_instead_of_metering_something_else(tmp_path):
+    trace = tmp_path / "trace.csv"
+    trace.write_text("t_s,domain\n0,gpu:0\n")
+    with pytest.raises(ReplayTraceError):
+        discover(replay=trace)
+
+
+def test_statuses_cover_every_source_with_reason_and_fix_when_unavailable(no_gpu_driver, no_rapl):
+    by_source = {s.source: s for s in statuses()}
+    assert list(by_source) == ["nvml", "rapl", "cpu-estimate", "ram-estimate"]
+    for name in ("nvml", "rapl"):
+        assert not by_source[name].available
+        assert by_source[name].reason and by_source[name].fix
+    assert by_source["cpu-estimate"].available and by_source["ram-estimate"].available
+    assert no_gpu_driver.initialised == 0
+
+
+def test_host_info_lists_this_machine_and_the_gpus_nvml_reads(two_gpus):
+    info = host_info()
+    assert set(info) >= {"hostname", "os", "python", "cpu_model", "logical_cpus", "ram_gb", "gpus"}
+    assert info["logical_cpus"] >= 1 and info["ram_gb"] > 0
+    assert info["gpus"] == ["NVIDIA A100-SXM4-40GB", "NVIDIA H100"]
+    assert two_gpus.initialised == 0
+
+
+def test_host_info_without_a_gpu_driver_lists_no_gpus(no_gpu_driver):
+    assert host_info()["gpus"] == []

@@ -1,0 +1,155 @@
+"""CPU and RAM estimates. Expected figures are computed by hand from Cloud Carbon Footprint's
+AWS averages (min 0.74 W and max 3.5 W per vCPU, 0.392 W per GB of memory; CCF
+AwsFootprintEstimationConstants.ts) and CodeCarbon's cpu_power.csv TDPs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from meter.run import Provenance
+from meter.sources.estimate import (
+    CpuEstimate,
+    RamEstimate,
+    cpu_power_model,
+    process_tree_cpu_seconds,
+)
+
+CCF_MIN_W, CCF_MAX_W, CCF_W_PER_GB = 0.74, 3.5, 0.392
+CCF = cpu_power_model(None, None, None)
+
+
+class FakeCpuTimes:
+    """Cumulative (busy, capacity) CPU-seconds that a test moves forward."""
+
+    def __init__(self) -> None:
+        self.busy_s = 0.0
+        self.capacity_s = 0.0
+
+    def run(self, wall_s: float, cpus: int, busy_cpus: float) -> None:
+        self.capacity_s += wall_s * cpus
+        self.busy_s += wall_s * busy_cpus
+
+    def __call__(self) -> tuple[float, float]:
+        return self.busy_s, self.capacity_s
+
+
+def _cpu(cpus: int = 2) -> tuple[CpuEstimate, FakeCpuTimes]:
+    times = FakeCpuTimes()
+    return CpuEstimate(cpu_seconds=times, logical_cpus=cpus, model=CCF), times
+
+
+def test_idle_and_busy_cpus_give_the_ccf_min_and_max_per_vcpu():
+    source, times = _cpu(cpus=2)
+    (domain,) = source.open()
+    assert (domain.name, domain.kind, domain.provenance) == ("cpu", "cpu", Provenance.ESTIMATED)
+    times.run(wall_s=1.0, cpus=2, busy_cpus=0.0)
+    assert source.read()[0].power_w == pytest.approx(2 * CCF_MIN_W)  # 1.48 W
+    times.run(wall_s=1.0, cpus=2, busy_cpus=2.0)
+    assert source.read()[0].power_w == pytest.approx(2 * CCF_MAX_W)  # 7.0 W
+
+
+def test_one_busy_core_of_a_two_core_vm_draws_several_watts():
+    source, times = _cpu(cpus=2)
+    source.open()
+    times.run(wall_s=1.0, cpus=2, busy_cpus=1.0)
+    power_w = source.read()[0].power_w
+    # 2 × 0.74 W idle + 1 busy × (3.5 − 0.74) W = 4.24 W; CodeCarbon reports ~1.7 W here
+    assert power_w == pytest.approx(4.24)
+    assert power_w - 2 * CCF_MIN_W >= 2.5
+
+
+def test_utilisation_is_measured_between_reads_not_since_boot():
+    source, times = _cpu(cpus=2)
+    times.run(wall_s=1000.0, cpus=2, busy_cpus=2.0)  # busy before open: must not count
+    source.open()
+    times.run(wall_s=1.0, cpus=2, busy_cpus=0.0)
+    assert source.read()[0].power_w == pytest.approx(2 * CCF_MIN_W)
+
+
+def test_busy_time_beyond_the_core_count_is_capped():
+    source, times = _cpu(cpus=2)
+    source.open()
+    times.busy_s += 5.0  # more CPU-seconds than 2 cores can give in 1 s
+    times.capacity_s += 2.0
+    assert source.read()[0].power_w == pytest.approx(2 * CCF_MAX_W)
+
+
+def test_a_read_with_no_cpu_time_elapsed_repeats_the_last_power_or_reports_an_error():
+    source, times = _cpu(cpus=2)
+    source.open()
+    assert source.read()[0].error  # nothing measured yet: unknown, not 0 W
+    times.run(wall_s=1.0, cpus=2, busy_cpus=1.0)
+    first = source.read()[0].power_w
+    assert source.read()[0].power_w == first
+
+
+def test_process_tree_mode_counts_cpu_time_of_children_that_ran_and_exited():
+    clock = iter([0.0, 10.0])
+    read = process_tree_cpu_seconds(os.getpid(), logical_cpus=2, clock=lambda: next(clock))
+    busy_before, capacity_before = read()
+    # a child that burns 0.3 s of its own CPU time, then exits and is reaped by this process
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass"
+    subprocess.run([sys.executable, "-c", burn], check=True)
+    busy_after, capacity_after = read()
+    assert busy_after - busy_before >= 0.3
+    assert capacity_after - capacity_before == pytest.approx(20.0)  # 10 s × 2 CPUs
+
+
+def test_process_tree_mode_names_the_process_in_the_method():
+    source = CpuEstimate(os.getpid(), logical_cpus=2, model=CCF)
+    (domain,) = source.open()
+    assert f"process {os.getpid()} and its children" in domain.method
+
+
+def test_a_pid_that_does_not_exist_makes_the_estimate_unavailable():
+    status = CpuEstimate(pid=2**22 + 12345).status()
+    assert not status.available and "no process" in status.reason
+
+
+def test_ram_power_is_ccf_watts_per_gb_in_use():
+    source = RamEstimate(used_bytes=lambda: 1.5e9)
+    (domain,) = source.open()
+    assert (domain.name, domain.kind, domain.provenance) == ("ram", "ram", Provenance.ESTIMATED)
+    assert source.read()[0].power_w == pytest.approx(1.5 * CCF_W_PER_GB)  # 0.588 W
+
+
+def test_an_idle_24_gb_vm_is_far_from_20_watts_of_ram():
+    source = RamEstimate(used_bytes=lambda: 1.0e9)  # 1 GB of 24 GB in use
+    source.open()
+    assert source.read()[0].power_w == pytest.approx(CCF_W_PER_GB) and CCF_W_PER_GB < 1.0
+
+
+def test_bare_metal_with_a_known_cpu_shares_its_tdp_across_threads():
+    # CodeCarbon cpu_power.csv: "Intel Xeon Gold 6148,150.0"; 20 cores, 40 threads per socket
+    model = cpu_power_model("Intel(R) Xeon(R) Gold 6148 CPU @ 2.40GHz", 40, False)
+    assert model.max_w_per_cpu == pytest.approx(150.0 / 40)  # 3.75 W
+    assert model.min_w_per_cpu == pytest.approx(150.0 / 40 * CCF_MIN_W / CCF_MAX_W)
+    assert "TDP 150 W" in model.method
+
+
+def test_amd_model_names_match_codecarbons_table():
+    # CodeCarbon cpu_power.csv: "AMD EPYC 7763,280.0"; 64 cores, 128 threads
+    model = cpu_power_model("AMD EPYC 7763 64-Core Processor", 128, False)
+    assert model.max_w_per_cpu == pytest.approx(280.0 / 128)
+
+
+def test_a_virtual_machine_uses_ccf_because_the_hosts_threads_are_unknown():
+    model = cpu_power_model("Intel(R) Xeon(R) Gold 6148 CPU @ 2.40GHz", 2, True)
+    assert (model.min_w_per_cpu, model.max_w_per_cpu) == (CCF_MIN_W, CCF_MAX_W)
+    assert "CCF per-vCPU" in model.method
+
+
+def test_an_unknown_cpu_model_uses_ccf():
+    model = cpu_power_model("AMD EPYC", 2, False)
+    assert (model.min_w_per_cpu, model.max_w_per_cpu) == (CCF_MIN_W, CCF_MAX_W)
+
+
+def test_the_estimate_reads_on_this_machine():
+    source = CpuEstimate()
+    (domain,) = source.open()
+    assert domain.method.startswith("estimate:")
+    source.close()
