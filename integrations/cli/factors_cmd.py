@@ -1,0 +1,201 @@
+"""`joulemeter factors | estimate | published`: cited factors, hardware × time estimates, published runs."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional
+
+import typer
+
+from integrations.cli._common import fail, handle_errors, print_json, stdout
+
+if TYPE_CHECKING:
+    from reports import Citation, Factors, Footprint
+
+JsonOption = typer.Option(False, "--json", help="Machine-readable output: J and kWh, kg CO2e, cost, each factor with its source.")
+CountryOption = typer.Option(None, "--country", help="ISO code (US, USA), name, or region (US-CA, CA-QC, quebec). Default: world average.")
+PueOption = typer.Option(None, "--pue", help="A number ≥ 1.0 or a preset: device (default), industry, hyperscale.")
+PriceOption = typer.Option(None, "--price", help="Electricity price per kWh (overrides the country's).")
+CurrencyOption = typer.Option(None, "--currency", help="Currency of --price, e.g. EUR.")
+IntensityOption = typer.Option(None, "--intensity", help="Grid intensity in g CO2e/kWh (overrides the country's).")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("factors")(factors)
+    app.command("estimate")(estimate)
+    app.command("published")(published)
+
+
+def _cite(citation: Citation | None) -> str:
+    return "—" if citation is None else str(citation)
+
+
+def _resolve(country: str | None, pue: str | None, price: float | None, currency: str | None,
+             intensity: float | None) -> Factors:
+    from reports import resolve_factors
+
+    return resolve_factors(country, intensity_g_per_kwh=intensity, pue=pue, price_per_kwh=price, currency=currency)
+
+
+def _factor_rows(f: Factors) -> list[tuple[str, str, str]]:
+    price = "—" if f.price_per_kwh is None else f"{f.price_per_kwh:g} {f.currency or ''}/kWh".strip()
+    return [
+        ("region", f"{f.region} ({f.region_name})", ""),
+        ("grid intensity", f"{f.intensity_g_per_kwh:.1f} g CO2e/kWh", _cite(f.intensity_citation)),
+        ("PUE", f"{f.pue:g}", _cite(f.pue_citation) if f.pue_citation else "measured at the device / given"),
+        ("price", price, _cite(f.price_citation) if f.price_citation else "given"),
+        ("household comparisons", f.household_country, "equivalences.csv"),
+    ]
+
+
+def _warn_if_default(f: Factors) -> None:
+    if f.intensity_is_default:
+        stdout.print(
+            f"[yellow]No --country given: the world-average grid intensity ({f.intensity_g_per_kwh:g} g/kWh) "
+            "is used. Pass --country for a real figure.[/]"
+        )
+
+
+@handle_errors
+def factors(
+    country: Optional[str] = CountryOption,
+    pue: Optional[str] = PueOption,
+    price: Optional[float] = PriceOption,
+    currency: Optional[str] = CurrencyOption,
+    intensity: Optional[float] = IntensityOption,
+    list_regions: bool = typer.Option(False, "--list", help="List every known region code instead."),
+    json_output: bool = JsonOption,
+) -> None:
+    """The grid intensity, PUE and price that reports will use, each with its source."""
+    from rich.table import Table
+
+    from reports import known_regions, pue_presets
+
+    if list_regions:
+        regions = known_regions()
+        if json_output:
+            print_json({"regions": [{"code": c, "name": n} for c, n in regions],
+                        "pue_presets": {k: v[0] for k, v in pue_presets().items()}})
+            return
+        table = Table("code", "name", title=f"{len(regions)} known regions")
+        for code, name in regions:
+            table.add_row(code, name)
+        stdout.print(table)
+        return
+    f = _resolve(country, pue, price, currency, intensity)
+    if json_output:
+        print_json(f.to_dict())
+        return
+    _warn_if_default(f)
+    table = Table("factor", "value", "source", title="Factors")
+    for row in _factor_rows(f):
+        table.add_row(*row)
+    stdout.print(table)
+
+
+def _footprint_table(fp: Footprint, title: str) -> object:
+    from rich.table import Table
+
+    from reports import format_number
+
+    def ranged(value: float, bounds: tuple[float, float] | None, unit: str) -> str:
+        text = f"{format_number(value)} {unit}"
+        if bounds:
+            text += f"  (range {format_number(bounds[0])}–{format_number(bounds[1])})"
+        return text
+
+    table = Table("figure", "value", title=title)
+    table.add_row("energy at the device", f"{format_number(fp.energy_j)} J = {format_number(fp.energy_j / 3.6e6)} kWh")
+    table.add_row("facility energy (× PUE)", ranged(fp.energy_kwh, fp.energy_kwh_range, "kWh"))
+    table.add_row("emissions", ranged(fp.kg_co2e, fp.kg_co2e_range, "kg CO2e"))
+    table.add_row("cost", "—" if fp.cost is None else f"{format_number(fp.cost)} {fp.currency or ''}".strip())
+    table.add_row("provenance", fp.provenance)
+    return table
+
+
+def _print_equivalences(fp: Footprint, n: int = 3) -> None:
+    from rich.table import Table
+
+    table = Table("that is about", "source", title="In everyday terms")
+    for eq in fp.ranked_equivalences()[:n]:
+        table.add_row(eq.text, str(eq.citation))
+    stdout.print(table)
+
+
+@handle_errors
+def estimate(
+    hardware: Optional[str] = typer.Option(None, "--hardware", help="Accelerator name, e.g. V100, A100, H100-PCIe, TPU v3."),
+    count: int = typer.Option(1, "--count", help="How many devices."),
+    hours: Optional[float] = typer.Option(None, "--hours", help="Wall-clock hours."),
+    days: Optional[float] = typer.Option(None, "--days", help="Wall-clock days (instead of --hours)."),
+    utilization: float = typer.Option(1.0, "--utilization", help="Average fraction of board power drawn, 0–1."),
+    power_w: Optional[float] = typer.Option(None, "--power-w", help="Board power per device in W (instead of the table's)."),
+    pue: Optional[str] = PueOption,
+    country: Optional[str] = CountryOption,
+    price: Optional[float] = PriceOption,
+    currency: Optional[str] = CurrencyOption,
+    intensity: Optional[float] = IntensityOption,
+    json_output: bool = JsonOption,
+) -> None:
+    """Estimate energy, CO2e and cost from hardware × count × time (provenance: estimated)."""
+    from reports import estimate as estimate_energy
+    from reports import footprint
+
+    if (hours is None) == (days is None):
+        raise fail("give exactly one of --hours or --days")
+    total_hours = hours if hours is not None else days * 24  # type: ignore[operator]
+    est = estimate_energy(hardware, count=count, hours=total_hours, utilization=utilization, power_w=power_w)
+    f = _resolve(country, pue, price, currency, intensity)
+    fp = footprint(est, f)
+    if json_output:
+        print_json({
+            "estimate": {
+                "hardware": est.hardware, "count": est.count, "hours": est.hours, "power_w": est.power_w,
+                "utilization": est.utilization, "energy_j": est.energy_j, "method": est.method,
+                "power_citation": est.power_citation.to_dict() if est.power_citation else None,
+            },
+            "footprint": fp.to_dict(),
+        })
+        return
+    _warn_if_default(f)
+    power_source = _cite(est.power_citation) if est.power_citation else "given with --power-w"
+    stdout.print(f"{est.count} × {est.hardware} at {est.power_w:g} W × {est.hours:g} h × {est.utilization:g} "
+                 f"utilization [dim]({power_source})[/]")
+    stdout.print(_footprint_table(fp, "Estimate"))
+    _print_equivalences(fp)
+    stdout.print("[dim]Range: the spread of measured over board power in Patterson et al. 2021, Table 3.[/]")
+
+
+@handle_errors
+def published(json_output: bool = JsonOption) -> None:
+    """Published training runs with what their papers or model cards reported, each with its source."""
+    from rich.table import Table
+
+    from reports import footprint, format_number, published_runs
+
+    runs = published_runs()
+    if json_output:
+        rows = []
+        for r in runs:
+            fp = footprint(r)
+            rows.append({
+                "name": r.name, "model": r.model, "hardware": r.hardware, "count": r.count, "hours": r.hours,
+                "device_hours": r.device_hours, "power_w": r.power_w,
+                "reported_energy_mwh": r.reported_energy_mwh, "energy_includes_pue": r.energy_includes_pue,
+                "reported_co2e_t": r.reported_co2e_t, "pue": r.pue, "intensity_g_per_kwh": r.intensity_g_per_kwh,
+                "energy_j": r.energy_j, "provenance": r.provenance, "notes": r.notes,
+                "citation": r.citation.to_dict(), "footprint": fp.to_dict(),
+            })
+        print_json({"published_runs": rows})
+        return
+    table = Table("run", "hardware", "device-hours", "energy (MWh)", "CO2e (t)", "source", title="Published training runs")
+    for r in runs:
+        fp = footprint(r)
+        energy = f"{format_number(fp.energy_kwh / 1000)}" + ("" if r.provenance == "published" else " (est.)")
+        co2 = "—" if r.reported_co2e_t is None else format_number(r.reported_co2e_t)
+        hours = "—" if r.device_hours is None else format_number(r.device_hours)
+        count = f"{r.count} × " if r.count else ""
+        short_source = f"{r.citation.source.split(',')[0]} ({r.citation.year})"
+        table.add_row(r.model, f"{count}{r.hardware}", hours, energy, co2, short_source)
+    stdout.print(table)
+    stdout.print("[dim]Energy is facility energy (with the source's PUE where it gave one); (est.) = "
+                 "device-hours × board power, where the source reported no energy.[/]")

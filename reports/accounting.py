@@ -1,0 +1,304 @@
+"""Footprint = energy × factors: facility kWh, kg CO2e, cost and everyday equivalences.
+
+Device energy (from a Run, an Estimate, a published run or plain joules) is multiplied
+by the PUE to get facility energy; every figure below uses facility energy. Estimated,
+sampled and replayed figures carry an uncertainty range whose bands and sources are
+in `reports/data/uncertainty.csv`:
+
+- counter: no range shown (the ~±5 % steady-state sensor gain error per board that
+  Yang et al. 2024 report is not shown);
+- sampled and replayed: ±39 %, the average error of naive sampled GPU energy (Yang,
+  Adámek & Armour, SC'24, arXiv 2312.02741);
+- estimated: × 0.63 to × 1.08, the spread of measured average power over board power
+  in Patterson et al. 2021, Table 3 (TPU v3 283/450 W to V100 325/300 W);
+- published: no range (the publication's own figure).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from meter.errors import FactorError
+from meter.run import Provenance, Run
+from reports.factors import Citation, Factors, citation_from_row, read_table, resolve_factors
+
+if TYPE_CHECKING:
+    from reports.estimate import Estimate, PublishedRun
+
+J_PER_KWH = 3.6e6
+PROVENANCES = ("counter", "sampled", "estimated", "replayed", "mixed", "published")
+READABLE_RANGE = (0.1, 1000.0)  # values a reader grasps at once
+
+
+@dataclass(frozen=True)
+class Equivalence:
+    """One everyday comparison, e.g. 2.1 × the yearly electricity of an average US household.
+
+    `value` = facility kWh / `factor` (basis "energy") or kg CO2e / `factor` (basis "co2").
+    """
+
+    key: str
+    value: float
+    text: str
+    factor: float
+    factor_unit: str
+    citation: Citation
+    basis: str = "energy"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["citation"] = self.citation.to_dict()
+        return d
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """Energy of some work turned into facility kWh, kg CO2e and cost, with its provenance."""
+
+    energy_j: float  # at the device(s)
+    facility_energy_j: float  # × PUE
+    energy_kwh: float  # facility energy in kWh
+    kg_co2e: float
+    cost: float | None
+    currency: str | None
+    provenance: str  # counter / sampled / estimated / replayed / mixed / published
+    factors: Factors
+    energy_kwh_range: tuple[float, float] | None  # facility kWh, None where no band applies
+    kg_co2e_range: tuple[float, float] | None
+
+    def equivalences(self) -> list[Equivalence]:
+        """Every equivalence in equivalences.csv, in file order."""
+        return [self._equivalence(row) for row in read_table("equivalences.csv")]
+
+    def equivalence(self, key: str) -> Equivalence:
+        """The equivalence named `key` (e.g. "household_us", "car_km")."""
+        for row in read_table("equivalences.csv"):
+            if row["key"] == key:
+                return self._equivalence(row)
+        keys = ", ".join(row["key"] for row in read_table("equivalences.csv"))
+        raise FactorError(f"unknown equivalence {key!r}; known: {keys}")
+
+    def ranked_equivalences(self) -> list[Equivalence]:
+        """Equivalences for the preferred household country and the country-free ones,
+        those that read best first: readable values (0.1–1000) by preference, then the
+        closest to readable."""
+        rows = [
+            row for row in read_table("equivalences.csv")
+            if row["country"] in ("", self.factors.household_country)
+        ]
+        ranked = sorted(
+            (self._equivalence(row) for row in rows),
+            key=lambda e: (_distance_from_readable(e.value), int(_row(e.key)["rank"])),
+        )
+        return ranked
+
+    def best_equivalence(self) -> Equivalence:
+        """The comparison that reads best (household electricity first, then car km, …)."""
+        return self.ranked_equivalences()[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: energy in J and kWh, kg CO2e, cost with currency, factors and
+        equivalences each with its source."""
+        return {
+            "energy_j": self.energy_j,
+            "facility_energy_j": self.facility_energy_j,
+            "energy_kwh": self.energy_kwh,
+            "kg_co2e": self.kg_co2e,
+            "cost": self.cost,
+            "currency": self.currency,
+            "provenance": self.provenance,
+            "energy_kwh_range": list(self.energy_kwh_range) if self.energy_kwh_range else None,
+            "kg_co2e_range": list(self.kg_co2e_range) if self.kg_co2e_range else None,
+            "factors": self.factors.to_dict(),
+            "best_equivalence": self.best_equivalence().to_dict(),
+            "equivalences": [e.to_dict() for e in self.equivalences()],
+        }
+
+    def _equivalence(self, row: dict[str, str]) -> Equivalence:
+        factor = float(row["factor"])
+        amount = self.energy_kwh if row["basis"] == "energy" else self.kg_co2e
+        value = amount / factor
+        citation = citation_from_row(row)
+        assert citation is not None, f"equivalences.csv row {row['key']} has no source"
+        return Equivalence(
+            key=row["key"],
+            value=value,
+            text=_equivalence_text(value, row["style"], row["phrase"]),
+            factor=factor,
+            factor_unit=row["factor_unit"],
+            citation=citation,
+            basis=row["basis"],
+        )
+
+
+def _row(key: str) -> dict[str, str]:
+    return next(row for row in read_table("equivalences.csv") if row["key"] == key)
+
+
+def _distance_from_readable(value: float) -> float:
+    """0 inside the readable range, else how many decades outside it."""
+    low, high = READABLE_RANGE
+    if value <= 0:
+        return math.inf
+    if value < low:
+        return math.log10(low / value)
+    if value > high:
+        return math.log10(value / high)
+    return 0.0
+
+
+def format_number(value: float) -> str:
+    """Three significant figures with thousands separators: 33.9, 2.68, 12,300, 0.000412."""
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g}"
+    digits = 2 - math.floor(math.log10(abs(value)))
+    rounded = round(value, digits)
+    return f"{rounded:,.{max(digits, 0)}f}"
+
+
+def _equivalence_text(value: float, style: str, phrase: str) -> str:
+    """ "2.1 × phrase", "0.03 % of phrase" for tiny shares, or "120 phrase" for counts."""
+    if style == "times":
+        if value < READABLE_RANGE[0]:
+            return f"{format_number(value * 100)} % of {phrase}"
+        return f"{format_number(value)} × {phrase}"
+    return f"{format_number(value)} {phrase}"
+
+
+# -- uncertainty bands -------------------------------------------------------------
+@functools.cache
+def uncertainty_bands() -> dict[str, tuple[float, float, Citation | None]]:
+    """Provenance -> (low factor, high factor, citation) from uncertainty.csv."""
+    return {
+        row["provenance"]: (float(row["low_factor"]), float(row["high_factor"]), citation_from_row(row))
+        for row in read_table("uncertainty.csv")
+    }
+
+
+def _band(provenance: str) -> tuple[float, float] | None:
+    """(low, high) multipliers for a provenance; "mixed" without detail takes the widest."""
+    bands = uncertainty_bands()
+    if provenance == "mixed":
+        return min(b[0] for b in bands.values()), max(b[1] for b in bands.values())
+    if provenance in bands:
+        return bands[provenance][:2]
+    return None  # counter, published
+
+
+def _run_energy(run: Run) -> tuple[float, str, tuple[float, float] | None]:
+    """Run energy (J), its provenance, and its (low, high) range in J from per-domain bands."""
+    energies = list(run.energy.values())
+    kinds = {e.provenance.value for e in energies}
+    provenance = kinds.pop() if len(kinds) == 1 else ("mixed" if kinds else Provenance.COUNTER.value)
+    low = high = 0.0
+    banded = False
+    for e in energies:
+        band = _band(e.provenance.value)
+        banded = banded or band is not None
+        lo, hi = band or (1.0, 1.0)
+        low += e.energy_j * lo
+        high += e.energy_j * hi
+    return run.total_energy_j, provenance, ((low, high) if banded else None)
+
+
+# -- the entry points ----------------------------------------------------------------
+def footprint(
+    subject: Run | Estimate | PublishedRun | float,
+    factors: Factors | None = None,
+    *,
+    provenance: str | None = None,
+) -> Footprint:
+    """Footprint of a Run, an Estimate, a PublishedRun or a number of device joules.
+
+    Without factors: a published run uses its own PUE and intensity; anything else the
+    world average (said loudly; see resolve_factors). A plain number is "estimated"
+    unless `provenance` says otherwise.
+    """
+    from reports.estimate import Estimate, PublishedRun
+
+    if provenance is not None and provenance not in PROVENANCES:
+        raise FactorError(f"unknown provenance {provenance!r}: use one of {', '.join(PROVENANCES)}")
+    range_j: tuple[float, float] | None
+    if isinstance(subject, Run):
+        energy_j, kind, range_j = _run_energy(subject)
+    elif isinstance(subject, Estimate):
+        energy_j, kind, range_j = subject.energy_j, "estimated", None
+    elif isinstance(subject, PublishedRun):
+        energy_j, kind, range_j = subject.energy_j, subject.provenance, None
+        if factors is None:
+            factors = subject.factors()
+    elif isinstance(subject, (int, float)) and not isinstance(subject, bool):
+        energy_j, kind, range_j = float(subject), "estimated", None
+    else:
+        raise TypeError(f"footprint() takes a Run, Estimate, PublishedRun or joules, not {type(subject).__name__}")
+    if not energy_j >= 0:
+        raise FactorError(f"energy {energy_j} J is negative or not a number: nothing to account")
+
+    if provenance is not None and provenance != kind:
+        kind, range_j = provenance, None
+    if range_j is None and (band := _band(kind)) is not None:
+        range_j = (energy_j * band[0], energy_j * band[1])
+    return _account(energy_j, kind, factors or resolve_factors(), range_j)
+
+
+def _account(
+    energy_j: float, provenance: str, factors: Factors, range_j: tuple[float, float] | None
+) -> Footprint:
+    facility_j = energy_j * factors.pue
+    kwh = facility_j / J_PER_KWH
+    kg_per_kwh = factors.intensity_g_per_kwh / 1000.0
+    kwh_range = None if range_j is None else tuple(j * factors.pue / J_PER_KWH for j in range_j)
+    return Footprint(
+        energy_j=energy_j,
+        facility_energy_j=facility_j,
+        energy_kwh=kwh,
+        kg_co2e=kwh * kg_per_kwh,
+        cost=None if factors.price_per_kwh is None else kwh * factors.price_per_kwh,
+        currency=factors.currency,
+        provenance=provenance,
+        factors=factors,
+        energy_kwh_range=kwh_range,  # type: ignore[arg-type]
+        kg_co2e_range=None if kwh_range is None else (kwh_range[0] * kg_per_kwh, kwh_range[1] * kg_per_kwh),
+    )
+
+
+def per_unit(run: Run, unit: str, factors: Factors | None = None) -> dict[str, Any] | None:
+    """Energy and emissions per unit of work (samples, tokens, requests…) over the run.
+
+    J and Wh per unit and per 1,000 units at the device, facility kWh and kg CO2e per
+    1,000 units; None when no such units were counted.
+    """
+    count = run.units.get(unit)
+    if not count:
+        return None
+    whole = footprint(run, factors)
+    per_unit_j = whole.energy_j / count
+    return {
+        "unit": unit,
+        "count": count,
+        "provenance": whole.provenance,
+        "j_per_unit": per_unit_j,
+        "wh_per_unit": per_unit_j / 3600.0,
+        "j_per_1000": per_unit_j * 1000,
+        "wh_per_1000": per_unit_j * 1000 / 3600.0,
+        "facility_kwh_per_1000": whole.energy_kwh / count * 1000,
+        "kg_co2e_per_1000": whole.kg_co2e / count * 1000,
+    }
+
+
+def projection(
+    energy_per_inference_j: float,
+    inferences_per_day: float,
+    days: float,
+    factors: Factors | None = None,
+) -> Footprint:
+    """Footprint of serving: energy per inference × inferences per day × days (estimated)."""
+    for name, value in (("energy_per_inference_j", energy_per_inference_j),
+                        ("inferences_per_day", inferences_per_day), ("days", days)):
+        if not value >= 0:
+            raise FactorError(f"{name} = {value} is negative or not a number: give a value ≥ 0")
+    return footprint(energy_per_inference_j * inferences_per_day * days, factors, provenance="estimated")

@@ -1,0 +1,206 @@
+"""Energy estimates from hardware × time, and the catalogue of published training runs.
+
+An estimate is board power (from `reports/data/hardware.csv`, each row citing its
+vendor source) × count × hours × utilisation: an upper-bound style figure whose
+uncertainty band is applied in accounting. Published runs (`published_runs.csv`)
+carry what their paper or model card reported, with the citation.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+from dataclasses import dataclass
+
+from meter.errors import FactorError, UnknownHardwareError
+from reports.factors import Citation, Factors, citation_from_row, normalise_name, read_table, resolve_factors
+
+J_PER_MWH = 3.6e9
+S_PER_HOUR = 3600.0
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """One row of the hardware table: board power of an accelerator, with its source."""
+
+    name: str
+    power_w: float
+    vendor: str
+    aliases: tuple[str, ...]
+    citation: Citation
+    note: str
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Energy of `count` devices drawing `power_w` × `utilization` for `hours` (J)."""
+
+    hardware: str
+    count: int
+    hours: float
+    power_w: float
+    utilization: float
+    energy_j: float
+    power_citation: Citation | None  # None when the user gave the power
+    method: str
+
+
+@functools.cache
+def hardware_table() -> dict[str, Hardware]:
+    """Canonical name -> Hardware, from hardware.csv."""
+    table = {}
+    for row in read_table("hardware.csv"):
+        citation = citation_from_row(row)
+        assert citation is not None, f"hardware.csv row {row['name']} has no source"
+        aliases = tuple(a.strip() for a in row["aliases"].split(";") if a.strip())
+        table[row["name"]] = Hardware(row["name"], float(row["power_w"]), row["vendor"], aliases,
+                                      citation, row["note"])
+    return table
+
+
+@functools.cache
+def _hardware_index() -> dict[str, str]:
+    index = {}
+    for hw in hardware_table().values():
+        for alias in (hw.name, *hw.aliases):
+            index[normalise_name(alias)] = hw.name
+    return index
+
+
+def find_hardware(name: str) -> Hardware:
+    """The hardware row for a name or alias ("V100" is the SXM2 board); close matches on a miss."""
+    index = _hardware_index()
+    key = normalise_name(name)
+    if key in index:
+        return hardware_table()[index[key]]
+    close = difflib.get_close_matches(key, list(index), n=6, cutoff=0.6)
+    suggestions = list(dict.fromkeys(index[c] for c in close))
+    raise UnknownHardwareError(name, suggestions)
+
+
+def estimate(
+    hardware: str | None = None,
+    *,
+    count: int = 1,
+    hours: float,
+    utilization: float = 1.0,
+    power_w: float | None = None,
+) -> Estimate:
+    """Board power × count × hours × utilisation; `power_w` overrides the table's value."""
+    if hardware is None and power_w is None:
+        raise FactorError("give a hardware name or its power in watts (power_w)")
+    if not count >= 1:
+        raise FactorError(f"count {count} must be at least 1")
+    if not hours >= 0:
+        raise FactorError(f"hours {hours} is negative or not a number: give a value ≥ 0")
+    if not 0 <= utilization <= 1:
+        raise FactorError(f"utilization {utilization} must lie between 0 and 1")
+    if power_w is not None and not power_w >= 0:
+        raise FactorError(f"power {power_w} W is negative or not a number: give a value ≥ 0")
+
+    if power_w is None:
+        row = find_hardware(hardware)  # type: ignore[arg-type]
+        name, power, citation = row.name, row.power_w, row.citation
+        method = f"board power of {row.name} ({row.power_w:g} W) × count × hours × utilization"
+    else:
+        name = find_hardware(hardware).name if hardware else "custom"
+        power, citation = float(power_w), None
+        method = f"user-given power ({power:g} W) × count × hours × utilization"
+    energy_j = power * count * hours * S_PER_HOUR * utilization
+    return Estimate(name, count, float(hours), power, float(utilization), energy_j, citation, method)
+
+
+# -- published runs ----------------------------------------------------------------
+@dataclass(frozen=True)
+class PublishedRun:
+    """A training run as its paper or model card reported it.
+
+    `hours` is wall-clock time and `device_hours` the accelerator-hours (count × hours,
+    or as reported). `reported_energy_mwh` is what the source states; whether it
+    includes the facility overhead is in `energy_includes_pue`.
+    """
+
+    name: str
+    model: str
+    hardware: str
+    count: int | None
+    hours: float | None
+    device_hours: float | None
+    power_w: float | None  # per device, as the source used it
+    reported_energy_mwh: float | None
+    energy_includes_pue: bool
+    reported_co2e_t: float | None
+    pue: float | None
+    intensity_g_per_kwh: float | None
+    citation: Citation
+    notes: str
+
+    @property
+    def provenance(self) -> str:
+        """"published" when the source reports energy, else "estimated" from its hours × power."""
+        return "published" if self.reported_energy_mwh is not None else "estimated"
+
+    @property
+    def energy_j(self) -> float:
+        """Device-level energy (J): the reported figure without PUE, else device-hours × power."""
+        if self.reported_energy_mwh is not None:
+            energy = self.reported_energy_mwh * J_PER_MWH
+            return energy / self.pue if self.energy_includes_pue and self.pue else energy
+        power = self.power_w if self.power_w is not None else find_hardware(self.hardware).power_w
+        if self.device_hours is None:
+            raise FactorError(f"published run {self.name!r} has neither energy nor device-hours")
+        return self.device_hours * S_PER_HOUR * power
+
+    def factors(self) -> Factors:
+        """The PUE and grid intensity the source used (world average where it gave none)."""
+        return resolve_factors(intensity_g_per_kwh=self.intensity_g_per_kwh, pue=self.pue or "device")
+
+
+def _optional_float(text: str) -> float | None:
+    return float(text) if text.strip() else None
+
+
+def published_runs() -> list[PublishedRun]:
+    """Every run in published_runs.csv, in file order."""
+    return list(_published_runs())
+
+
+@functools.cache
+def _published_runs() -> tuple[PublishedRun, ...]:
+    runs = []
+    for row in read_table("published_runs.csv"):
+        citation = citation_from_row(row)
+        assert citation is not None, f"published_runs.csv row {row['name']} has no source"
+        count = _optional_float(row["count"])
+        runs.append(
+            PublishedRun(
+                name=row["name"],
+                model=row["model"],
+                hardware=row["hardware"],
+                count=None if count is None else int(count),
+                hours=_optional_float(row["hours"]),
+                device_hours=_optional_float(row["device_hours"]),
+                power_w=_optional_float(row["power_w"]),
+                reported_energy_mwh=_optional_float(row["reported_energy_mwh"]),
+                energy_includes_pue=row["energy_includes_pue"].strip().lower() == "yes",
+                reported_co2e_t=_optional_float(row["reported_co2e_t"]),
+                pue=_optional_float(row["pue"]),
+                intensity_g_per_kwh=_optional_float(row["intensity_g_per_kwh"]),
+                citation=citation,
+                notes=row["notes"],
+            )
+        )
+    return tuple(runs)
+
+
+def published_run(name: str) -> PublishedRun:
+    """The published run named `name` (case-insensitive; close matches on a miss)."""
+    runs = {normalise_name(r.name): r for r in published_runs()}
+    key = normalise_name(name)
+    if key in runs:
+        return runs[key]
+    close = difflib.get_close_matches(key, list(runs), n=4, cutoff=0.5)
+    hint = f"; did you mean {', '.join(runs[c].name for c in close)}?" if close else ""
+    raise FactorError(
+        f"no published run named {name!r}{hint} Run `joulemeter published` to list them."
+    )

@@ -1,0 +1,394 @@
+"""Conversion factors for a region: grid carbon intensity, PUE and electricity price, each cited.
+
+Grid intensity comes from the data CodeCarbon ships, read through its public getters
+(countries: Our World in Data / Ember; US states: EPA eGRID; Canadian provinces: the
+generation mix × CodeCarbon's lifecycle factor per source; Chinese provinces: MEE/NBS;
+Nordic bidding zones: ENTSO-E). PUE presets, prices and equivalences live in
+`reports/data/*.csv`, each row with its source and year.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import difflib
+import functools
+import importlib.resources
+import logging
+import unicodedata
+from dataclasses import dataclass
+from typing import Any
+
+from meter.errors import FactorError, UnknownRegionError
+
+logger = logging.getLogger("joulemeter.reports")
+
+WORLD = "WORLD"
+EU = "EU"
+DEFAULT_HOUSEHOLD_COUNTRY = "US"  # see _household_country: the reference most ML-energy papers use
+GRAMS_PER_POUND = 453.59237  # exact, by the 1959 international yard and pound agreement
+KWH_PER_MWH = 1000.0
+
+_CANADA_SOURCE_FACTORS = {  # canada_energy_mix.json key -> carbon_intensity_per_source.json key
+    "coal": "coal",
+    "petroleum": "petroleum",
+    "naturalGas": "natural_gas",
+    "nuclear": "nuclear",
+    "hydro": "hydroelectricity",
+    "wind": "wind",
+    "solar": "solar",
+    "biomass": "biomass",
+}
+
+
+@dataclass(frozen=True)
+class Citation:
+    """Where a number comes from: the source in words, its year, and a link."""
+
+    source: str
+    year: int | None
+    url: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def __str__(self) -> str:
+        return f"{self.source} ({self.year})" if self.year else self.source
+
+
+@dataclass(frozen=True)
+class Factors:
+    """Everything that turns device joules into facility kWh, kg CO2e and money for one place."""
+
+    region: str  # resolved code, e.g. "USA", "US-CA", "FRA", "WORLD"
+    region_name: str
+    intensity_g_per_kwh: float
+    intensity_citation: Citation
+    intensity_is_default: bool  # nothing was known: the world average was used
+    pue: float
+    pue_citation: Citation | None  # None for a user value or 1.0 "measured at the device"
+    price_per_kwh: float | None
+    currency: str | None
+    price_citation: Citation | None
+    household_country: str  # which country's household/per-person equivalences to prefer
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, citations as dicts (None where there is none)."""
+        return dataclasses.asdict(self)
+
+
+# -- data files ----------------------------------------------------------------
+@functools.cache
+def read_table(name: str) -> tuple[dict[str, str], ...]:
+    """Rows of `reports/data/<name>` as dicts of strings (cached; read-only)."""
+    text = importlib.resources.files("reports").joinpath("data", name).read_text(encoding="utf-8")
+    return tuple(csv.DictReader(text.splitlines()))
+
+
+def citation_from_row(row: dict[str, str]) -> Citation | None:
+    """The Citation of a data-file row (columns source, year, url); None if it has no source."""
+    if not row.get("source"):
+        return None
+    year = row.get("year")
+    return Citation(row["source"], int(year) if year else None, row.get("url") or None)
+
+
+# -- grid intensity ------------------------------------------------------------
+@dataclass(frozen=True)
+class _Region:
+    code: str
+    name: str
+    country: str  # ISO alpha-3 of the country the region lies in
+    intensity_g_per_kwh: float
+    citation: Citation
+    aliases: tuple[str, ...]
+
+
+def normalise_name(text: str) -> str:
+    """Case-, accent- and separator-insensitive form used to match region names and codes."""
+    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return " ".join(text.casefold().replace("_", "-").split())
+
+
+@functools.cache
+def _codecarbon_data() -> Any:
+    from codecarbon.input import DataSource  # heavy: imported only when factors are needed
+
+    return DataSource()
+
+
+@functools.cache
+def _world_average() -> tuple[float, Citation]:
+    per_source = _codecarbon_data().get_carbon_intensity_per_source_data()
+    citation = Citation(
+        "IEA Global Energy & CO2 Status Report 2019, world average (via CodeCarbon)",
+        2019,
+        per_source.get("world_average_source"),
+    )
+    return float(per_source["world_average"]), citation
+
+
+def _country_regions() -> list[_Region]:
+    import pycountry  # a dependency of codecarbon
+
+    out = []
+    for alpha3, row in _codecarbon_data().get_global_energy_mix_data().items():
+        country = pycountry.countries.get(alpha_3=alpha3)
+        names = {row["country_name"]}
+        if country is not None:
+            names |= {country.alpha_2, country.name}
+            names |= {getattr(country, a) for a in ("official_name", "common_name") if hasattr(country, a)}
+        citation = Citation(
+            "Our World in Data / Ember, carbon intensity of electricity generation "
+            "(via CodeCarbon global_energy_mix.json)",
+            int(row["year"]),
+            "https://ourworldindata.org/grapher/carbon-intensity-electricity",
+        )
+        out.append(
+            _Region(alpha3, row["country_name"], alpha3, float(row["carbon_intensity"]), citation,
+                    tuple(sorted(names)))
+        )
+    return out
+
+
+def _us_state_regions() -> list[_Region]:
+    data = _codecarbon_data().get_country_emissions_data("usa")
+    source = data["_source"]
+    citation = Citation(f"{source['name']} (via CodeCarbon)", int(source["year"]), source.get("url"))
+    out = []
+    for key, row in data.items():
+        if key.startswith("_") or key == "usa":  # metadata; national figure comes from OWID
+            continue
+        g_per_kwh = row["emissions"] * GRAMS_PER_POUND / KWH_PER_MWH  # lbs/MWh -> g/kWh
+        code = f"US-{row['regionCode']}"
+        out.append(_Region(code, f"{key.title()}, United States", "USA", g_per_kwh, citation, (key,)))
+    return out
+
+
+def _canada_province_regions() -> list[_Region]:
+    """Provinces from their generation mix × CodeCarbon's lifecycle factor per source.
+
+    A province whose mix has a share with no factor (tidal, other) is skipped rather
+    than guessed.
+    """
+    import pycountry
+
+    per_source = _codecarbon_data().get_carbon_intensity_per_source_data()
+    codes = {normalise_name(s.name): s.code for s in pycountry.subdivisions.get(country_code="CA")}
+    citation = Citation(
+        "CodeCarbon canada_energy_mix.json generation shares × CodeCarbon "
+        "carbon_intensity_per_source.json lifecycle factors",
+        None,
+        "https://github.com/mlco2/codecarbon",
+    )
+    out = []
+    for name, mix in _codecarbon_data().get_country_energy_mix_data("can").items():
+        uncovered = {k: v for k, v in mix.items() if k not in _CANADA_SOURCE_FACTORS and k != "total" and v}
+        code = codes.get(normalise_name(name))
+        if uncovered or code is None:
+            logger.debug("skipping Canadian province %s: no factor for %s", name, uncovered)
+            continue
+        g_per_kwh = sum(mix.get(k, 0.0) * per_source[f] for k, f in _CANADA_SOURCE_FACTORS.items()) / mix["total"]
+        out.append(_Region(code, f"{name.title()}, Canada", "CAN", g_per_kwh, citation, (name,)))
+    return out
+
+
+def _china_province_regions() -> list[_Region]:
+    data = _codecarbon_data().get_china_provincial_emissions_data()
+    meta = data["metadata"]
+    citation = Citation(f"{meta['source']} (via CodeCarbon)", int(meta["year"]), meta.get("source_url"))
+    return [
+        _Region(code, f"{row['description']}, China", "CHN", float(row["emission_factor"]), citation,
+                tuple(row.get("names", ())))
+        for code, row in data["data"].items()
+    ]
+
+
+def _nordic_zone_regions() -> list[_Region]:
+    """Swedish and Norwegian bidding zones as "SE-SE1", "NO-NO4" (also "SE1"); Finland is a country."""
+    data = _codecarbon_data().get_nordic_country_energy_mix_data()
+    source = data["metadata"]["source"]
+    out = []
+    for zone, row in data["data"].items():
+        if len(zone) != 3:  # "FI" is the whole country, already covered by the country data
+            continue
+        country = {"SE": "SWE", "NO": "NOR"}[zone[:2]]
+        citation = Citation(f"{source} (via CodeCarbon)", int(row["year"]))
+        out.append(
+            _Region(f"{zone[:2]}-{zone}", row["description"], country, float(row["emission_factor"]),
+                    citation, (zone,))
+        )
+    return out
+
+
+@functools.cache
+def _regions() -> dict[str, _Region]:
+    regions: dict[str, _Region] = {}
+    for build in (_country_regions, _us_state_regions, _canada_province_regions,
+                  _china_province_regions, _nordic_zone_regions):
+        for region in build():
+            regions[region.code] = region
+    return regions
+
+
+@functools.cache
+def _alias_index() -> dict[str, str]:
+    """Normalised alias -> region code. Countries win over sub-national names ("Georgia")."""
+    index: dict[str, str] = {}
+    regions = _regions()
+    for row in read_table("region_aliases.csv"):
+        index[normalise_name(row["alias"])] = row["code"]
+    for region in sorted(regions.values(), key=lambda r: len(r.code) != 3):  # countries first
+        for alias in (region.code, region.name, *region.aliases):
+            index.setdefault(normalise_name(alias), region.code)
+    return index
+
+
+def _find_region(country: str) -> _Region:
+    index = _alias_index()
+    code = index.get(normalise_name(country))
+    if code is None:
+        close = difflib.get_close_matches(normalise_name(country), list(index), n=4, cutoff=0.75)
+        names = []
+        for alias in close:
+            region = _regions()[index[alias]]
+            label = f"{region.code} ({region.name})"
+            if label not in names:
+                names.append(label)
+        raise UnknownRegionError(country, names)
+    return _regions()[code]
+
+
+def known_regions() -> list[tuple[str, str]]:
+    """(code, name) of every region with a known grid intensity, sorted by code."""
+    return sorted((r.code, r.name) for r in _regions().values())
+
+
+# -- PUE and price ---------------------------------------------------------------
+def pue_presets() -> dict[str, tuple[float, Citation | None, str]]:
+    """Preset name -> (PUE, citation, description), from pue.csv."""
+    return {
+        row["preset"]: (float(row["pue"]), citation_from_row(row), row["description"])
+        for row in read_table("pue.csv")
+    }
+
+
+def _resolve_pue(pue: float | str | None) -> tuple[float, Citation | None]:
+    presets = pue_presets()
+    if pue is None:
+        pue = "device"
+    if isinstance(pue, str):
+        key = pue.strip().lower()
+        if key in presets:
+            value, citation, _ = presets[key]
+            return value, citation
+        try:
+            pue = float(key)
+        except ValueError:
+            raise FactorError(
+                f"unknown PUE {pue!r}: give a number ≥ 1.0 or one of {', '.join(presets)}"
+            ) from None
+    if not pue >= 1.0:
+        raise FactorError(f"PUE {pue} is below 1.0, which no facility can have: give a value ≥ 1.0")
+    return float(pue), None
+
+
+@functools.cache
+def _eu_members() -> frozenset[str]:
+    return frozenset(row["alpha3"] for row in read_table("eu_members.csv"))
+
+
+def _price_for(country: str) -> tuple[float, str, Citation | None]:
+    """Price row for the country (alpha-3), else the EU average for members, else the world."""
+    rows = {row["region"]: row for row in read_table("prices.csv")}
+    for key in (country, EU if country in _eu_members() else None, WORLD):
+        if key in rows:
+            row = rows[key]
+            return float(row["price_per_kwh"]), row["currency"], citation_from_row(row)
+    raise FactorError("prices.csv has no WORLD row: reinstall joulemeter")
+
+
+def _household_country(country: str | None) -> str:
+    """Which country's household/per-person figures to prefer (alpha-2, "EU" or "WORLD").
+
+    With no country given, US figures are used: the reference that most published
+    ML-energy comparisons use (Strubell et al. 2019, Patterson et al. 2021).
+    """
+    if country is None:
+        return DEFAULT_HOUSEHOLD_COUNTRY
+    if country == WORLD:
+        return WORLD
+    import pycountry
+
+    available = {row["country"] for row in read_table("equivalences.csv") if row["country"]}
+    alpha2 = pycountry.countries.get(alpha_3=country).alpha_2
+    if alpha2 in available:
+        return alpha2
+    if country in _eu_members() and EU in available:
+        return EU
+    return WORLD
+
+
+@functools.cache
+def _warn_world_default(intensity: float, citation: Citation) -> None:
+    """Say once per process that the world average stands in for an unknown grid."""
+    logger.warning(
+        "no country given: using the world-average grid intensity %.0f g CO2e/kWh (%s); "
+        "pass a country for a real figure", intensity, citation,
+    )
+
+
+# -- the one entry point ------------------------------------------------------------
+def resolve_factors(
+    country: str | None = None,
+    *,
+    intensity_g_per_kwh: float | None = None,
+    pue: float | str | None = None,
+    price_per_kwh: float | None = None,
+    currency: str | None = None,
+) -> Factors:
+    """Factors for a country or region (ISO alpha-2/alpha-3, English name, "US-CA", "quebec").
+
+    Explicit values override the looked-up ones. "WORLD" asks for the world average on
+    purpose; with no country and no intensity it is used as a stand-in, and
+    `intensity_is_default` says so (and a warning is logged once).
+    """
+    if intensity_g_per_kwh is not None and not intensity_g_per_kwh >= 0:
+        raise FactorError(f"grid intensity {intensity_g_per_kwh} g/kWh is negative: give a value ≥ 0")
+    if price_per_kwh is not None and not price_per_kwh >= 0:
+        raise FactorError(f"price {price_per_kwh} per kWh is negative: give a value ≥ 0")
+    if currency is not None and price_per_kwh is None:
+        raise FactorError("a currency was given without a price: give the price per kWh too")
+    pue_value, pue_citation = _resolve_pue(pue)
+
+    asked_for_world = country is not None and normalise_name(country) == WORLD.lower()
+    if country is not None and not asked_for_world:
+        region = _find_region(country)
+        code, name, country_code = region.code, region.name, region.country
+        intensity, citation, is_default = region.intensity_g_per_kwh, region.citation, False
+    else:
+        code, name, country_code = WORLD, "World", WORLD
+        intensity, citation = _world_average()
+        is_default = intensity_g_per_kwh is None and not asked_for_world
+        if is_default:
+            _warn_world_default(intensity, citation)
+    if intensity_g_per_kwh is not None:
+        intensity, citation = float(intensity_g_per_kwh), Citation("user-supplied", None)
+
+    if price_per_kwh is not None:
+        price, price_currency, price_citation = float(price_per_kwh), currency, None
+    else:
+        price, price_currency, price_citation = _price_for(country_code)
+    return Factors(
+        region=code,
+        region_name=name,
+        intensity_g_per_kwh=intensity,
+        intensity_citation=citation,
+        intensity_is_default=is_default,
+        pue=pue_value,
+        pue_citation=pue_citation,
+        price_per_kwh=price,
+        currency=price_currency,
+        price_citation=price_citation,
+        household_country=_household_country(None if country is None else country_code),
+    )

@@ -1,0 +1,86 @@
+"""`joulemeter factors | estimate | published` through typer's CliRunner."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from integrations.cli import app
+from reports.factors import read_table
+
+runner = CliRunner()
+
+
+def _eq(key: str) -> dict[str, str]:
+    return next(r for r in read_table("equivalences.csv") if r["key"] == key)
+
+
+def test_estimate_megatron_prints_about_34_mwh_and_an_american_comparison():
+    result = runner.invoke(app, ["estimate", "--hardware", "V100", "--count", "512", "--days", "9.2"])
+    assert result.exit_code == 0, result.output
+    assert "33,900 kWh" in result.output
+    assert "estimated" in result.output
+    assert "average American" in result.output
+    assert "world-average" in result.output  # no --country: said loudly
+
+
+def test_estimate_json_parses_with_energy_emissions_cost_and_sourced_equivalences():
+    result = runner.invoke(app, ["estimate", "--hardware", "V100", "--count", "512", "--days", "9.2",
+                                 "--country", "US", "--pue", "1.1", "--json"])
+    assert result.exit_code == 0, result.output
+    d = json.loads(result.stdout)
+    fp = d["footprint"]
+    assert d["estimate"]["energy_j"] == pytest.approx(512 * 300 * 220.8 * 3600)
+    assert fp["energy_kwh"] == pytest.approx(33_914.88 * 1.1)
+    assert fp["kg_co2e"] == pytest.approx(fp["energy_kwh"] * fp["factors"]["intensity_g_per_kwh"] / 1000)
+    assert fp["currency"] == "USD" and fp["cost"] == pytest.approx(fp["energy_kwh"] * fp["factors"]["price_per_kwh"])
+    assert fp["provenance"] == "estimated" and fp["energy_kwh_range"][0] < fp["energy_kwh"]
+    person = next(e for e in fp["equivalences"] if e["key"] == "person_us")
+    assert person["value"] == pytest.approx(fp["energy_kwh"] / float(_eq("person_us")["factor"]))
+    assert person["citation"]["source"] == _eq("person_us")["source"]
+
+
+def test_estimate_needs_exactly_one_of_hours_and_days():
+    result = runner.invoke(app, ["estimate", "--hardware", "T4", "--hours", "1", "--days", "1"])
+    assert result.exit_code == 2
+    assert "exactly one" in result.output
+
+
+def test_unknown_hardware_exits_2_with_a_message_and_no_traceback():
+    result = runner.invoke(app, ["estimate", "--hardware", "H10", "--hours", "1"])
+    assert result.exit_code == 2
+    assert "unknown hardware" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_unknown_country_exits_2_with_suggestions():
+    result = runner.invoke(app, ["factors", "--country", "Frnace"])
+    assert result.exit_code == 2
+    assert "FRA" in result.output and "Traceback" not in result.output
+
+
+def test_factors_shows_sources_and_json_round_trips():
+    result = runner.invoke(app, ["factors", "--country", "US-CA", "--pue", "industry"])
+    assert result.exit_code == 0, result.output
+    assert "eGRID" in result.output and "Uptime" in result.output
+    d = json.loads(runner.invoke(app, ["factors", "--country", "FR", "--json"]).stdout)
+    assert d["region"] == "FRA" and d["intensity_citation"]["year"]
+
+
+def test_factors_list_includes_subnational_codes():
+    d = json.loads(runner.invoke(app, ["factors", "--list", "--json"]).stdout)
+    codes = {r["code"] for r in d["regions"]}
+    assert {"USA", "US-CA", "CA-QC"} <= codes
+    assert d["pue_presets"]["device"] == 1.0
+
+
+def test_published_lists_the_catalogue_with_sources():
+    result = runner.invoke(app, ["published"])
+    assert result.exit_code == 0, result.output
+    assert "GPT-3" in result.output and "Patterson" in result.output
+    d = json.loads(runner.invoke(app, ["published", "--json"]).stdout)
+    gpt3 = next(r for r in d["published_runs"] if r["name"] == "gpt-3")
+    assert gpt3["footprint"]["energy_kwh"] == pytest.approx(1_287_000)
+    assert gpt3["citation"]["year"] == 2021

@@ -1,0 +1,148 @@
+"""Factors: region resolution, grid intensity from CodeCarbon's data, PUE presets, prices."""
+
+from __future__ import annotations
+
+import pytest
+
+from meter.errors import FactorError, UnknownRegionError
+from reports.factors import read_table, resolve_factors, known_regions
+
+
+def _codecarbon():
+    from codecarbon.input import DataSource
+
+    return DataSource()
+
+
+def _row(table: str, column: str, value: str) -> dict[str, str]:
+    return next(r for r in read_table(table) if r[column] == value)
+
+
+@pytest.mark.parametrize("code", ["FR", "FRA", "France", "france", "  FRANCE "])
+def test_alpha2_alpha3_and_english_name_resolve_to_the_same_country(code):
+    f = resolve_factors(code)
+    expected = _codecarbon().get_global_energy_mix_data()["FRA"]
+    assert f.region == "FRA"
+    assert f.intensity_g_per_kwh == pytest.approx(expected["carbon_intensity"])
+    assert f.intensity_citation.year == expected["year"]
+    assert f.intensity_is_default is False
+
+
+def test_us_state_intensity_is_egrid_pounds_per_mwh_converted_to_grams_per_kwh():
+    egrid = _codecarbon().get_country_emissions_data("usa")["california"]["emissions"]  # lbs/MWh
+    f = resolve_factors("US-CA")
+    assert f.region == "US-CA"
+    assert f.intensity_g_per_kwh == pytest.approx(egrid * 453.59237 / 1000)
+    assert "eGRID" in f.intensity_citation.source
+
+
+def test_codecarbon_region_name_resolves_like_its_code():
+    assert resolve_factors("california").region == "US-CA"
+    assert resolve_factors("quebec").region == "CA-QC"
+
+
+def test_canadian_province_intensity_is_its_mix_times_per_source_lifecycle_factors():
+    ds = _codecarbon()
+    mix = ds.get_country_energy_mix_data("can")["quebec"]
+    per_source = ds.get_carbon_intensity_per_source_data()
+    expected = (
+        mix["coal"] * per_source["coal"] + mix["petroleum"] * per_source["petroleum"]
+        + mix["naturalGas"] * per_source["natural_gas"] + mix["nuclear"] * per_source["nuclear"]
+        + mix["hydro"] * per_source["hydroelectricity"] + mix["wind"] * per_source["wind"]
+        + mix["solar"] * per_source["solar"] + mix["biomass"] * per_source["biomass"]
+    ) / mix["total"]
+    assert resolve_factors("CA-QC").intensity_g_per_kwh == pytest.approx(expected)
+
+
+def test_a_name_shared_by_a_country_and_a_us_state_means_the_country():
+    assert resolve_factors("Georgia").region == "GEO"
+
+
+def test_uk_alias_and_chinese_province_resolve():
+    assert resolve_factors("UK").region == "GBR"
+    assert resolve_factors("CN-BJ").intensity_g_per_kwh == pytest.approx(
+        _codecarbon().get_china_provincial_emissions_data()["data"]["CN-BJ"]["emission_factor"]
+    )
+
+
+def test_unknown_region_raises_with_close_matches():
+    with pytest.raises(UnknownRegionError) as info:
+        resolve_factors("Frnace")
+    assert any(s.startswith("FRA") for s in info.value.suggestions)
+    assert "joulemeter factors --list" in str(info.value)
+
+
+def test_no_country_uses_the_world_average_and_flags_it():
+    world = _codecarbon().get_carbon_intensity_per_source_data()["world_average"]
+    f = resolve_factors()
+    assert f.region == "WORLD"
+    assert f.intensity_is_default is True
+    assert f.intensity_g_per_kwh == world
+
+
+def test_asking_for_world_on_purpose_is_not_flagged_as_a_default():
+    f = resolve_factors("world")
+    assert (f.region, f.intensity_is_default, f.household_country) == ("WORLD", False, "WORLD")
+    assert f.intensity_g_per_kwh == resolve_factors().intensity_g_per_kwh
+
+
+def test_a_given_intensity_is_not_the_default_and_cites_the_user():
+    f = resolve_factors(intensity_g_per_kwh=100.0)
+    assert f.intensity_is_default is False
+    assert f.intensity_g_per_kwh == 100.0
+    assert f.intensity_citation.source == "user-supplied"
+
+
+def test_pue_defaults_to_the_device_and_presets_come_from_the_data_file():
+    assert resolve_factors("FR").pue == 1.0
+    assert resolve_factors("FR").pue_citation is None
+    industry = _row("pue.csv", "preset", "industry")
+    f = resolve_factors("FR", pue="industry")
+    assert f.pue == float(industry["pue"])
+    assert f.pue_citation.year == int(industry["year"])
+    assert resolve_factors("FR", pue="hyperscale").pue == float(_row("pue.csv", "preset", "hyperscale")["pue"])
+    assert resolve_factors("FR", pue=1.2).pue == 1.2
+    assert resolve_factors("FR", pue="1.3").pue == 1.3
+
+
+@pytest.mark.parametrize("bad", [0.9, "0.5", "cloudy"])
+def test_impossible_or_unknown_pue_is_refused(bad):
+    with pytest.raises(FactorError):
+        resolve_factors("FR", pue=bad)
+
+
+def test_price_falls_back_from_country_to_eu_average_to_world():
+    assert resolve_factors("DE").price_per_kwh == float(_row("prices.csv", "region", "DEU")["price_per_kwh"])
+    italy = resolve_factors("IT")  # an EU member without its own row
+    assert (italy.price_per_kwh, italy.currency) == (float(_row("prices.csv", "region", "EU")["price_per_kwh"]), "EUR")
+    japan = resolve_factors("JP")
+    assert japan.price_per_kwh == float(_row("prices.csv", "region", "WORLD")["price_per_kwh"])
+    assert resolve_factors("US-CA").currency == "USD"  # a state takes its country's price
+
+
+def test_a_given_price_overrides_and_a_currency_alone_is_refused():
+    f = resolve_factors("FR", price_per_kwh=0.1, currency="CHF")
+    assert (f.price_per_kwh, f.currency, f.price_citation) == (0.1, "CHF", None)
+    with pytest.raises(FactorError):
+        resolve_factors("FR", currency="CHF")
+
+
+def test_household_country_follows_the_region():
+    assert resolve_factors("US-TX").household_country == "US"
+    assert resolve_factors("DE").household_country == "DE"
+    assert resolve_factors("IT").household_country == "EU"
+    assert resolve_factors("BR").household_country == "WORLD"
+    assert resolve_factors().household_country == "US"
+
+
+def test_known_regions_lists_countries_and_subnational_codes():
+    codes = {code for code, _ in known_regions()}
+    assert {"USA", "FRA", "US-CA", "CA-QC", "CN-BJ", "SE-SE3"} <= codes
+
+
+def test_every_data_row_has_a_source_and_a_year():
+    for table in ("pue.csv", "prices.csv", "equivalences.csv", "hardware.csv", "published_runs.csv", "uncertainty.csv"):
+        for row in read_table(table):
+            if table == "pue.csv" and row["preset"] == "device":
+                continue  # a definition, not a measured figure
+            assert row["source"] and row["year"], (table, row)
