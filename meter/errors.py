@@ -11,7 +11,9 @@
     ├── FactorError                  a conversion factor cannot be resolved
     │   └── UnknownRegionError       a country or region code nobody knows (suggests close matches)
     ├── UnknownHardwareError         a hardware name missing from the hardware table
-    └── ImportFormatError            a foreign file (CodeCarbon CSV, …) is malformed; nothing imported
+    ├── ImportFormatError            a foreign file (CodeCarbon CSV, …) is malformed; nothing imported
+    ├── ExporterError                a live exporter (Prometheus) cannot serve, e.g. port in use
+    └── ReportError                  a report, comparison or prediction cannot be built as asked
 
 Messages say what went wrong and what to do next.
 """
@@ -108,3 +110,11 @@ class UnknownHardwareError(JoulemeterError):
 
 class ImportFormatError(JoulemeterError):
     """A foreign file could not be imported; nothing from it was written."""
+
+
+class ExporterError(JoulemeterError):
+    """A live exporter (Prometheus endpoint) cannot start, e.g. its port is taken."""
+
+
+class ReportError(JoulemeterError):
+    """A report, comparison or prediction cannot be built from the runs and options given."""

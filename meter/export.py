@@ -21,11 +21,11 @@ def export_runs(
         raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if fmt == "json":
         text = json.dumps([r.to_dict() for r in runs], indent=2, default=str)
-        _write_text(dest, text + "\n")
+        write_text(dest, text + "\n")
         return
     frame = runs_frame(runs, table)
     if fmt == "csv":
-        _write_text(dest, frame.to_csv(index=False))
+        write_text(dest, frame.to_csv(index=False))
     elif isinstance(dest, (str, os.PathLike)):
         frame.to_parquet(dest, index=False)
     else:
@@ -51,7 +51,8 @@ def runs_frame(runs: Sequence[Run], table: str = "samples"):
     return pandas.concat(frames, ignore_index=True) if frames else pandas.DataFrame()
 
 
-def _write_text(dest: str | os.PathLike[str] | IO[str], text: str) -> None:
+def write_text(dest: str | os.PathLike[str] | IO[str], text: str) -> None:
+    """Write `text` to a path (UTF-8) or to an open text stream."""
     if isinstance(dest, (str, os.PathLike)):
         with open(dest, "w", encoding="utf-8") as f:
             f.write(text)

@@ -217,17 +217,20 @@ class EnergyMeter:
             window.units[unit] = window.units.get(unit, 0.0) + n
 
     def energy_so_far_j(self) -> dict[str, float]:
-        """Cumulative energy per domain up to the latest reading (J), while running."""
-        return self._sampler.energy_j() if self._sampler else dict(
-            (k, v.energy_j) for k, v in self.run.energy.items()
-        )
+        """Cumulative energy per domain up to the latest reading (J)."""
+        sampler = self._sampler  # read once: stop() may clear it concurrently
+        if sampler is not None:
+            return sampler.energy_j()
+        return {name: e.energy_j for name, e in self.run.energy.items()}
 
     def power_now_w(self) -> dict[str, float | None]:
         """Latest power per domain (W), while running."""
-        return self._sampler.latest_power_w() if self._sampler else {}
+        sampler = self._sampler
+        return sampler.latest_power_w() if sampler is not None else {}
 
     def elapsed_s(self) -> float:
-        return self._sampler.now() if self._sampler else (self.run.duration_s or 0.0)
+        sampler = self._sampler
+        return sampler.now() if sampler is not None else (self.run.duration_s or 0.0)
 
     # -- context manager and decorator ------------------------------------------
     def __enter__(self) -> EnergyMeter:

@@ -18,6 +18,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 stdout = Console()
 stderr = Console(stderr=True)
 
+LedgerOption = typer.Option(
+    None, "--ledger", help="Ledger path or database URL (default: $JOULEMETER_LEDGER or the user data dir)."
+)
+JsonOption = typer.Option(False, "--json", help="Machine-readable output: SI units, with each figure's provenance.")
+
 
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print an error in red and return the Exit to raise."""

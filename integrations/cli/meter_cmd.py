@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Optional
 import typer
 
 from integrations.cli._common import (
+    JsonOption,
+    LedgerOption,
     fail,
     format_duration,
     format_energy,
@@ -23,8 +25,6 @@ from integrations.cli._common import (
 if TYPE_CHECKING:
     from meter import EnergyMeter, Run
 
-LedgerOption = typer.Option(None, "--ledger", help="Ledger path or database URL (default: $JOULEMETER_LEDGER or the user data dir).")
-JsonOption = typer.Option(False, "--json", help="Machine-readable output: SI units, with each figure's provenance.")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,398 @@
+"""CodeCarbon interop: import its emissions.csv into the ledger, export runs in that format.
+
+What an imported run can claim. CodeCarbon's CSV does not record how each figure was
+obtained, so every domain gets the least direct provenance it may have:
+- cpu: `estimated`. CodeCarbon reads RAPL where it can, else models TDP × load; the
+  file does not say which.
+- gpu: `sampled`. CodeCarbon reads NVML's energy counter where the GPU has one, but
+  before mlco2/codecarbon#401 (2023) always, and since 3.3.2 on GPUs without the
+  counter (mlco2/codecarbon#1319), it integrates power over time.
+- ram: `estimated`. CodeCarbon always models memory power, it never measures it.
+CodeCarbon multiplies every energy by the PUE it was given; the ledger keeps device
+energy (reports apply PUE), so imported energies are divided by the file's `pue`.
+CodeCarbon writes `timestamp` in local time without a zone (at the end of the run);
+such timestamps are read as this machine's local time, the original kept in metadata.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import os
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from meter.errors import ImportFormatError
+from meter.export import write_text
+from meter.run import Domain, DomainEnergy, Provenance, Run, Status
+from reports.accounting import J_PER_KWH, footprint
+from reports.factors import Factors, resolve_factors
+
+if TYPE_CHECKING:
+    from meter.store import Ledger
+
+log = logging.getLogger("joulemeter.codecarbon")
+
+#: The header of CodeCarbon's emissions.csv: the field order of its EmissionsData
+#: dataclass (codecarbon/output_methods/emissions_data.py, codecarbon 3.3.2), which
+#: its FileOutput writes as the CSV header. tests/test_codecarbon.py checks it
+#: against the installed codecarbon.
+CODECARBON_COLUMNS: tuple[str, ...] = (
+    "timestamp", "project_name", "run_id", "experiment_id", "duration", "emissions",
+    "emissions_rate", "cpu_power", "gpu_power", "ram_power", "cpu_energy", "gpu_energy",
+    "ram_energy", "energy_consumed", "water_consumed", "country_name", "country_iso_code",
+    "region", "cloud_provider", "cloud_region", "os", "python_version", "codecarbon_version",
+    "cpu_count", "cpu_model", "gpu_count", "gpu_model", "longitude", "latitude",
+    "ram_total_size", "tracking_mode", "cpu_utilization_percent", "gpu_utilization_percent",
+    "ram_utilization_percent", "ram_used_gb", "on_cloud", "pue", "wue",
+)  # fmt: skip
+
+#: Columns an import cannot do without; older CodeCarbon files lack some of the rest.
+REQUIRED_COLUMNS: tuple[str, ...] = (
+    "timestamp", "project_name", "run_id", "duration", "cpu_energy", "gpu_energy", "ram_energy",
+)  # fmt: skip
+
+#: CodeCarbon's timestamp format (`datetime.now().strftime(...)`, local time, no zone).
+CODECARBON_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
+
+_ENERGY_TOLERANCE = 1e-6  # relative: energy_consumed vs cpu + gpu + ram, as CodeCarbon prints floats
+
+
+@dataclass(frozen=True)
+class _Component:
+    """One of CodeCarbon's three energy columns and how joulemeter records it."""
+
+    domain: str  # joulemeter domain name and kind
+    energy_column: str
+    provenance: Provenance
+    method: str
+
+
+_COMPONENTS = (
+    _Component(
+        "cpu", "cpu_energy", Provenance.ESTIMATED,
+        "imported from CodeCarbon: RAPL counter or TDP × load model (its CSV does not say which)",
+    ),
+    _Component(
+        "gpu", "gpu_energy", Provenance.SAMPLED,
+        "imported from CodeCarbon: NVML energy counter, or power × time on GPUs without one "
+        "(its CSV does not say which)",
+    ),
+    _Component(
+        "ram", "ram_energy", Provenance.ESTIMATED,
+        "imported from CodeCarbon: memory power model, not a measurement",
+    ),
+)  # fmt: skip
+
+#: joulemeter domain kinds summed into each of CodeCarbon's energy columns on export
+#: (RAPL psys goes to cpu, as CodeCarbon itself does with rapl_prefer_psys).
+_EXPORT_KINDS = {"cpu": ("cpu", "psys"), "gpu": ("gpu",), "ram": ("ram", "dram")}
+
+#: Descriptive columns of an imported CodeCarbon row, written back as they were on
+#: export (joulemeter's own values fill them for runs it metered).
+_PASSTHROUGH_COLUMNS = (
+    "experiment_id", "cloud_provider", "cloud_region", "os", "python_version",
+    "codecarbon_version", "cpu_count", "cpu_model", "gpu_count", "gpu_model", "longitude",
+    "latitude", "ram_total_size", "tracking_mode", "cpu_utilization_percent",
+    "gpu_utilization_percent", "ram_utilization_percent", "ram_used_gb", "on_cloud",
+)  # fmt: skip
+
+
+# -- import ---------------------------------------------------------------------------
+def import_codecarbon_csv(path: str | os.PathLike[str], ledger: Ledger) -> list[Run]:
+    """Save each row of a CodeCarbon emissions.csv as a completed run; return the runs.
+
+    Every row is checked before anything is written: a malformed file raises
+    ImportFormatError naming the file, line and column, and the ledger is left as it was.
+    """
+    runs = read_codecarbon_csv(path)
+    for run in runs:
+        ledger.save_run(run)
+    log.info("imported %d run(s) from %s", len(runs), path)
+    return runs
+
+
+def read_codecarbon_csv(path: str | os.PathLike[str]) -> list[Run]:
+    """Parse and check a CodeCarbon emissions.csv into runs, without touching any ledger."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise ImportFormatError(
+            f"{path} is not a text CSV file (not UTF-8); give the emissions.csv CodeCarbon wrote"
+        ) from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = _read_header(path, reader)
+        runs = [
+            _row_to_run(path, reader.line_num, header, fields)
+            for fields in reader
+            if fields  # a blank line
+        ]
+    except csv.Error as exc:
+        raise ImportFormatError(f"{path}, line {reader.line_num}: not a readable CSV ({exc})") from None
+    if not runs:
+        raise ImportFormatError(f"{path} has a header but no rows: there is nothing to import")
+    return runs
+
+
+def _read_header(path: Path, reader: Any) -> list[str]:
+    header = next(reader, None)
+    if not header or not any(h.strip() for h in header):
+        raise ImportFormatError(f"{path} is empty: give the emissions.csv CodeCarbon wrote")
+    header = [h.strip() for h in header]
+    duplicated = sorted({h for h in header if header.count(h) > 1})
+    if duplicated:
+        raise ImportFormatError(f"{path}, line 1: column(s) {', '.join(duplicated)} appear twice")
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        hint = ""
+        if len(header) == 1:
+            for sep, name in ((";", "semicolons"), ("\t", "tabs")):
+                if sep in header[0]:
+                    hint = f"; it separates fields with {name}, CodeCarbon's emissions.csv uses commas"
+        raise ImportFormatError(
+            f"{path}, line 1: missing column(s) {', '.join(missing)}{hint}. "
+            "Is this CodeCarbon's emissions.csv? Nothing was imported."
+        )
+    return header
+
+
+class _Row:
+    """One data row of the file, with checked accessors that name its line and column on error."""
+
+    def __init__(self, path: Path, line: int, header: list[str], fields: list[str]) -> None:
+        self.path, self.line = path, line
+        if len(fields) != len(header):
+            raise ImportFormatError(
+                f"{path}, line {line}: {len(fields)} fields where the header has {len(header)}; "
+                "the row is cut short or has extra commas. Nothing was imported."
+            )
+        self.values = dict(zip(header, (f.strip() for f in fields)))
+
+    def text(self, column: str) -> str | None:
+        return self.values.get(column) or None
+
+    def number(self, column: str, *, required: bool = False, positive: bool = False) -> float | None:
+        """A finite number ≥ 0 (> 0 if `positive`); None if the cell is empty and not required."""
+        text = self.values.get(column, "")
+        if text == "":
+            if required:
+                raise self.error(column, "is empty")
+            return None
+        try:
+            value = float(text)
+        except ValueError:
+            raise self.error(column, f"{text!r} is not a number") from None
+        if not math.isfinite(value):
+            raise self.error(column, f"{text!r} is not a finite number")
+        if value < 0 or (positive and value == 0):
+            raise self.error(column, f"{text!r} must be {'> 0' if positive else '≥ 0'}")
+        return value
+
+    def end_time(self) -> datetime:
+        """`timestamp` in UTC; one without a zone is read as local time, as CodeCarbon writes it."""
+        text = self.values["timestamp"]
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise self.error("timestamp", f"{text!r} is not an ISO 8601 time") from None
+        return moment.astimezone(timezone.utc)  # naive: astimezone assumes local time
+
+    def error(self, column: str, problem: str) -> ImportFormatError:
+        return ImportFormatError(
+            f"{self.path}, line {self.line}, column {column!r}: {problem}. "
+            "Fix the file and import again; nothing was imported."
+        )
+
+
+def _row_to_run(path: Path, line: int, header: list[str], fields: list[str]) -> Run:
+    """One CSV row as a completed Run, or ImportFormatError naming the bad column."""
+    row = _Row(path, line, header, fields)
+    duration_s = row.number("duration", required=True) or 0.0
+    energy_kwh = {c.domain: row.number(c.energy_column, required=True) or 0.0 for c in _COMPONENTS}
+    total_kwh = row.number("energy_consumed")
+    if total_kwh is not None and not math.isclose(
+        total_kwh, sum(energy_kwh.values()), rel_tol=_ENERGY_TOLERANCE, abs_tol=1e-15
+    ):
+        raise row.error(
+            "energy_consumed",
+            f"{total_kwh} kWh is not cpu + gpu + ram = {sum(energy_kwh.values())} kWh "
+            "(are the row's columns shifted?)",
+        )
+    pue = row.number("pue", positive=True) or 1.0
+    has_gpu = bool(row.number("gpu_count")) or energy_kwh["gpu"] > 0
+    ended = row.end_time()
+
+    domains, energy = [], {}
+    for component in _COMPONENTS:
+        if component.domain == "gpu" and not has_gpu:
+            continue
+        kwh = energy_kwh[component.domain]
+        domain = Domain(
+            name=component.domain,
+            kind=component.domain,
+            device=_device_name(component.domain, row),
+            provenance=component.provenance,
+            method=component.method,
+            note=(
+                "CodeCarbon reported 0 kWh for a GPU it saw: it does so where the GPU lacks an energy counter"
+                if component.domain == "gpu" and kwh == 0
+                else None
+            ),
+        )
+        energy_j = kwh * J_PER_KWH / pue
+        domains.append(domain)
+        energy[domain.name] = DomainEnergy(
+            domain=domain.name,
+            energy_j=energy_j,
+            provenance=component.provenance,
+            avg_power_w=energy_j / duration_s if duration_s > 0 else None,
+            peak_power_w=None,
+        )
+    project = row.text("project_name") or "default"
+    return Run(
+        id=uuid.uuid4().hex,
+        name=project,
+        project=project,
+        tags=["codecarbon"],
+        status=Status.COMPLETED,
+        started_at=_iso_utc(ended - timedelta(seconds=duration_s)),
+        ended_at=_iso_utc(ended),
+        duration_s=duration_s,
+        host=_host(row),
+        domains=domains,
+        energy=energy,
+        metadata={
+            "imported_from": "codecarbon",
+            "source_file": str(path),
+            "source_line": line,
+            "codecarbon_run_id": row.text("run_id"),
+            "country": row.text("country_iso_code"),
+            "region": row.text("region"),
+            "codecarbon": row.values,  # the row as written, for audit and faithful re-export
+        },
+    )
+
+
+def _iso_utc(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _device_name(domain: str, row: _Row) -> str:
+    if domain == "cpu":
+        return row.text("cpu_model") or "CPU (model not recorded)"
+    if domain == "gpu":
+        return row.text("gpu_model") or "GPU (model not recorded)"
+    size_gb = _optional_number(row, "ram_total_size")
+    return f"{size_gb:.1f} GB RAM" if size_gb is not None else "RAM"
+
+
+def _host(row: _Row) -> dict[str, Any]:
+    """The host fields CodeCarbon records, under meter.hostinfo's key names; unknown is None."""
+    cpus = _optional_number(row, "cpu_count")
+    gpu_model = row.text("gpu_model")
+    return {
+        "os": row.text("os"),
+        "python": row.text("python_version"),
+        "cpu_model": row.text("cpu_model"),
+        "logical_cpus": int(cpus) if cpus is not None else None,
+        "ram_gb": _optional_number(row, "ram_total_size"),
+        "gpus": [gpu_model] if gpu_model else [],
+    }
+
+
+def _optional_number(row: _Row, column: str) -> float | None:
+    """A descriptive number (CPU count, RAM size): None when absent or unreadable, never an error."""
+    try:
+        return row.number(column)
+    except ImportFormatError:
+        return None
+
+
+# -- export ---------------------------------------------------------------------------
+def export_codecarbon_csv(
+    runs: Sequence[Run], dest: str | os.PathLike[str] | IO[str], *, factors: Factors | None = None
+) -> None:
+    """Write runs as CodeCarbon's emissions.csv (same columns and order, kWh, kg, W, s).
+
+    Energies include the PUE, as CodeCarbon's do, and emissions use `factors`, else each
+    run's country (metadata "country") if known, else the world average. Columns
+    joulemeter has no figure for are left empty; rows of imported runs keep their own.
+    """
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CODECARBON_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for run in runs:
+        writer.writerow({k: "" if v is None else v for k, v in _codecarbon_row(run, factors).items()})
+    write_text(dest, buffer.getvalue())
+
+
+def _codecarbon_row(run: Run, factors: Factors | None) -> dict[str, Any]:
+    """One run as a CodeCarbon row; None where joulemeter does not know the value."""
+    factors = factors or resolve_factors(run.metadata.get("country"))
+    by_kind = run.energy_by_kind_j()
+    left_out = sorted(set(by_kind) - {k for kinds in _EXPORT_KINDS.values() for k in kinds})
+    if left_out:
+        log.warning("run %s: CodeCarbon has no column for %s energy; left out", run.id[:8], ", ".join(left_out))
+    device_j = {column: sum(by_kind.get(k, 0.0) for k in kinds) for column, kinds in _EXPORT_KINDS.items()}
+    facility_j = {column: j * factors.pue for column, j in device_j.items()}
+    kg_co2e = footprint(sum(device_j.values()), factors).kg_co2e
+    duration_s = run.duration_s
+
+    def per_second(value: float) -> float | None:
+        return value / duration_s if duration_s else None
+
+    gpus = [d.device for d in run.domains if d.kind == "gpu"]
+    row: dict[str, Any] = dict.fromkeys(CODECARBON_COLUMNS)
+    row.update(
+        timestamp=_codecarbon_timestamp(run),
+        project_name=run.project,
+        run_id=run.metadata.get("codecarbon_run_id") or _as_uuid(run.id),
+        duration=duration_s,
+        emissions=kg_co2e,
+        emissions_rate=per_second(kg_co2e),
+        **{f"{column}_power": per_second(j) for column, j in facility_j.items()},
+        **{f"{column}_energy": j / J_PER_KWH for column, j in facility_j.items()},
+        energy_consumed=sum(facility_j.values()) / J_PER_KWH,
+        country_name=None if factors.intensity_is_default else factors.region_name,
+        country_iso_code=None if factors.intensity_is_default else factors.region,
+        region=run.metadata.get("region"),
+        os=run.host.get("os"),
+        python_version=run.host.get("python"),
+        cpu_count=run.host.get("logical_cpus"),
+        cpu_model=run.host.get("cpu_model"),
+        gpu_count=len(gpus),
+        gpu_model=", ".join(f"{gpus.count(name)} x {name}" for name in dict.fromkeys(gpus)) or None,
+        ram_total_size=run.host.get("ram_gb"),
+        on_cloud="N",
+        pue=factors.pue,
+    )  # water_consumed and wue stay None: joulemeter does not account water
+    imported = run.metadata.get("codecarbon") or {}
+    row.update({column: imported[column] for column in _PASSTHROUGH_COLUMNS if imported.get(column)})
+    return row
+
+
+def _codecarbon_timestamp(run: Run) -> str | None:
+    """The run's end in local time without a zone, as CodeCarbon writes it."""
+    if run.ended_at:
+        ended = datetime.fromisoformat(run.ended_at)
+    elif run.started_at and run.duration_s is not None:
+        ended = datetime.fromisoformat(run.started_at) + timedelta(seconds=run.duration_s)
+    else:
+        return None
+    return ended.astimezone().strftime(CODECARBON_TIME_FORMAT)
+
+
+def _as_uuid(run_id: str) -> str:
+    """joulemeter's hex run id in CodeCarbon's dashed UUID form (unchanged if not a UUID)."""
+    try:
+        return str(uuid.UUID(hex=run_id))
+    except ValueError:
+        return run_id
