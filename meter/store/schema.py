@@ -1,0 +1,161 @@
+"""The ledger's tables in SQLAlchemy Core, one definition for SQLite and PostgreSQL.
+
+Raise SCHEMA_VERSION with every change to the tables and add the migration to
+`ensure_schema`; a ledger written by a newer version is refused, never altered.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from meter.errors import ForeignLedgerError
+
+SCHEMA_VERSION = 1
+
+tables = sa.MetaData()
+
+
+def _run_id(**kwargs: object) -> sa.Column:
+    """The column tying a child row to its run (removed with the run)."""
+    return sa.Column(
+        "run_id", sa.String, sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False, **kwargs
+    )
+
+
+meta = sa.Table(
+    "joulemeter_meta",
+    tables,
+    sa.Column("key", sa.String, primary_key=True),
+    sa.Column("value", sa.String, nullable=False),
+)
+
+runs = sa.Table(
+    "runs",
+    tables,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("name", sa.String, nullable=False),
+    sa.Column("project", sa.String, nullable=False, index=True),
+    sa.Column("status", sa.String, nullable=False, index=True),
+    sa.Column("started_at", sa.String, nullable=False, index=True),  # ISO 8601 UTC
+    sa.Column("ended_at", sa.String),
+    sa.Column("duration_s", sa.Double),
+    sa.Column("interval_s", sa.Double, nullable=False),
+    sa.Column("host", sa.JSON, nullable=False),  # hostname, os, cpu, gpus, …
+    sa.Column("units", sa.JSON, nullable=False),
+    sa.Column("metadata", sa.JSON, nullable=False),
+    sa.Column("error", sa.Text),
+    # who is writing the run, to tell a live run from one whose process was killed
+    sa.Column("pid", sa.Integer),
+    sa.Column("hostname", sa.String),
+    sa.Column("process_started_at", sa.Double),  # epoch s; tells a reused pid from the writer
+    sa.Column("heartbeat_at", sa.String),  # ISO 8601 UTC of the last write
+)
+
+tags = sa.Table(
+    "tags",
+    tables,
+    _run_id(primary_key=True),
+    sa.Column("position", sa.Integer, primary_key=True),
+    sa.Column("tag", sa.String, nullable=False, index=True),
+)
+
+# The devices a run measured: one row per domain.
+domains = sa.Table(
+    "domains",
+    tables,
+    _run_id(primary_key=True),
+    sa.Column("position", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String, nullable=False),
+    sa.Column("kind", sa.String, nullable=False),
+    sa.Column("device", sa.String, nullable=False),
+    sa.Column("provenance", sa.String, nullable=False),
+    sa.Column("method", sa.String, nullable=False),
+    sa.Column("counter_range_j", sa.Double),
+    sa.Column("note", sa.Text),
+)
+
+energy = sa.Table(
+    "energy",
+    tables,
+    _run_id(primary_key=True),
+    sa.Column("position", sa.Integer, primary_key=True),
+    sa.Column("domain", sa.String, nullable=False),
+    sa.Column("energy_j", sa.Double, nullable=False),
+    sa.Column("provenance", sa.String, nullable=False),
+    sa.Column("avg_power_w", sa.Double),
+    sa.Column("peak_power_w", sa.Double),
+    sa.Column("idle_power_w", sa.Double),
+)
+
+windows = sa.Table(
+    "windows",
+    tables,
+    _run_id(primary_key=True),
+    sa.Column("position", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String, nullable=False),
+    sa.Column("path", sa.String, nullable=False),
+    sa.Column("start_s", sa.Double, nullable=False),
+    sa.Column("end_s", sa.Double),
+    sa.Column("energy_j", sa.JSON, nullable=False),  # domain -> J
+    sa.Column("units", sa.JSON, nullable=False),  # unit -> count
+    sa.Column("note", sa.Text),
+)
+
+gaps = sa.Table(
+    "gaps",
+    tables,
+    _run_id(primary_key=True),
+    sa.Column("position", sa.Integer, primary_key=True),
+    sa.Column("domain", sa.String, nullable=False),
+    sa.Column("start_s", sa.Double, nullable=False),
+    sa.Column("end_s", sa.Double),
+    sa.Column("reason", sa.Text, nullable=False),
+)
+
+samples = sa.Table(
+    "samples",
+    tables,
+    # insertion order is time order within a run; SQLite needs INTEGER for autoincrement
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    _run_id(index=True),
+    sa.Column("t_s", sa.Double, nullable=False),
+    sa.Column("domain", sa.String, nullable=False),
+    sa.Column("power_w", sa.Double),
+    sa.Column("energy_j", sa.Double),
+)
+
+# Child tables replaced whole when a run is finished (samples are only ever appended).
+RUN_PARTS = (tags, domains, energy, windows, gaps)
+
+
+def read_schema_version(conn: sa.Connection, where: str) -> int | None:
+    """The ledger's schema version; None for a database with no tables yet.
+
+    Raises ForeignLedgerError for a database that holds other tables but no joulemeter
+    meta table, or one written by a newer joulemeter. Reads only.
+    """
+    names = set(sa.inspect(conn).get_table_names())
+    if not names:
+        return None
+    if meta.name not in names:
+        shown = ", ".join(sorted(names)[:5]) + (", …" if len(names) > 5 else "")
+        raise ForeignLedgerError(where, f"it holds other tables ({shown}) and no {meta.name}")
+    value = conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
+    try:
+        version = int(value)
+    except (TypeError, ValueError):
+        raise ForeignLedgerError(where, f"its schema_version is {value!r}, not a number") from None
+    if version > SCHEMA_VERSION:
+        raise ForeignLedgerError(
+            where,
+            f"it was written with ledger schema {version}, this joulemeter knows up to "
+            f"{SCHEMA_VERSION}; upgrade joulemeter to read it",
+        )
+    return version
+
+
+def ensure_schema(conn: sa.Connection, where: str) -> None:
+    """Create the tables in an empty database; check the version of an existing ledger."""
+    if read_schema_version(conn, where) is None:
+        tables.create_all(conn)
+        conn.execute(sa.insert(meta).values(key="schema_version", value=str(SCHEMA_VERSION)))

@@ -1,0 +1,113 @@
+"""SQLite specifics: checking a file before writing to it, and the connection settings.
+
+The check reads the file without a write (header bytes, then a read-only connection), so
+a corrupt or foreign file is refused before WAL mode or tables could change a byte of it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from meter.errors import LedgerCorruptError, LedgerError
+from meter.store.schema import read_schema_version
+
+_HEADER = b"SQLite format 3\x00"
+_HEADER_SIZE = 100  # https://www.sqlite.org/fileformat.html#the_database_header
+BUSY_TIMEOUT_MS = 10_000
+# Error names SQLite gives a damaged file (https://www.sqlite.org/rescode.html).
+_CORRUPT_ERRORS = {"SQLITE_CORRUPT", "SQLITE_NOTADB"}
+
+
+def check_file(path: Path) -> None:
+    """Refuse a file that is not a SQLite database or not a ledger; a missing or empty one is fine.
+
+    Raises LedgerCorruptError or ForeignLedgerError; never writes to the file.
+    """
+    if path.is_dir():
+        raise LedgerError(
+            f"{path} is a directory; give the ledger a file name, e.g. {path / 'ledger.sqlite'}"
+        )
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    wal_mode = _check_header(path)
+    if Path(f"{path}-wal").exists():  # in use, or left by a crash: read it through the WAL
+        _read_version(path, immutable=False)
+        return
+    try:  # no WAL in use: read without locks, which creates no -wal or -shm file
+        _read_version(path, immutable=True)
+    except LedgerCorruptError:
+        if wal_mode:  # its main file changes only at checkpoints, which need a -wal file
+            raise
+        _read_version(path, immutable=False)  # confirm: a writer may have been mid-commit
+
+
+def _read_version(path: Path, immutable: bool) -> None:
+    """Read the schema version through a read-only connection, translating SQLite's errors."""
+    uri = f"{path.as_uri()}?mode=ro" + ("&immutable=1" if immutable else "")
+    engine = sa.create_engine(
+        "sqlite://",
+        creator=lambda: sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000),
+        poolclass=sa.pool.NullPool,
+    )
+    try:
+        with engine.connect() as conn:
+            read_schema_version(conn, str(path))
+    except sa.exc.DBAPIError as exc:
+        if is_corrupt(exc):
+            raise LedgerCorruptError(path, str(exc.orig)) from exc
+        raise LedgerError(f"cannot read the ledger {path}: {exc.orig}") from exc
+    finally:
+        engine.dispose()
+
+
+def _check_header(path: Path) -> bool:
+    """Compare the header with the file (magic string, page size, length); True if in WAL mode."""
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        header = f.read(_HEADER_SIZE)
+    if len(header) < _HEADER_SIZE or not header.startswith(_HEADER):
+        raise LedgerCorruptError(path, "it does not start with the SQLite file header")
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    if page_size < 512 or page_size & (page_size - 1):
+        raise LedgerCorruptError(path, f"its header gives an impossible page size {page_size}")
+    if size % page_size:
+        raise LedgerCorruptError(
+            path, f"it is truncated: {size} bytes, not a whole number of {page_size}-byte pages"
+        )
+    pages = int.from_bytes(header[28:32], "big")
+    pages_valid = header[24:28] == header[92:96]  # the page count is valid when these match
+    if pages_valid and pages and size < pages * page_size:
+        raise LedgerCorruptError(
+            path, f"it is truncated: {size} bytes where its header promises {pages * page_size}"
+        )
+    return header[18] == 2  # file format write version: 2 means WAL
+
+
+def is_corrupt(exc: sa.exc.DBAPIError) -> bool:
+    """Whether SQLite said the file is damaged or not a database."""
+    name = getattr(exc.orig, "sqlite_errorname", "")
+    message = str(exc.orig)
+    return name in _CORRUPT_ERRORS or "malformed" in message or "not a database" in message
+
+
+def configure(engine: sa.Engine) -> None:
+    """WAL mode, a busy timeout, foreign keys; BEGIN IMMEDIATE for writes so writers queue."""
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+        dbapi_connection.isolation_level = None  # let the begin hook below emit BEGIN
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")  # durable across a killed process in WAL
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        write = conn.get_execution_options().get("joulemeter_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
