@@ -109,11 +109,11 @@ def import_codecarbon_csv(path: str | os.PathLike[str], ledger: Ledger) -> list[
     """Save each row of a CodeCarbon emissions.csv as a completed run; return the runs.
 
     Every row is checked before anything is written: a malformed file raises
-    ImportFormatError naming the file, line and column, and the ledger is left as it was.
+    ImportFormatError naming the file, line and column; rows are saved in one transaction,
+    so the ledger never holds part of a file.
     """
     runs = read_codecarbon_csv(path)
-    for run in runs:
-        ledger.save_run(run)
+    ledger.save_runs(runs)  # one transaction: all rows or none
     log.info("imported %d run(s) from %s", len(runs), path)
     return runs
 

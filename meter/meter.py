@@ -201,7 +201,8 @@ class EnergyMeter:
             try:
                 self._ledger.finish_run(run)
             finally:
-                self._ledger.close()
+                if self._ledger is not self._ledger_location:  # close only what we opened
+                    self._ledger.close()
         log.info("run %s %s: %.3f J", run.id[:8], status.value, run.total_energy_j)
         return run
 

@@ -421,3 +421,13 @@ def test_importing_meter_and_the_store_does_not_import_sqlalchemy() -> None:
     code = "import sys, meter, meter.store; print('sqlalchemy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_save_runs_writes_all_runs_or_none_when_one_id_exists(ledger_location):
+    ledger = open_ledger(ledger_location)
+    first, second = make_run(), make_run()
+    ledger.save_run(second)
+    with pytest.raises(LedgerError):
+        ledger.save_runs([first, second])  # second already there: the whole batch is refused
+    assert [r.id for r in ledger.list_runs()] == [second.id]
+    ledger.close()

@@ -172,11 +172,17 @@ class Ledger:
 
     def save_run(self, run: Run) -> None:
         """Write a whole finished run at once, samples included (imports, merged runs)."""
-        _require_json(run)
+        self.save_runs([run])
+
+    def save_runs(self, runs: Sequence[Run]) -> None:
+        """Write several whole runs in one transaction: all of them, or none."""
+        for run in runs:
+            _require_json(run)
 
         def work(conn: sa.Connection) -> None:
-            self._refuse_existing(conn, run.id)
-            _insert_run(conn, run)
+            for run in runs:
+                self._refuse_existing(conn, run.id)
+                _insert_run(conn, run)
 
         self._transaction(work, write=True)
 
