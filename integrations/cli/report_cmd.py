@@ -1,0 +1,164 @@
+"""`joulemeter report | compare`: reports of runs from the ledger, and runs side by side."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+import typer
+
+from integrations.cli._common import LedgerOption, fail, handle_errors, print_json, stdout
+from integrations.cli.factors_cmd import (
+    CountryOption,
+    CurrencyOption,
+    IntensityOption,
+    PriceOption,
+    PueOption,
+    _resolve,
+)
+
+if TYPE_CHECKING:
+    from meter.run import Run
+    from reports.compare import Comparison
+
+RunsArgument = typer.Argument(..., metavar="RUN…", help="Run ids, id prefixes, or `last`.")
+PerOption = typer.Option(
+    None, "--per", help="Compare energy per unit of work: sample, token, inference, or 1000 (J per 1,000 inferences or samples)."
+)
+BaselineOption = typer.Option(None, "--baseline", help="Run to compare against (default: the first RUN).")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("report")(report)
+    app.command("compare")(compare)
+
+
+@handle_errors
+def report(
+    run_refs: list[str] = RunsArgument,
+    fmt: str = typer.Option("html", "--format", "-f", help="html, md, latex, json or csv."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="File to write (default: html to ./joulemeter-report-<id>.html, the rest to stdout)."),
+    baseline: Optional[str] = BaselineOption,
+    per: Optional[str] = PerOption,
+    title: Optional[str] = typer.Option(None, "--title", help="Title of the report."),
+    country: Optional[str] = CountryOption,
+    pue: Optional[str] = PueOption,
+    price: Optional[float] = PriceOption,
+    currency: Optional[str] = CurrencyOption,
+    intensity: Optional[float] = IntensityOption,
+    ledger: Optional[str] = LedgerOption,
+) -> None:
+    """A report of one run (figures, plots, windows) or several (comparison, ratios, Pareto)."""
+    from reports.render import FORMATS, render
+
+    if fmt not in FORMATS:
+        raise fail(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    factors = _resolve(country, pue, price, currency, intensity)
+    runs, base = _load(run_refs, baseline, ledger)
+    text = render(runs, fmt, factors=factors, baseline=base, per=per, title=title)
+    if output is None and fmt != "html":
+        typer.echo(text, nl=False)
+        return
+    path = output or Path(f"joulemeter-report-{_file_stem(runs)}.html")
+    _write_whole(path, text)
+    stdout.print(f"report written to [bold]{path}[/]", highlight=False)
+
+
+@handle_errors
+def compare(
+    run_refs: list[str] = RunsArgument,
+    baseline: Optional[str] = BaselineOption,
+    per: Optional[str] = PerOption,
+    country: Optional[str] = CountryOption,
+    pue: Optional[str] = PueOption,
+    price: Optional[float] = PriceOption,
+    currency: Optional[str] = CurrencyOption,
+    intensity: Optional[float] = IntensityOption,
+    json_output: bool = typer.Option(False, "--json", help="Machine-readable output: SI units, each figure's provenance, factors with sources."),
+    ledger: Optional[str] = LedgerOption,
+) -> None:
+    """Runs side by side: energy (per unit), CO2e, cost, metadata, and ratios to a baseline."""
+    from reports.compare import compare as compare_runs
+
+    factors = _resolve(country, pue, price, currency, intensity)
+    runs, base = _load(run_refs, baseline, ledger, samples=False)
+    result = compare_runs(runs, base, per=per, factors=factors)
+    if json_output:
+        print_json(result.to_dict())
+        return
+    for table in _comparison_tables(result):
+        stdout.print(table)
+    for phrase in result.phrases:
+        stdout.print(f"• {phrase}", highlight=False)
+    stdout.print(
+        f"[dim]factors: {factors.intensity_g_per_kwh:g} g CO2e/kWh ({factors.intensity_citation}), "
+        f"PUE {factors.pue:g}[/]",
+        highlight=False,
+    )
+
+
+def _load(
+    refs: list[str], baseline: str | None, ledger: str | None, samples: bool = True
+) -> tuple[list[Run], Run | None]:
+    """The runs named on the command line, and the baseline run if one was named."""
+    from meter.store import open_ledger
+
+    with open_ledger(ledger) as book:
+        runs = [book.get_run(ref, samples=samples) for ref in refs]
+        base = None if baseline is None else book.get_run(baseline, samples=samples)
+    return runs, base
+
+
+def _comparison_tables(result: Comparison) -> list[object]:
+    """Energy and ratios in one table; cost, duration and the runs' metadata in a second."""
+    from rich.table import Table
+
+    from reports.compare import frame_records, ratio_words
+    from reports.render import formatting
+
+    per = result.per_column
+    energy = Table(title=f"Energy {result.per_label}".strip())
+    details = Table(title="Cost, duration and metadata")
+    for table, columns in (
+        (energy, ["provenance", "energy", *([result.per_label] if per else []), "vs baseline",
+                  "CO2e"]),
+        (details, ["cost", "duration", "avg power", *result.metadata_columns]),
+    ):
+        table.add_column("run", overflow="fold", min_width=10)
+        for column in columns:
+            table.add_column(column, overflow="fold")
+    for row in frame_records(result.frame):
+        name = f"{row['name']} [dim]{row['id'][:8]}[/]"
+        energy.add_row(
+            name,
+            row["provenance"],
+            formatting.energy(row["energy_j"]),
+            *([formatting.energy(row[per])] if per else []),
+            "[bold]baseline[/]" if row["id"] == result.baseline_id else ratio_words(row["ratio"]),
+            formatting.co2e(row["kg_co2e"]),
+        )
+        details.add_row(
+            name,
+            formatting.money(row["cost"], row["currency"]),
+            formatting.duration(row["duration_s"]),
+            formatting.power(row["avg_power_w"]),
+            *(formatting.metadata_value(c, row[c]) for c in result.metadata_columns),
+        )
+    return [energy, details]
+
+
+def _file_stem(runs: list[Run]) -> str:
+    stem = runs[0].id[:8]
+    return stem if len(runs) == 1 else f"{stem}-and-{len(runs) - 1}-more"
+
+
+def _write_whole(path: Path, text: str) -> None:
+    """Write through a temporary file and rename, so a failure never leaves half a report."""
+    temporary = path.with_name(f".{path.name}.joulemeter-tmp")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise fail(f"cannot write {path}: {exc.strerror or exc}; choose another -o") from None

@@ -1,0 +1,458 @@
+"""Comparisons between runs: side-by-side figures, ratios to a baseline, Pareto frontier,
+the break-even of a compressed model, and carbontracker-style training prediction.
+
+pandas is imported inside the functions that build frames, so importing this is cheap.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from meter.errors import ReportError
+from meter.run import Provenance, Run
+from reports.accounting import Footprint, footprint
+from reports.factors import Factors, resolve_factors
+from reports.render.formatting import duration, energy, number
+
+if TYPE_CHECKING:
+    import pandas
+
+# `per` option -> (units looked for in run.units, in order of preference; how many of them)
+_PER_UNITS: dict[str, tuple[tuple[str, ...], int]] = {
+    "sample": (("samples",), 1),
+    "token": (("tokens",), 1),
+    "inference": (("inferences", "requests", "samples"), 1),
+    "1000": (("inferences", "requests", "samples"), 1000),
+}
+PER_CHOICES = tuple(_PER_UNITS)
+
+# metadata keys shown first, in this order, when any run has them
+_KNOWN_METADATA = (
+    "accuracy",
+    "parameters",
+    "nonzero_parameters",
+    "size_on_disk_bytes",
+    "latency_p50_s",
+    "latency_p99_s",
+    "precision",
+)
+
+
+@dataclass
+class Comparison:
+    """Runs side by side (`frame`, one row per run) and readable ratios to the baseline.
+
+    `per_column` names the per-unit energy column (e.g. "energy_per_1000_j", J per 1,000
+    inferences) or is None when runs are compared on total energy; `ratio` in the frame
+    is each run's compared figure divided by the baseline's.
+    """
+
+    frame: pandas.DataFrame
+    phrases: list[str]
+    baseline_id: str
+    per: str | None
+    per_column: str | None
+    per_label: str  # "per 1,000 inferences", or "" for total energy
+    metadata_columns: list[str] = field(default_factory=list)  # run.metadata keys shown
+    footprints: dict[str, Footprint] = field(default_factory=dict)
+    factors: Factors | None = None
+
+    @property
+    def compared_column(self) -> str:
+        """The frame column the ratios are computed on."""
+        return self.per_column or "energy_j"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: rows in SI units with provenance, phrases, and the factors with sources."""
+        return {
+            "baseline_id": self.baseline_id,
+            "per": self.per,
+            "per_column": self.per_column,
+            "per_label": self.per_label,
+            "metadata_columns": list(self.metadata_columns),
+            "rows": frame_records(self.frame),
+            "phrases": list(self.phrases),
+            "factors": self.factors.to_dict() if self.factors is not None else None,
+        }
+
+
+def compare(
+    runs: Sequence[Run],
+    baseline: Run | str | None = None,
+    *,
+    per: str | None = None,
+    factors: Factors | None = None,
+) -> Comparison:
+    """Compare runs side by side against a baseline (a Run, added first if not among
+    `runs`; an id, id prefix or name; the first run by default), optionally per unit of
+    work ("sample", "token", "inference" or "1000": J per 1,000 inferences or samples)."""
+    import pandas
+
+    runs = list(runs)
+    if not runs:
+        raise ReportError("nothing to compare: give at least one run")
+    base = _resolve_baseline(runs, baseline)
+    if all(run is not base for run in runs):
+        runs.insert(0, base)
+    factors = factors or resolve_factors()
+    unit, per_column, per_label = _per_unit(runs, per)
+    count = _PER_UNITS[per][1] if per else 1
+
+    footprints = {run.id: footprint(run, factors) for run in runs}
+    rows = [_row(run, footprints[run.id], unit, count, per_column) for run in runs]
+    frame = pandas.DataFrame(rows)
+    metadata_columns = _metadata_columns(runs)
+    for key in metadata_columns:
+        frame[key] = [run.metadata.get(key) for run in runs]
+
+    compared = per_column or "energy_j"
+    base_value = frame.loc[next(i for i, run in enumerate(runs) if run is base), compared]
+    frame["ratio"] = [_ratio(v, base_value) for v in frame[compared]]
+    phrases = [
+        _phrase(run, base, frame.loc[i, compared], base_value, unit, per_label, footprints)
+        for i, run in enumerate(runs)
+        if run is not base
+    ]
+    return Comparison(
+        frame, phrases, base.id, per, per_column, per_label, metadata_columns, footprints, factors
+    )
+
+
+def pareto_frontier(
+    frame: pandas.DataFrame,
+    x: str = "energy_per_1000_j",
+    y: str = "accuracy",
+    minimize_x: bool = True,
+    maximize_y: bool = True,
+) -> pandas.Series:
+    """True for rows no other row beats on both columns (at least as good on both and
+    better on one); rows missing either value are never on the frontier."""
+    import numpy
+    import pandas
+
+    for column in (x, y):
+        if column not in frame.columns:
+            raise ReportError(
+                f"no column {column!r} to draw a Pareto frontier on; "
+                f"choose among {', '.join(map(str, frame.columns))}"
+            )
+    a = pandas.to_numeric(frame[x], errors="coerce").to_numpy(dtype=float)
+    b = pandas.to_numeric(frame[y], errors="coerce").to_numpy(dtype=float)
+    a = a if minimize_x else -a  # both now "smaller is better"
+    b = -b if maximize_y else b
+    known = ~(numpy.isnan(a) | numpy.isnan(b))
+    a_i, a_j = a[:, None], a[None, :]
+    b_i, b_j = b[:, None], b[None, :]
+    beaten_by = (a_j <= a_i) & (b_j <= b_i) & ((a_j < a_i) | (b_j < b_i)) & known[None, :]
+    on_frontier = known & ~beaten_by.any(axis=1)
+    return pandas.Series(on_frontier, index=frame.index, name="pareto")
+
+
+@dataclass(frozen=True)
+class BreakEven:
+    """After how many inferences producing a compressed model pays for itself.
+
+    Counts are exact quotients (not rounded); None where the saving is not positive or
+    the figure is unknown (no electricity price, no grid intensity).
+    """
+
+    extra_energy_j: float
+    saving_per_inference_j: float
+    inferences_for_energy: float | None
+    inferences_for_co2e: float | None
+    inferences_for_cost: float | None
+    currency: str | None
+    text: str
+
+    @property
+    def never(self) -> bool:
+        """True when the compressed model saves nothing per inference."""
+        return self.inferences_for_energy is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "never": self.never}
+
+
+def break_even(
+    extra_energy_j: float, saving_per_inference_j: float, factors: Factors | None = None
+) -> BreakEven:
+    """Inferences after which the energy spent producing a compressed model (fine-tuning,
+    distillation) is paid back by its saving per inference, in energy, CO2e and cost."""
+    for label, value in (("extra energy", extra_energy_j), ("saving", saving_per_inference_j)):
+        if not math.isfinite(value):
+            raise ReportError(f"{label} must be a finite number of joules, got {value!r}")
+    if extra_energy_j < 0:
+        raise ReportError(
+            f"extra energy must be ≥ 0 J, got {extra_energy_j!r}; it is the energy spent "
+            "producing the compressed model (fine-tuning, distillation)"
+        )
+    factors = factors or resolve_factors()
+    if saving_per_inference_j <= 0:
+        text = (
+            "never: the compressed model saves no energy per inference "
+            f"({energy(saving_per_inference_j)}), so its production never pays off"
+        )
+        return BreakEven(
+            extra_energy_j, saving_per_inference_j, None, None, None, factors.currency, text
+        )
+    spent = footprint(extra_energy_j, factors)
+    saved = footprint(saving_per_inference_j, factors)
+    energy_count = extra_energy_j / saving_per_inference_j
+    co2e_count = _quotient(spent.kg_co2e, saved.kg_co2e)
+    cost_count = _quotient(spent.cost, saved.cost)
+    text = (
+        f"pays off after {number(math.ceil(energy_count))} inferences "
+        f"({energy(extra_energy_j)} spent, {energy(saving_per_inference_j)} saved per inference)"
+    )
+    return BreakEven(
+        extra_energy_j,
+        saving_per_inference_j,
+        energy_count,
+        co2e_count,
+        cost_count,
+        factors.currency,
+        text,
+    )
+
+
+@dataclass(frozen=True)
+class TrainingPrediction:
+    """A whole training's energy and duration extrapolated from its completed epochs
+    (mean per completed epoch × total epochs, as carbontracker does)."""
+
+    run_id: str
+    completed_epochs: int
+    total_epochs: int
+    energy_per_epoch_j: float
+    duration_per_epoch_s: float
+    predicted_energy_j: float
+    predicted_duration_s: float
+    measured_provenance: Provenance | None  # how the completed epochs were measured
+    footprint: Footprint
+
+    @property
+    def remaining_energy_j(self) -> float:
+        return self.energy_per_epoch_j * (self.total_epochs - self.completed_epochs)
+
+    @property
+    def remaining_duration_s(self) -> float:
+        return self.duration_per_epoch_s * (self.total_epochs - self.completed_epochs)
+
+    @property
+    def text(self) -> str:
+        return (
+            f"{self.total_epochs} epochs predicted to use {energy(self.predicted_energy_j)} "
+            f"over {duration(self.predicted_duration_s)}, from {self.completed_epochs} "
+            f"completed epoch(s) at {energy(self.energy_per_epoch_j)} each"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "completed_epochs": self.completed_epochs,
+            "total_epochs": self.total_epochs,
+            "energy_per_epoch_j": self.energy_per_epoch_j,
+            "duration_per_epoch_s": self.duration_per_epoch_s,
+            "predicted_energy_j": self.predicted_energy_j,
+            "predicted_duration_s": self.predicted_duration_s,
+            "remaining_energy_j": self.remaining_energy_j,
+            "remaining_duration_s": self.remaining_duration_s,
+            "provenance": Provenance.ESTIMATED.value,
+            "measured_provenance": (
+                self.measured_provenance.value if self.measured_provenance else None
+            ),
+            "footprint": self.footprint.to_dict(),
+            "text": self.text,
+        }
+
+
+def predict_training(
+    run: Run,
+    total_epochs: int,
+    *,
+    window_prefix: str = "epoch",
+    factors: Factors | None = None,
+) -> TrainingPrediction:
+    """Predict a training's energy from the windows named `window_prefix…` that ended."""
+    if total_epochs < 1:
+        raise ReportError(f"total_epochs must be at least 1, got {total_epochs}")
+    epochs = [
+        w for w in run.windows if w.name.startswith(window_prefix) and w.end_s is not None
+    ]
+    if not epochs:
+        raise ReportError(
+            f"run {run.id[:8]} has no completed window named {window_prefix!r}…; open one "
+            f"per epoch with meter.window({window_prefix!r}) or pass window_prefix"
+        )
+    if len(epochs) > total_epochs:
+        raise ReportError(
+            f"run {run.id[:8]} already completed {len(epochs)} epochs, more than the "
+            f"{total_epochs} asked for; pass the real total"
+        )
+    energy_per_epoch = sum(w.total_energy_j for w in epochs) / len(epochs)
+    duration_per_epoch = sum(w.duration_s or 0.0 for w in epochs) / len(epochs)
+    predicted = energy_per_epoch * total_epochs
+    return TrainingPrediction(
+        run_id=run.id,
+        completed_epochs=len(epochs),
+        total_epochs=total_epochs,
+        energy_per_epoch_j=energy_per_epoch,
+        duration_per_epoch_s=duration_per_epoch,
+        predicted_energy_j=predicted,
+        predicted_duration_s=duration_per_epoch * total_epochs,
+        measured_provenance=run.provenance,
+        footprint=footprint(
+            predicted, factors or resolve_factors(), provenance=Provenance.ESTIMATED.value
+        ),
+    )
+
+
+# -- helpers shared with the renderers -------------------------------------------------
+
+
+def ratio_words(ratio: float | None) -> str:
+    """A ratio to the baseline in words: '3.4× less', '1.5× more', 'about the same', '—'."""
+    if ratio is None or math.isnan(ratio):
+        return "—"
+    if ratio == 0:
+        return "none"
+    factor = max(ratio, 1 / ratio)
+    text = f"{factor:.1f}×" if factor < 10 else f"{factor:,.0f}×"
+    if text == "1.0×":
+        return "about the same"
+    return f"{text} {'less' if ratio < 1 else 'more'}"
+
+
+def frame_records(frame: pandas.DataFrame) -> list[dict[str, Any]]:
+    """DataFrame rows as JSON-ready dicts: NaN becomes None, numpy scalars become Python."""
+    records = []
+    for row in frame.to_dict("records"):
+        records.append({key: _plain(value) for key, value in row.items()})
+    return records
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "item") and not isinstance(value, (list, dict, str)):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def _resolve_baseline(runs: list[Run], baseline: Run | str | None) -> Run:
+    if baseline is None:
+        return runs[0]
+    if isinstance(baseline, Run):
+        return next((r for r in runs if r.id == baseline.id), baseline)
+    exact = [r for r in runs if baseline in (r.id, r.name)]
+    prefix = [r for r in runs if r.id.startswith(baseline)]
+    matches = exact or prefix
+    if len(matches) == 1:
+        return matches[0]
+    known = ", ".join(f"{r.id[:8]} ({r.name})" for r in runs)
+    why = "matches several runs" if matches else "matches none of the runs compared"
+    raise ReportError(f"baseline {baseline!r} {why}; give one of: {known}")
+
+
+def _per_unit(runs: list[Run], per: str | None) -> tuple[str | None, str | None, str]:
+    """The unit counted, the frame column and the label for `per`."""
+    if per is None:
+        return None, None, ""
+    if per not in _PER_UNITS:
+        raise ReportError(f"unknown unit {per!r} for --per; choose one of {', '.join(_PER_UNITS)}")
+    candidates, count = _PER_UNITS[per]
+    counted = [u for u in candidates if any(r.units.get(u) for r in runs)]
+    in_all = [u for u in counted if all(r.units.get(u) for r in runs)]
+    if not counted:
+        raise ReportError(
+            f"none of the runs counted {' or '.join(candidates)}; count units of work with "
+            "meter.count(...) or compare without --per"
+        )
+    unit = (in_all or counted)[0]
+    label = f"per 1,000 {unit}" if count == 1000 else f"per {unit.removesuffix('s')}"
+    return unit, f"energy_per_{per}_j", label
+
+
+def _row(
+    run: Run, fp: Footprint, unit: str | None, count: int, per_column: str | None
+) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "id": run.id,
+        "name": run.name,
+        "variant": run.metadata.get("variant"),
+        "provenance": fp.provenance,
+        "energy_j": run.total_energy_j,
+        "energy_kwh": fp.energy_kwh,
+        "duration_s": run.duration_s,
+        "avg_power_w": run.avg_power_w,
+    }
+    if per_column is not None and unit is not None:
+        per_unit = run.energy_per_unit_j(unit)
+        row[per_column] = None if per_unit is None else per_unit * count
+        row["units_counted"] = run.units.get(unit)
+    row["kg_co2e"] = fp.kg_co2e
+    row["cost"] = fp.cost
+    row["currency"] = fp.currency
+    return row
+
+
+def _metadata_columns(runs: list[Run]) -> list[str]:
+    """Scalar metadata keys any run has: the known ones first, then the rest by name."""
+    present = {
+        key
+        for run in runs
+        for key, value in run.metadata.items()
+        if key != "variant" and isinstance(value, (int, float, str, bool))
+    }
+    known = [k for k in _KNOWN_METADATA if k in present]
+    return known + sorted(present - set(known))
+
+
+def _ratio(value: Any, base_value: Any) -> float | None:
+    if _missing(value) or _missing(base_value) or base_value == 0:
+        return None
+    return float(value) / float(base_value)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _quotient(numerator: float | None, denominator: float | None) -> float | None:
+    if numerator is None or not denominator:
+        return None
+    return numerator / denominator
+
+
+def _phrase(
+    run: Run,
+    base: Run,
+    value: Any,
+    base_value: Any,
+    unit: str | None,
+    per_label: str,
+    footprints: dict[str, Footprint],
+) -> str:
+    """'pruned: 3.4× less energy per 1,000 inferences than full (accuracy 0.90 vs 0.91)'."""
+    what = f"energy {per_label}".strip()
+    ratio = _ratio(value, base_value)
+    words = ratio_words(ratio)
+    if ratio is None:
+        missing = f"no {unit} counted" if _missing(value) and unit else "no figure"
+        text = f"{run.name}: {missing}, so no {what} to compare with {base.name}"
+    elif ratio == 0:
+        text = f"{run.name}: no {what} measured, against {number(base_value)} J for {base.name}"
+    elif words == "about the same":
+        text = f"{run.name}: about the same {what} as {base.name}"
+    else:
+        text = f"{run.name}: {words} {what} than {base.name}"
+    accuracy, base_accuracy = run.metadata.get("accuracy"), base.metadata.get("accuracy")
+    if isinstance(accuracy, (int, float)) and isinstance(base_accuracy, (int, float)):
+        text += f" (accuracy {accuracy:.4g} vs {base_accuracy:.4g})"
+    provenance, base_provenance = footprints[run.id].provenance, footprints[base.id].provenance
+    if provenance != base_provenance:
+        text += f"; mind the provenance: {provenance} here, {base_provenance} for {base.name}"
+    return text

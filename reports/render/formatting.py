@@ -1,0 +1,99 @@
+"""Numbers as people read them in reports: J/kJ/MJ, kWh, g/kg/t CO2e, money, durations.
+
+Every function takes SI values (J, kg, s, W) and returns "—" for an unknown (None) value.
+"""
+
+from __future__ import annotations
+
+from reports.accounting import format_number
+
+DASH = "—"
+_ROUNDS_UP = 0.9995  # a value that rounds to 1,000 of a unit is shown in the next unit up
+
+
+def number(value: float | None) -> str:
+    """Three significant figures, thousands separated (accounting's format), or a dash."""
+    return DASH if value is None else format_number(value)
+
+
+def energy(energy_j: float | None) -> str:
+    """'812 J', '45.3 kJ', '1.27 MJ', '3.41 GJ'."""
+    if energy_j is None:
+        return DASH
+    for scale, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(energy_j) >= scale * _ROUNDS_UP:
+            return f"{number(energy_j / scale)} {prefix}J"
+    return f"{number(energy_j)} J"
+
+
+def kwh(energy_kwh: float | None) -> str:
+    return DASH if energy_kwh is None else f"{number(energy_kwh)} kWh"
+
+
+def co2e(kg: float | None) -> str:
+    """'312 g CO2e', '4.21 kg CO2e', '552 t CO2e'."""
+    if kg is None:
+        return DASH
+    if abs(kg) >= 1000 * _ROUNDS_UP:
+        return f"{number(kg / 1000)} t CO2e"
+    if abs(kg) >= _ROUNDS_UP:
+        return f"{number(kg)} kg CO2e"
+    return f"{number(kg * 1000)} g CO2e"
+
+
+def money(amount: float | None, currency: str | None) -> str:
+    if amount is None:
+        return DASH
+    text = f"{amount:,.2f}" if abs(amount) >= 1 else number(amount)
+    return f"{text} {currency or ''}".rstrip()
+
+
+def power(power_w: float | None) -> str:
+    if power_w is None:
+        return DASH
+    return f"{number(power_w / 1000)} kW" if abs(power_w) >= 1000 else f"{number(power_w)} W"
+
+
+def duration(duration_s: float | None) -> str:
+    """'42.0 s', '12 min 05 s', '3 h 04 min', '2.5 days'."""
+    if duration_s is None:
+        return DASH
+    if duration_s < 60:
+        return f"{duration_s:.1f} s"
+    if duration_s < 3600:
+        minutes, seconds = divmod(round(duration_s), 60)
+        return f"{minutes} min {seconds:02d} s"
+    if duration_s < 48 * 3600:
+        hours, minutes = divmod(round(duration_s / 60), 60)
+        return f"{hours} h {minutes:02d} min"
+    return f"{duration_s / 86400:.1f} days"
+
+
+def quantity(value: float | None, unit: str) -> str:
+    """A number with its unit, e.g. '1.2 g CO2e/kWh'."""
+    return DASH if value is None else f"{number(value)} {unit}"
+
+
+def size(size_bytes: float | None) -> str:
+    """'812 B', '44.7 MB', '1.20 GB' (SI prefixes, as disks are sold)."""
+    if size_bytes is None:
+        return DASH
+    for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(size_bytes) >= scale * _ROUNDS_UP:
+            return f"{number(size_bytes / scale)} {prefix}B"
+    return f"{number(size_bytes)} B"
+
+
+def metadata_value(key: str, value: object) -> str:
+    """A metadata value formatted by what its key says it is (…_bytes, …_s, counts, scores)."""
+    if value is None or (isinstance(value, float) and value != value):
+        return DASH
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if key.endswith("_bytes"):
+        return size(value)
+    if key.endswith("_s"):
+        return f"{number(value * 1000)} ms" if abs(value) < 1 else duration(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:.4g}"

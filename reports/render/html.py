@@ -1,0 +1,295 @@
+"""A self-contained HTML report: one file, plots inline as base64 PNG, no script, no URL
+fetched (a Content-Security-Policy forbids it), every piece of user text escaped."""
+
+from __future__ import annotations
+
+import base64
+from html import escape
+
+from reports.compare import frame_records, ratio_words
+from reports.render import formatting as fmt
+from reports.render import plots
+from reports.render._report import Report, RunReport
+from reports.render._tables import domain_rows, window_domains, window_groups
+
+_CSP = (
+    "default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
+    "base-uri 'none'; form-action 'none'"
+)
+_PROVENANCE_HELP = {
+    "counter": "read from a hardware energy counter (NVML total energy, RAPL)",
+    "sampled": "power readings integrated over time",
+    "replayed": "a recorded power trace played back",
+    "estimated": "a model (e.g. board power × utilisation), not a measurement",
+    "mixed": "domains measured in different ways; see the domain table",
+}
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;
+ margin:0;background:#f6f7f9;color:#1d2330;line-height:1.45}
+main{max-width:1080px;margin:0 auto;padding:24px 28px 48px}
+h1{font-size:1.7rem;margin:0 0 4px}h2{font-size:1.3rem;margin:28px 0 8px}
+h3{font-size:1.05rem;margin:22px 0 6px;color:#394150}
+.sub,.meta{color:#5b6472;font-size:.9rem;margin:2px 0}
+section{background:#fff;border:1px solid #e1e4ea;border-radius:10px;padding:4px 22px 18px;
+ margin:18px 0}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(220px,1fr));gap:10px;
+ margin:12px 0}
+.card{border:1px solid #e1e4ea;border-radius:8px;padding:8px 12px;background:#fbfcfd}
+.card .label{font-size:.8rem;color:#5b6472}.card .detail{font-size:.78rem;color:#5b6472}.card .value{font-size:1.15rem;font-weight:600}
+.prov{display:inline-block;font-size:.72rem;padding:0 6px;border-radius:9px;
+ background:#e9ecf1;color:#394150;white-space:nowrap;font-weight:500}
+.prov-counter{background:#dff3e4;color:#1b6b35}.prov-sampled{background:#dde9fb;color:#1d4f91}
+.prov-replayed{background:#ece2f7;color:#5b2d8e}.prov-estimated{background:#fdebd3;color:#8a4b00}
+.prov-mixed{background:#f1e4e4;color:#7a2e2e}
+.equiv{font-size:1.05rem;background:#f0f6ff;border-left:4px solid #4a7fd1;padding:8px 12px;
+ margin:10px 0}
+.note{background:#fff6e0;border-left:4px solid #e0a400;padding:6px 12px;margin:6px 0;
+ font-size:.92rem}
+table{border-collapse:collapse;width:100%;font-size:.88rem;margin:6px 0 10px}
+th,td{border-bottom:1px solid #e6e8ee;padding:5px 8px;text-align:left;vertical-align:top}
+th{background:#f2f4f7;font-weight:600}td.num{text-align:right;font-variant-numeric:tabular-nums}
+tr.baseline td{background:#f7f7f7;font-style:italic}
+img{max-width:100%;height:auto;display:block;margin:6px 0}
+ul.phrases li{margin:3px 0}.scroll{overflow-x:auto}td.num{white-space:nowrap}
+footer{font-size:.85rem;color:#394150}
+details summary{cursor:pointer;font-weight:600;margin:10px 0}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;font-size:.88rem}
+dt{color:#5b6472}dd{margin:0}
+"""
+
+
+def render_html(report: Report) -> str:
+    """The whole report as one HTML document."""
+    body = [f"<header><h1>{_e(report.title)}</h1>", _header_line(report), "</header>"]
+    if report.comparison is not None:
+        body.append(_comparison_section(report))
+        for run_report in report.runs:
+            body.append(_run_section(run_report, collapsed=True))
+    else:
+        body.append(_run_section(report.runs[0], collapsed=False))
+    body.append(_factors_footer(report))
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
+        f"<meta http-equiv=\"Content-Security-Policy\" content=\"{_CSP}\">\n"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+        "<meta name=\"generator\" content=\"joulemeter\">\n"
+        f"<title>{_e(report.title)}</title>\n<style>{_CSS}</style></head>\n"
+        "<body><main>\n" + "\n".join(body) + "\n</main></body></html>\n"
+    )
+
+
+def _header_line(report: Report) -> str:
+    factors = report.factors
+    return (
+        f"<p class=\"sub\">Generated {_e(report.generated_at)} by joulemeter · factors for "
+        f"{_e(factors.region_name)} ({_e(factors.region)}) · sources at the bottom</p>"
+    )
+
+
+# -- one run ---------------------------------------------------------------------------
+
+
+def _run_section(rr: RunReport, *, collapsed: bool) -> str:
+    run = rr.run
+    parts = [f"<h2>{_e(run.name)} <span class=\"meta\">{_e(run.id[:8])}</span></h2>", _run_meta(rr)]
+    parts += [f"<p class=\"note\">{_e(note)}</p>" for note in rr.notes]
+    cards = "".join(
+        f"<div class=\"card\"><div class=\"label\">{_e(f.label)}</div>"
+        f"<div class=\"value\">{_e(f.text)}</div>"
+        + (f"<div class=\"detail\">{_e(f.detail)}</div>" if f.detail else "")
+        + f"{_badge(f.provenance)}</div>"
+        for f in rr.figures
+    )
+    parts.append(f"<div class=\"cards\">{cards}</div>")
+    if rr.best is not None:
+        parts.append(
+            f"<p class=\"equiv\">≈ {_e(rr.best.text)} {_badge(rr.footprint.provenance)} "
+            f"<span class=\"meta\">({_e(str(rr.best.citation))})</span></p>"
+        )
+    details = []
+    if not collapsed:
+        details.append(_image(plots.power_over_time(run), "Power of each domain over time"))
+    details.append(_domain_table(rr))
+    if run.windows:
+        if not collapsed:
+            details.append(
+                _image(plots.energy_by_window(run), "Energy of each window split by domain")
+            )
+        details.append(_window_table(rr))
+    details.append(_metadata(rr))
+    if collapsed:
+        parts.append(f"<details><summary>Domains, windows and metadata</summary>{''.join(details)}</details>")
+    else:
+        parts += details
+    return "<section class=\"run\">" + "\n".join(parts) + "</section>"
+
+
+def _run_meta(rr: RunReport) -> str:
+    run = rr.run
+    bits = [f"project {run.project}", f"status {run.status.value}"]
+    if run.started_at:
+        bits.append(f"started {run.started_at}")
+    if run.metadata.get("variant"):
+        bits.append(f"variant {run.metadata['variant']}")
+    if run.host.get("hostname"):
+        bits.append(f"host {run.host['hostname']}")
+    if run.tags:
+        bits.append("tags " + ", ".join(map(str, run.tags)))
+    return f"<p class=\"meta\">{_e(' · '.join(bits))}</p>"
+
+
+def _domain_table(rr: RunReport) -> str:
+    run = rr.run
+    total = run.total_energy_j
+    rows = []
+    for row in domain_rows(run):
+        share = f"{row['energy_j'] / total:.0%}" if total else fmt.DASH
+        rows.append(
+            "<tr>"
+            f"<td>{_e(row['domain'])}</td><td>{_e(row['device'] or fmt.DASH)}</td>"
+            f"<td>{_e(row['method'] or fmt.DASH)}</td><td>{_badge(row['provenance'])}</td>"
+            f"<td class=\"num\">{_e(fmt.energy(row['energy_j']))}</td><td class=\"num\">{share}</td>"
+            f"<td class=\"num\">{_e(fmt.power(row['avg_power_w']))}</td>"
+            f"<td class=\"num\">{_e(fmt.power(row['peak_power_w']))}</td>"
+            f"<td class=\"num\">{_e(fmt.power(row['idle_power_w']))}</td></tr>"
+        )
+    head = (
+        "<tr><th>Domain</th><th>Device</th><th>Measured by</th><th>Provenance</th>"
+        "<th>Energy</th><th>Share</th><th>Avg power</th><th>Peak power</th><th>Idle power</th></tr>"
+    )
+    return f"<h3>Energy by domain</h3><table>{head}{''.join(rows)}</table>"
+
+
+def _window_table(rr: RunReport) -> str:
+    groups = window_groups(rr.run)
+    domains = window_domains(groups)
+    provenance = {name: e.provenance.value for name, e in rr.run.energy.items()}
+    head = "<tr><th>Window</th><th>Duration</th>" + "".join(
+        f"<th>{_e(d)} {_badge(provenance.get(d))}</th>" for d in domains
+    ) + "<th>Total</th><th>Units of work</th></tr>"
+    rows = []
+    for g in groups:
+        cells = "".join(
+            f"<td class=\"num\">{_e(fmt.energy(g.energy_j.get(d)))}</td>" for d in domains
+        )
+        units = "; ".join(
+            f"{fmt.number(count)} {unit} ({fmt.energy(g.energy_per_unit_j(unit))}/"
+            f"{unit.removesuffix('s')})"
+            for unit, count in g.units.items()
+        )
+        rows.append(
+            f"<tr><td>{_e(g.label)}</td><td class=\"num\">{_e(fmt.duration(g.duration_s))}</td>"
+            f"{cells}<td class=\"num\">{_e(fmt.energy(g.total_energy_j))}</td>"
+            f"<td>{_e(units or fmt.DASH)}</td></tr>"
+        )
+    return f"<h3>Energy by window</h3><table>{head}{''.join(rows)}</table>"
+
+
+def _metadata(rr: RunReport) -> str:
+    items = [(k, v) for k, v in rr.run.metadata.items() if not isinstance(v, (dict, list))]
+    if not items:
+        return ""
+    entries = "".join(
+        f"<dt>{_e(k)}</dt><dd>{_e(fmt.metadata_value(k, v))}</dd>" for k, v in items
+    )
+    return f"<h3>Metadata</h3><dl>{entries}</dl>"
+
+
+# -- several runs ---------------------------------------------------------------------
+
+
+def _comparison_section(report: Report) -> str:
+    comparison = report.comparison
+    assert comparison is not None
+    records = frame_records(comparison.frame)
+    per = comparison.per_column
+    head = (
+        "<tr><th>Run</th><th>Provenance</th><th>Energy</th>"
+        + (f"<th>Energy {_e(comparison.per_label)}</th>" if per else "")
+        + "<th>vs baseline</th><th>Emissions</th><th>Cost</th><th>Duration</th><th>Avg power</th>"
+        + "</tr>"
+    )
+    rows = []
+    for row in records:
+        is_base = row["id"] == comparison.baseline_id
+        rows.append(
+            f"<tr class=\"{'baseline' if is_base else 'other'}\"><td>{_e(_run_name(row))}</td>"
+            f"<td>{_badge(row['provenance'])}</td>"
+            f"<td class=\"num\">{_e(fmt.energy(row['energy_j']))}</td>"
+            + (f"<td class=\"num\">{_e(fmt.energy(row[per]))}</td>" if per else "")
+            + f"<td class=\"num\">{'baseline' if is_base else _e(ratio_words(row['ratio']))}</td>"
+            f"<td class=\"num\">{_e(fmt.co2e(row['kg_co2e']))}</td>"
+            f"<td class=\"num\">{_e(fmt.money(row['cost'], row['currency']))}</td>"
+            f"<td class=\"num\">{_e(fmt.duration(row['duration_s']))}</td>"
+            f"<td class=\"num\">{_e(fmt.power(row['avg_power_w']))}</td></tr>"
+        )
+    phrases = "".join(f"<li>{_e(p)}</li>" for p in comparison.phrases)
+    parts = [
+        "<section class=\"comparison\"><h2>Comparison</h2>",
+        f"<div class=\"scroll\"><table>{head}{''.join(rows)}</table></div>",
+        f"<ul class=\"phrases\">{phrases}</ul>",
+        _models_table(comparison.metadata_columns, records),
+        _image(plots.comparison_bars(comparison), "Each run's energy and its ratio to the baseline"),
+        _image(plots.pareto_scatter(comparison), "Accuracy against energy, Pareto frontier drawn"),
+        "</section>",
+    ]
+    return "\n".join(parts)
+
+
+def _models_table(columns: list[str], records: list[dict]) -> str:
+    """Run metadata side by side (accuracy, parameters, size on disk, latency, …)."""
+    if not columns:
+        return ""
+    head = "<tr><th>Run</th>" + "".join(f"<th>{_e(c)}</th>" for c in columns) + "</tr>"
+    rows = "".join(
+        f"<tr><td>{_e(_run_name(row))}</td>"
+        + "".join(f"<td class=\"num\">{_e(fmt.metadata_value(c, row[c]))}</td>" for c in columns)
+        + "</tr>"
+        for row in records
+    )
+    return f"<h3>Models</h3><div class=\"scroll\"><table>{head}{rows}</table></div>"
+
+
+def _run_name(row: dict) -> str:
+    return row["name"] + (f" ({row['variant']})" if row.get("variant") else "")
+
+
+def _factors_footer(report: Report) -> str:
+    rows = "".join(
+        f"<tr><td>{_e(line.label)}</td><td>{_e(line.text)}</td><td>{_e(line.source)}"
+        + (f"<br><span class=\"meta\">{_e(line.url)}</span>" if line.url else "")
+        + "</td></tr>"
+        for line in report.factor_lines
+    )
+    legend = "".join(
+        f"<li>{_badge(name)} {_e(text)}</li>" for name, text in _PROVENANCE_HELP.items()
+    )
+    return (
+        "<footer><section><h2>Factors and sources</h2>"
+        f"<table><tr><th>Factor</th><th>Value</th><th>Source</th></tr>{rows}</table>"
+        f"<h3>Provenance</h3><ul>{legend}</ul>"
+        "<p class=\"meta\">Facility electricity is device energy × PUE; emissions are facility "
+        "electricity × grid intensity; ranges show the uncertainty of sampled and estimated "
+        "figures.</p></section></footer>"
+    )
+
+
+# -- small pieces -----------------------------------------------------------------------
+
+
+def _e(text: object) -> str:
+    return escape(str(text), quote=True)
+
+
+def _badge(provenance: object) -> str:
+    name = str(provenance) if provenance is not None else "unknown"
+    css = "".join(ch for ch in name if ch.isalnum())
+    title = _PROVENANCE_HELP.get(name, name)
+    return f"<span class=\"prov prov-{css}\" title=\"{_e(title)}\">{_e(name)}</span>"
+
+
+def _image(png: bytes | None, alt: str) -> str:
+    if png is None:
+        return ""
+    data = base64.b64encode(png).decode("ascii")
+    return f"<img alt=\"{_e(alt)}\" src=\"data:image/png;base64,{data}\">"

@@ -1,0 +1,253 @@
+"""Report plots as PNG bytes, drawn with matplotlib's Agg canvas (no pyplot, no display,
+the user's backend untouched).
+
+Large sample series are reduced to a min/max envelope per horizontal pixel bucket, so a
+run with a million samples plots in well under a second.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import TYPE_CHECKING
+
+from meter.run import Run
+from reports.render._tables import window_domains, window_groups
+
+if TYPE_CHECKING:
+    import numpy
+    from matplotlib.figure import Figure
+
+    from reports.compare import Comparison
+
+BUCKETS = 800  # envelope buckets across the plot, about one per pixel column
+MAX_BARS = 25  # windows shown in the energy-by-window chart
+_WIDTH_IN, _HEIGHT_IN, _DPI = 10.0, 3.6, 100
+_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2")
+_SHADES = ("#e8eef7", "#f7efe2", "#e7f3e7", "#f3e6f3", "#eeeeee")
+
+
+def power_over_time(run: Run, *, buckets: int = BUCKETS) -> bytes | None:
+    """Power of each domain over time, windows shaded and gaps hatched; None without samples."""
+    series = _power_series(run)
+    if not series:
+        return None
+    figure = _figure()
+    ax = figure.subplots()
+    for i, (domain, (t, p)) in enumerate(series.items()):
+        colour = _PALETTE[i % len(_PALETTE)]
+        centres, low, high, mean = envelope(t, p, buckets)
+        if len(centres) < len(t):  # reduced: show the spread and the mean
+            ax.fill_between(centres, low, high, color=colour, alpha=0.25, linewidth=0)
+            ax.plot(centres, mean, color=colour, linewidth=1.0, label=domain)
+        else:
+            ax.plot(t, p, color=colour, linewidth=1.0, label=domain)
+    _shade_windows(ax, run)
+    _hatch_gaps(ax, run)
+    ax.set_xlabel("time since start (s)")
+    ax.set_ylabel("power (W)")
+    ax.set_ylim(bottom=0)
+    handles, labels = ax.get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", fontsize="small", ncols=6)
+    ax.set_title("Power over time")
+    return _png(figure)
+
+
+def energy_by_window(run: Run) -> bytes | None:
+    """Stacked bars: energy of each window (path) split by domain; None without windows."""
+    groups = window_groups(run)
+    if not groups:
+        return None
+    title = "Energy by window and domain"
+    if len(groups) > MAX_BARS:
+        title += f" ({MAX_BARS} of {len(groups)} windows, most energy first)"
+        groups = sorted(groups, key=lambda g: g.total_energy_j, reverse=True)[:MAX_BARS]
+    domains = window_domains(groups)
+    scale, unit = _energy_unit(max(g.total_energy_j for g in groups))
+    figure = _figure()
+    ax = figure.subplots()
+    positions = list(range(len(groups)))
+    bottom = [0.0] * len(groups)
+    for i, domain in enumerate(domains):
+        heights = [g.energy_j.get(domain, 0.0) / scale for g in groups]
+        ax.bar(positions, heights, bottom=bottom, color=_PALETTE[i % len(_PALETTE)], label=domain)
+        bottom = [b + h for b, h in zip(bottom, heights)]
+    ax.set_xticks(positions, [g.label for g in groups], rotation=30, ha="right", fontsize="small")
+    ax.set_ylabel(f"energy ({unit})")
+    ax.legend(fontsize="small")
+    ax.set_title(title)
+    return _png(figure)
+
+
+def comparison_bars(comparison: Comparison) -> bytes:
+    """Horizontal bars of the compared figure per run, the baseline in grey, ratios written on."""
+    from reports.compare import ratio_words
+
+    frame = comparison.frame
+    figure = _figure(height=max(1.6, 0.5 * len(frame) + 1.0))
+    ax = figure.subplots()
+    values_j = [0.0 if _nan(v) else float(v) for v in frame[comparison.compared_column]]
+    scale, unit = _energy_unit(max(values_j + [0.0]))
+    values = [v / scale for v in values_j]
+    colours = ["#9e9e9e" if rid == comparison.baseline_id else _PALETTE[0] for rid in frame["id"]]
+    positions = list(range(len(frame)))[::-1]
+    ax.barh(positions, values, color=colours)
+    for y, value, ratio, provenance, rid in zip(
+        positions, values, frame["ratio"], frame["provenance"], frame["id"]
+    ):
+        note = "baseline" if rid == comparison.baseline_id else ratio_words(ratio)
+        ax.annotate(f" {value:,.3g} {unit} · {note} · {provenance}", (value, y), va="center",
+                    fontsize="small")
+    ax.set_yticks(positions, [_run_label(row) for _, row in frame.iterrows()], fontsize="small")
+    ax.set_xlabel(_axis_label(comparison, unit))
+    ax.set_xlim(0, max(values + [0.0]) * 1.7 or 1.0)
+    ax.set_title(f"Energy {comparison.per_label}, baseline in grey".replace("  ", " "))
+    return _png(figure)
+
+
+def pareto_scatter(comparison: Comparison, y: str = "accuracy") -> bytes | None:
+    """`y` (accuracy by default, higher is better) against the compared energy figure, the
+    Pareto frontier highlighted; None when no run has `y`."""
+    import pandas
+
+    from reports.compare import pareto_frontier
+
+    frame = comparison.frame
+    if y not in frame.columns or frame[y].isna().all():
+        return None
+    x = comparison.compared_column
+    on_frontier = pareto_frontier(frame, x=x, y=y)
+    xs = pandas.to_numeric(frame[x], errors="coerce")
+    ys = pandas.to_numeric(frame[y], errors="coerce")
+    scale, unit = _energy_unit(xs.max())
+    figure = _figure()
+    ax = figure.subplots()
+    ax.scatter(xs / scale, ys, color="#9e9e9e", label="beaten on both axes", zorder=2)
+    order = xs[on_frontier].sort_values().index
+    ax.plot(xs[order] / scale, ys[order], color=_PALETTE[3], marker="o", label="Pareto frontier",
+            zorder=3)
+    for i, row in frame.iterrows():
+        if not (_nan(xs[i]) or _nan(ys[i])):
+            ax.annotate(f" {_run_label(row)}", (xs[i] / scale, ys[i]), fontsize="small")
+    ax.margins(x=0.25, y=0.12)  # room for the run names written beside the points
+    ax.set_xlabel(_axis_label(comparison, unit))
+    ax.set_ylabel(y)
+    ax.legend(fontsize="small", loc="lower right")
+    ax.set_title(f"{y.capitalize()} against energy: upper left is better")
+    return _png(figure)
+
+
+def _axis_label(comparison: Comparison, unit: str) -> str:
+    return " ".join(filter(None, ["energy", comparison.per_label, f"({unit})"]))
+
+
+def envelope(
+    t: numpy.ndarray, p: numpy.ndarray, buckets: int
+) -> tuple[numpy.ndarray, numpy.ndarray, numpy.ndarray, numpy.ndarray]:
+    """Bucket centres with min, max and mean of `p` per time bucket (NaN where a bucket has
+    no valid value, so gaps stay visible); the input unchanged if it is already small."""
+    import numpy
+
+    if len(t) <= 2 * buckets:
+        return t, p, p, p
+    edges = numpy.linspace(t[0], t[-1], buckets + 1)
+    index = numpy.clip(numpy.searchsorted(edges, t, side="right") - 1, 0, buckets - 1)
+    valid = ~numpy.isnan(p)
+    counts = numpy.bincount(index[valid], minlength=buckets)
+    sums = numpy.bincount(index[valid], weights=p[valid], minlength=buckets)
+    low = numpy.full(buckets, numpy.inf)
+    high = numpy.full(buckets, -numpy.inf)
+    numpy.minimum.at(low, index[valid], p[valid])
+    numpy.maximum.at(high, index[valid], p[valid])
+    empty = counts == 0
+    with numpy.errstate(invalid="ignore", divide="ignore"):
+        mean = sums / counts
+    low[empty] = high[empty] = mean[empty] = numpy.nan
+    centres = (edges[:-1] + edges[1:]) / 2
+    return centres, low, high, mean
+
+
+def _power_series(run: Run) -> dict[str, tuple[numpy.ndarray, numpy.ndarray]]:
+    """Per domain, time-sorted arrays of t_s and power_w (NaN where not read)."""
+    import numpy
+
+    n = len(run.samples)
+    if n == 0:
+        return {}
+    t = numpy.fromiter((s.t_s for s in run.samples), dtype=float, count=n)
+    p = numpy.array([s.power_w for s in run.samples], dtype=float)
+    names = numpy.array([s.domain for s in run.samples], dtype=object)
+    order = numpy.argsort(t, kind="stable")
+    t, p, names = t[order], p[order], names[order]
+    series = {}
+    for domain in dict.fromkeys(names.tolist()):
+        mask = names == domain
+        if not numpy.isnan(p[mask]).all():
+            series[domain] = (t[mask], p[mask])
+    return series
+
+
+def _shade_windows(ax, run: Run) -> None:
+    """Shade the top-level windows, one colour per window name."""
+    spans: dict[str, list[tuple[float, float]]] = {}
+    for w in run.windows:
+        if "/" not in w.path and w.end_s is not None:
+            spans.setdefault(w.name, []).append((w.start_s, w.end_s - w.start_s))
+    transform = ax.get_xaxis_transform()  # x in data, y in axes fraction
+    for i, (name, bars) in enumerate(spans.items()):
+        ax.broken_barh(
+            bars, (0, 1), transform=transform, color=_SHADES[i % len(_SHADES)], zorder=0, label=name
+        )
+
+
+def _hatch_gaps(ax, run: Run) -> None:
+    """Hatch the spans where a domain could not be read."""
+    end = run.duration_s
+    spans = [
+        (g.start_s, (g.end_s if g.end_s is not None else end or g.start_s) - g.start_s)
+        for g in run.gaps
+    ]
+    if spans:
+        ax.broken_barh(
+            spans,
+            (0, 1),
+            transform=ax.get_xaxis_transform(),
+            facecolor="none",
+            edgecolor="#d62728",
+            hatch="///",
+            linewidth=0,
+            zorder=1,
+            label="not read (gap)",
+        )
+
+
+def _energy_unit(largest_j: float) -> tuple[float, str]:
+    """Divisor and unit that keep an energy axis's numbers short: J, kJ, MJ or GJ."""
+    if _nan(largest_j):
+        return 1.0, "J"
+    for scale, unit in ((1e9, "GJ"), (1e6, "MJ"), (1e3, "kJ")):
+        if largest_j >= scale:
+            return scale, unit
+    return 1.0, "J"
+
+
+def _run_label(row) -> str:
+    variant = row.get("variant")
+    return f"{row['name']} ({variant})" if isinstance(variant, str) and variant else str(row["name"])
+
+
+def _nan(value) -> bool:
+    return value is None or value != value  # NaN is the only value unequal to itself
+
+
+def _figure(height: float = _HEIGHT_IN) -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(_WIDTH_IN, height), dpi=_DPI, layout="constrained")
+
+
+def _png(figure: Figure) -> bytes:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    buffer = io.BytesIO()
+    FigureCanvasAgg(figure).print_png(buffer)
+    return buffer.getvalue()

@@ -1,0 +1,109 @@
+"""Report plots: PNG bytes of the right size, min/max envelopes of big series, no side effects."""
+
+from __future__ import annotations
+
+import struct
+import subprocess
+import sys
+
+import numpy
+import pytest
+
+from meter.run import Window
+from reports.compare import compare
+from reports.render import plots
+from tests.test_compare import FACTORS_KW, epoch, make_run
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def factors():
+    from reports.factors import resolve_factors
+
+    return resolve_factors(**FACTORS_KW)
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """Width and height from the PNG's IHDR chunk."""
+    assert data[:8] == PNG_SIGNATURE
+    return struct.unpack(">II", data[16:24])
+
+
+def test_power_over_time_is_a_1000_by_360_png():
+    run = make_run("a1", "run", windows=[Window("train", "train", 10.0, 60.0)])
+    assert png_size(plots.power_over_time(run)) == (1000, 360)  # 10 × 3.6 in at 100 dpi
+
+
+def test_power_over_time_without_samples_is_none():
+    run = make_run("a2", "run")
+    run.samples = []
+    assert plots.power_over_time(run) is None
+
+
+def test_power_over_time_of_a_long_run_plots_at_the_same_size():
+    run = make_run("a3", "long", samples_per_domain=50_000, duration_s=5000.0)
+    assert png_size(plots.power_over_time(run, buckets=400)) == (1000, 360)
+
+
+def test_envelope_gives_min_max_and_mean_per_bucket():
+    t = numpy.arange(10_000, dtype=float)
+    p = t % 100  # every bucket of 1,000 samples holds ten full 0..99 ramps
+    centres, low, high, mean = plots.envelope(t, p, 10)
+    assert len(centres) == 10
+    assert low.tolist() == [0.0] * 10
+    assert high.tolist() == [99.0] * 10
+    assert mean.tolist() == pytest.approx([49.5] * 10)
+    assert centres[0] == pytest.approx(9999 / 20)  # middle of the first of ten equal buckets
+
+
+def test_envelope_leaves_unreadable_buckets_empty_so_gaps_show():
+    t = numpy.arange(10_000, dtype=float)
+    p = numpy.ones_like(t)
+    p[3000:4000] = numpy.nan  # exactly the fourth bucket (edges every 999.9 s)
+    _, low, high, mean = plots.envelope(t, p, 10)
+    assert numpy.isnan([low[3], high[3], mean[3]]).all()
+    assert not numpy.isnan(numpy.delete(mean, 3)).any()
+
+
+def test_envelope_returns_small_series_unchanged():
+    t = numpy.arange(50, dtype=float)
+    p = t * 2
+    centres, low, high, mean = plots.envelope(t, p, 100)
+    assert centres is t and low is p and high is p and mean is p
+
+
+def test_energy_by_window_draws_stacked_bars_or_nothing():
+    assert plots.energy_by_window(make_run("b1", "no windows")) is None
+    windows = [epoch(i, i * 10.0, 10.0, 100.0) for i in range(40)]
+    windows += [Window(f"step-{i}", f"step-{i}", 0.0, 1.0, {"gpu:0": float(i)}) for i in range(30)]
+    assert png_size(plots.energy_by_window(make_run("b2", "many", windows=windows)))[0] == 1000
+
+
+def test_comparison_bars_and_pareto_scatter_are_pngs(factors):
+    runs = [
+        make_run("c1", "full", energy_j=3000.0, units={"inferences": 100},
+                 metadata={"accuracy": 0.91}),
+        make_run("c2", "pruned", energy_j=1000.0, units={"inferences": 100},
+                 metadata={"accuracy": 0.90}),
+        make_run("c3", "worse", energy_j=2000.0, units={"inferences": 100},
+                 metadata={"accuracy": 0.80}),
+    ]
+    comparison = compare(runs, per="1000", factors=factors)
+    width, height = png_size(plots.comparison_bars(comparison))
+    assert width == 1000 and height == 250  # 0.5 in per run + 1 in, at 100 dpi
+    assert png_size(plots.pareto_scatter(comparison)) == (1000, 360)
+
+
+def test_pareto_scatter_needs_the_y_column(factors):
+    comparison = compare([make_run("d1", "a"), make_run("d2", "b")], factors=factors)
+    assert plots.pareto_scatter(comparison) is None
+
+
+def test_importing_the_report_layer_loads_neither_matplotlib_nor_pandas():
+    code = (
+        "import sys, reports.render, reports.render.plots, reports.compare;"
+        "heavy = {'matplotlib', 'pandas'} & set(sys.modules);"
+        "assert not heavy, heavy"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
