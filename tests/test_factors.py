@@ -115,8 +115,8 @@ def test_price_falls_back_from_country_to_eu_average_to_world():
     assert resolve_factors("DE").price_per_kwh == float(_row("prices.csv", "region", "DEU")["price_per_kwh"])
     italy = resolve_factors("IT")  # an EU member without its own row
     assert (italy.price_per_kwh, italy.currency) == (float(_row("prices.csv", "region", "EU")["price_per_kwh"]), "EUR")
-    japan = resolve_factors("JP")
-    assert japan.price_per_kwh == float(_row("prices.csv", "region", "WORLD")["price_per_kwh"])
+    brazil = resolve_factors("BR")  # no price row of its own and not in the EU
+    assert brazil.price_per_kwh == float(_row("prices.csv", "region", "WORLD")["price_per_kwh"])
     assert resolve_factors("US-CA").currency == "USD"  # a state takes its country's price
 
 
