@@ -6,9 +6,15 @@
     print(m.run.total_energy_j)
 """
 
+import logging
+
 from meter.errors import JoulemeterError
 from meter.meter import EnergyMeter, current_meter, metered
 from meter.run import Domain, DomainEnergy, Gap, Provenance, Run, Sample, Status, Window
+
+# A library logs, it does not print: without the application's own logging set-up,
+# nothing from the "joulemeter" logger reaches the terminal.
+logging.getLogger("joulemeter").addHandler(logging.NullHandler())
 
 __all__ = [
     "Domain",

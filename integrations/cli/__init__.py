@@ -7,6 +7,7 @@ that `joulemeter --help` is fast.
 from __future__ import annotations
 
 import importlib
+import logging
 
 import typer
 
@@ -26,6 +27,19 @@ for _module in _COMMAND_MODULES:
     except ModuleNotFoundError as exc:  # a command module not written yet
         if exc.name != f"{__name__}.{_module}":
             raise
+
+
+@app.callback()
+def _configure(
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="Log what joulemeter does (-v info, -vv debug)."),
+) -> None:
+    """Measure the energy of ML work, keep a ledger, and report kWh, cost and CO2e."""
+    from rich.logging import RichHandler
+
+    level = {0: logging.ERROR, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    logger = logging.getLogger("joulemeter")
+    logger.setLevel(level)
+    logger.addHandler(RichHandler(level=level, show_path=False))
 
 
 def main() -> None:
