@@ -22,11 +22,7 @@ app = typer.Typer(
 _COMMAND_MODULES = ("meter_cmd", "factors_cmd", "report_cmd", "interop_cmd", "demo_cmd")
 
 for _module in _COMMAND_MODULES:
-    try:
-        importlib.import_module(f"{__name__}.{_module}").register(app)
-    except ModuleNotFoundError as exc:  # a command module not written yet
-        if exc.name != f"{__name__}.{_module}":
-            raise
+    importlib.import_module(f"{__name__}.{_module}").register(app)
 
 
 @app.callback()
