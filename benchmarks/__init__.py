@@ -1,0 +1,1 @@
+"""Benchmarks of joulemeter against its peers: `python3 benchmarks/run_all.py [--quick]`."""

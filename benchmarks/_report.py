@@ -1,0 +1,274 @@
+"""The Markdown page of a benchmark run (docs/benchmarks.md), from run_all's results dict."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks._stats import Spread
+from benchmarks.overhead import VARIANTS
+
+TARGET_OVERHEAD_PCT = 1.0
+TARGET_WINDOW_US = 20.0
+TARGET_RENDER_S = 5.0
+
+
+def _s(d: dict[str, Any]) -> Spread:
+    return Spread(**d)
+
+
+def _pct(d: dict[str, Any]) -> str:
+    s = _s(d)
+    return f"{s.median:+.2f} % (IQR {s.q1:+.2f} – {s.q3:+.2f})"
+
+
+def _num(d: dict[str, Any], fmt: str = "{:.3g}") -> str:
+    return _s(d).text(fmt)
+
+
+def _met(ok: bool) -> str:
+    return "yes" if ok else "**no**"
+
+
+def _overhead(r: dict[str, Any]) -> list[str]:
+    training, idle = r["training"], r["idle"]
+    lines = [
+        "## Overhead on a CPU training loop",
+        "",
+        f"A 3-layer MLP (256–512–512–10, batch 64, SGD) trained for {r['steps']} steps on one "
+        "torch thread (`torch.set_num_threads(1)`). All variants run in one worker process "
+        "(same memory layout and CPU placement), each creating and stopping its tool per "
+        f"loop; every round runs all variants once in a shuffled order ({r['repeats']} "
+        "rounds). joulemeter writes to a ledger as it does by default (a flush every 2 s). "
+        "Three views of the cost, because the machine is shared and wall time swings with "
+        "other processes:",
+        "",
+        "- *Slowdown*: loop wall time over the unmetered loop's of the same round (median, IQR).",
+        "- *Fastest*: the variant's fastest loop over the fastest unmetered loop, the runs "
+        "least disturbed by other processes.",
+        "- *CPU*: CPU time of the whole process during the loop (the training thread and the "
+        "tool's threads) over the unmetered loop's, same round (median, IQR). It barely "
+        "moves with other load, and on one core it is the slowdown.",
+        "",
+        "Start + stop: creating and starting the tool and stopping it (joulemeter also writes "
+        f"its run to a ledger then). Idle CPU: the tool runs for {r['idle_s']} s while the "
+        f"code sleeps ({r['idle_repeats']} rounds); process CPU time beyond the unmetered "
+        "variant's, per second of run.",
+        "",
+        "| Tool and setting | What it metered here | Loop time (s) | Slowdown | Fastest | CPU | "
+        "Start + stop (ms) | Idle CPU (ms per s) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for variant in VARIANTS:
+        measured = r["measures"].get(variant, "")
+        if variant in r["unavailable"]:
+            lines.append(f"| {variant} | could not run here: `{r['unavailable'][variant]}` "
+                         "| — | — | — | — | — | — |")
+            continue
+        t = training[variant]
+        if variant == "unmetered":
+            slowdown = fastest = cpu = "—"
+        else:
+            slowdown, cpu = _pct(t["overhead_pct"]), _pct(t["cpu_overhead_pct"])
+            fastest = f"{t['fastest_overhead_pct']:+.2f} %"
+        lines.append(
+            f"| {variant} | {measured} | {_num(t['loop_s'])} | {slowdown} | {fastest} | {cpu} | "
+            f"{_num(t['start_stop_ms'])} | {_num(idle[variant]['extra_cpu_ms_per_s'])} |"
+        )
+    lines += [
+        "",
+        "## Sampler cost",
+        "",
+        "CPU time of joulemeter's sampling thread alone (Linux schedstat of that thread) per "
+        "second of an idle run, with the sources this machine has.",
+        "",
+        "| Sampling interval | Sampler thread CPU (ms per s of run) | Share of one core |",
+        "|---|---|---|",
+    ]
+    for variant in ("joulemeter@100ms", "joulemeter@10ms"):
+        entry = idle.get(variant, {}).get("sampler_thread_cpu_ms_per_s")
+        if entry:
+            share = _s(entry).median / 10
+            lines.append(f"| {variant.split('@')[1]} | {_num(entry)} | {share:.2f} % |")
+    return lines
+
+
+def _window(r: dict[str, Any]) -> list[str]:
+    s = _s(r["per_window_us"])
+    return [
+        "## Window cost",
+        "",
+        f"Entering and leaving `with m.window(\"w\"): pass` (no sync) in a running meter "
+        f"(domains {', '.join(r['domains'])}), {r['windows_per_repeat']} windows per repeat, "
+        f"{s.n} repeats: **{s.text('{:.2f}')} µs** per window "
+        f"(target < {TARGET_WINDOW_US:g} µs: {_met(s.median < TARGET_WINDOW_US)}).",
+    ]
+
+
+def _startup(r: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Start-up",
+        "",
+        "Fresh subprocesses, interleaved. Import times are measured inside the child around "
+        "the import statement (interpreter start-up excluded); command times are the wall "
+        "time of the whole command, so `python -c pass` is their floor.",
+        "",
+        "| What | Time (ms) | Heavy modules it loaded |",
+        "|---|---|---|",
+    ]
+    for name, d in r["import_ms"].items():
+        heavy = ", ".join(r["heavy_modules_loaded"].get(name, [])) or "none"
+        lines.append(f"| `{r['import_statements'][name]}` | {_num(d)} | {heavy} |")
+    for name, d in r["command_ms"].items():
+        lines.append(f"| `{name}` | {_num(d)} | |")
+    for name, error in r["errors"].items():
+        lines.append(f"| {name} | could not run: {error} | |")
+    lines += ["", "Heavy modules looked for: torch, pandas, numpy, matplotlib, sqlalchemy."]
+    return lines
+
+
+def _ledger(r: dict[str, Any]) -> list[str]:
+    ratio = _s(r["ratio_to_need"])
+    return [
+        "## Ledger (SQLite file)",
+        "",
+        f"{r['gpus']} GPUs sampled every {r['interval_s'] * 1000:g} ms need "
+        f"{r['needed_samples_per_s']:g} samples/s. `append_samples` of {r['batch_samples']}-sample "
+        f"batches (2 s of such a run, the meter's flush interval), {ratio.n} batches:",
+        "",
+        "| Figure | Value |",
+        "|---|---|",
+        f"| Sustained ingest (samples/s) | {_num(r['samples_per_s'], '{:,.0f}')} |",
+        f"| Ratio to the {r['needed_samples_per_s']:g} samples/s needed | {ratio.text('{:.0f}')} × |",
+        f"| Size on disk per sample | {r['bytes_per_sample']:.0f} bytes |",
+        f"| Size on disk per hour of such a run | {r['mib_per_hour']:.0f} MiB "
+        f"(extrapolated from the {r['samples_written']:,} samples written) |",
+    ]
+
+
+def _report(r: dict[str, Any]) -> list[str]:
+    s = _s(r["render_s"])
+    return [
+        "## Report",
+        "",
+        f"`reports.render.render(run, \"html\")` of one run with {r['samples']:,} samples "
+        f"(4 GPU domains at 10 ms, 10 windows), {s.n} repeats: **{s.text('{:.2f}')} s** "
+        f"(target < {TARGET_RENDER_S:g} s: {_met(s.median < TARGET_RENDER_S)}); the page is "
+        f"{r['html_bytes'] / 1024:.0f} KiB.",
+    ]
+
+
+def _gpu(r: dict[str, Any] | None) -> list[str]:
+    lines = [
+        "## GPU counterpart",
+        "",
+        "`python3 benchmarks/gpu_matmul.py --write` on a machine with an NVIDIA GPU: a ~20 s "
+        "matmul training loop metered by joulemeter; the energy counter against the "
+        "trapezoid integral of the sampled power, the sampling rate reached, and the "
+        "overhead against an unmetered loop and Zeus. It writes docs/benchmarks-gpu.json, "
+        "which the next `run_all.py` shows here.",
+        "",
+    ]
+    if not r:
+        lines.append("Not run yet: this machine has no GPU.")
+        return lines
+    lines += [
+        f"Measured on {r['device']} ({r['date']}, `{r['command']}`):",
+        "",
+        "| Figure | Value |",
+        "|---|---|",
+        "| Energy counter (J) | "
+        + (f"{r['counter_energy_j']:.1f}" if r["counter_energy_j"] is not None else "this GPU has none")
+        + " |",
+        f"| Trapezoid integral of the power samples (J) | {r['integrated_power_j']:.1f} |",
+        "| Integral vs counter | "
+        + (f"{r['integral_vs_counter_pct']:+.2f} %" if r["counter_energy_j"] is not None else "—")
+        + " |",
+        f"| Sampling rate reached (Hz), asked {1 / r['interval_s']:g} | {r['sampling_rate_hz']:.1f} |",
+    ]
+    for name, d in r["overhead_pct"].items():
+        lines.append(f"| {name} slowdown vs unmetered | {_pct(d)} |")
+    if r.get("zeus_error"):
+        lines.append(f"| zeus slowdown vs unmetered | could not run: `{r['zeus_error']}` |")
+    return lines
+
+
+def _targets(results: dict[str, Any]) -> list[str]:
+    o = results["overhead"]
+
+    def views(variant: str) -> tuple[float, float, float]:
+        t = o["training"][variant]
+        return _s(t["overhead_pct"]).median, t["fastest_overhead_pct"], _s(t["cpu_overhead_pct"]).median
+
+    def shown(variant: str) -> str:
+        median, fastest, cpu = views(variant)
+        return f"slowdown {median:+.2f} %, fastest {fastest:+.2f} %, CPU {cpu:+.2f} %"
+
+    _, fastest, cpu = views("joulemeter@100ms")
+    rows = [(
+        "joulemeter ≤ 1 % slower than unmetered at 100 ms (fastest and CPU)",
+        shown("joulemeter@100ms"),
+        _met(fastest <= TARGET_OVERHEAD_PCT and cpu <= TARGET_OVERHEAD_PCT),
+    )]
+    for interval in ("100ms", "10ms"):
+        mine = views(f"joulemeter@{interval}")
+        for peer in (f"codecarbon@{interval}", "zeus"):
+            if peer in o["unavailable"] or peer not in o["training"]:
+                rows.append((f"joulemeter@{interval} lighter than {peer}", "peer could not run here", "—"))
+                continue
+            theirs = views(peer)
+            rows.append((
+                f"joulemeter@{interval} lighter than {peer} (fastest and CPU)",
+                f"joulemeter {shown(f'joulemeter@{interval}')}; {peer} {shown(peer)} "
+                f"({peer} metered: {o['measures'].get(peer, '?')})",
+                _met(mine[1] < theirs[1] and mine[2] < theirs[2]),
+            ))
+    w = _s(results["window"]["per_window_us"]).median
+    rows.append(("window enter + leave < 20 µs", f"{w:.2f} µs", _met(w < TARGET_WINDOW_US)))
+    ratio = _s(results["ledger"]["ratio_to_need"]).median
+    rows.append(("ledger keeps up with 8 GPUs at 10 ms", f"{ratio:.0f} × the need", _met(ratio >= 1)))
+    render = _s(results["report"]["render_s"]).median
+    rows.append(("HTML report of 1,000,000 samples < 5 s", f"{render:.2f} s", _met(render < TARGET_RENDER_S)))
+    return [
+        "## Targets",
+        "",
+        "Medians unless said otherwise; a difference smaller than the spread in the tables "
+        "below is not a difference.",
+        "",
+        "| Target | Measured | Met |",
+        "|---|---|---|",
+        *[f"| {a} | {b} | {c} |" for a, b, c in rows],
+    ]
+
+
+def markdown(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items())
+    load0 = ", ".join(f"{x:.2f}" for x in m["load_average_at_start"])
+    load1 = ", ".join(f"{x:.2f}" for x in m["load_average_at_end"])
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `" + results["command"] + "` (after `bash benchmarks/setup_peers.sh`, which "
+        "installs Zeus into benchmarks/.venv-peers). Every figure is a ratio or a cost "
+        "measured in that one run, on the machine below; a spread is the median and "
+        "interquartile range over the repeats. The raw trials are in benchmarks.json beside "
+        "this page.",
+        "",
+        f"- Date: {results['date']}; mode: {results['mode']}; the suite took {results['suite_s']:.0f} s",
+        f"- Machine: {m['cpu']}, {m['cpu_count']} logical CPUs, {m['os']}, Python {m['python']}",
+        f"- Versions: {versions}",
+        f"- Load average (1, 5, 15 min) at start: {load0}; at end: {load1} (on "
+        f"{m['cpu_count']} CPUs: anything above about 1 is other work sharing the machine).",
+        "",
+    ]
+    for part in (
+        _targets(results),
+        _overhead(results["overhead"]),
+        _window(results["window"]),
+        _startup(results["startup"]),
+        _ledger(results["ledger"]),
+        _report(results["report"]),
+        _gpu(results.get("gpu")),
+    ):
+        lines += part + [""]
+    return "\n".join(lines)
