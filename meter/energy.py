@@ -43,6 +43,7 @@ class DomainAccumulator:
             power = self._add_counter(t_s, reading.energy_j, power)
         elif power is not None:
             self._add_power(t_s, power)
+            self._last_counter_j = None  # a later counter reading starts a new baseline
         self._last_t = t_s
         self._last_power_w = power
         if power is not None and (self.peak_power_w is None or power > self.peak_power_w):
@@ -61,8 +62,13 @@ class DomainAccumulator:
         if previous is None or self._last_t is None:
             return power_w
         delta = counter_j - previous
-        if delta < 0 and self.domain.counter_range_j:
-            delta += self.domain.counter_range_j  # one wrap since the last reading
+        span = self.domain.counter_range_j
+        if delta < 0 and span:
+            delta += span  # one wrap since the last reading
+            if delta > span / 2:
+                # Polled every 100 ms, a real wrap moves the counter by a sliver of its
+                # range; half the range or more means a reset (or wraps we cannot count).
+                delta = -1.0
         if delta < 0:
             self.gaps.append(
                 Gap(self.domain.name, self._last_t, t_s, "energy counter went back (reset)")
@@ -131,9 +137,7 @@ class EnergyTimeline:
             return es[0]
         if i >= len(ts):
             return es[-1]
-        t0, t1 = ts[i - 1], ts[i]
-        if t1 == t0:
-            return es[i]
+        t0, t1 = ts[i - 1], ts[i]  # t0 < t_s <= t1, so t1 > t0
         return es[i - 1] + (es[i] - es[i - 1]) * (t_s - t0) / (t1 - t0)
 
     def between(self, start_s: float, end_s: float) -> float:

@@ -142,12 +142,15 @@ def test_every_bad_or_unreadable_reading_is_covered_by_a_gap(events, range_j):
 @given(
     range_uj=st.integers(min_value=1_000, max_value=2**40),
     origin_fraction=st.floats(min_value=0.0, max_value=1.0, exclude_max=True),
-    increments=st.lists(st.floats(min_value=0.0, max_value=1.0, exclude_max=True), min_size=1, max_size=60),
+    increments=st.lists(st.floats(min_value=0.0, max_value=0.5, exclude_max=True), min_size=1, max_size=60),
 )
 def test_a_counter_that_wraps_any_number_of_times_gives_the_exact_total(
     range_uj, origin_fraction, increments
 ):
-    """Raw values are µJ modulo the range, as RAPL gives them; each step is less than one range."""
+    """Raw values are µJ modulo the range, as RAPL gives them; each step is under half the range.
+
+    (A step of half the range or more cannot be told from a reset: the meter reads it as one.)
+    """
     steps_uj = [int(f * range_uj) for f in increments]
     raw_uj = int(origin_fraction * range_uj)
     acc = DomainAccumulator(_domain(counter_range_j=range_uj * 1e-6))
@@ -265,3 +268,29 @@ def test_summarise_reports_the_last_cumulative_energy_and_peak_power(events, ran
     else:
         assert totals.avg_power_w is None
     assert totals.provenance is domain.provenance
+
+
+def test_a_domain_switching_between_counter_and_power_only_counts_no_time_twice():
+    from meter.energy import DomainAccumulator
+    from meter.run import Domain, Provenance
+    from meter.sources.base import Reading
+
+    acc = DomainAccumulator(Domain("gpu:0", "gpu", "test", Provenance.COUNTER, "test"))
+    acc.add(0.0, Reading("gpu:0", 10.0, 0.0))
+    acc.add(1.0, Reading("gpu:0", 10.0, None))  # counter unreadable this tick: power only
+    acc.add(2.0, Reading("gpu:0", 10.0, 20.0))
+    assert acc.energy_j == 10.0  # 0–1 s integrated; 1–2 s not counted again from the counter
+
+
+def test_a_reset_of_a_wrapping_counter_is_a_gap_not_a_phantom_wrap():
+    from meter.energy import DomainAccumulator
+    from meter.run import Domain, Provenance
+    from meter.sources.base import Reading
+
+    domain = Domain("cpu:package-0", "cpu", "test", Provenance.COUNTER, "test", counter_range_j=1000.0)
+    acc = DomainAccumulator(domain)
+    acc.add(0.0, Reading(domain.name, None, 300.0))
+    acc.add(0.1, Reading(domain.name, None, 310.0))
+    acc.add(0.2, Reading(domain.name, None, 5.0))  # back to ~0: a reset, not a 695 J wrap in 0.1 s
+    assert acc.energy_j == 10.0
+    assert [g.reason for g in acc.gaps] == ["energy counter went back (reset)"]
