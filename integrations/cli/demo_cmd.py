@@ -40,11 +40,12 @@ def demo(
     device: str = typer.Option(
         "auto", "--device", help="auto (cuda when torch sees a GPU), cpu or cuda."
     ),
-    threads: Optional[int] = typer.Option(
-        None,
+    threads: int = typer.Option(
+        1,
         "--threads",
         min=1,
-        help="torch CPU threads (default: every core). On a busy machine 1 measures steadier.",
+        help="torch CPU threads. 1 (the default) keeps trials of these small models steady; "
+        "more threads wait on each other and on other work.",
     ),
 ) -> None:
     """Full vs compressed models on scikit-learn's digits: pruned, int8, half precision and
