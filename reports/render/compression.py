@@ -226,27 +226,20 @@ def render_compression_html(summary: CompressionSummary, *, title: str | None = 
     report.factor_lines = factor_lines(summary.factors, shown)
 
     body = [
-        f"<header><h1>{page._e(title)}</h1>",
-        page._header_line(report),
+        f"<header><h1>{page.escape_text(title)}</h1>",
+        page.header_line(report),
         "</header>",
         _provenance_banner(summary),
         _headline(summary, equivalences),
-        page._comparison_section(report),
+        page.comparison_section(report),
         _break_even_section(summary),
         _lifetime_section(summary, equivalences),
         _skipped_section(summary),
         "<h2>Runs</h2>",
-        *(page._run_section(rr, collapsed=True) for rr in report.runs),
-        page._factors_footer(report),
+        *(page.run_section(rr, collapsed=True) for rr in report.runs),
+        page.factors_footer(report),
     ]
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">\n'
-        f'<meta http-equiv="Content-Security-Policy" content="{page._CSP}">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        '<meta name="generator" content="joulemeter">\n'
-        f"<title>{page._e(title)}</title>\n<style>{page._CSS}{_CSS}</style></head>\n"
-        "<body><main>\n" + "\n".join(part for part in body if part) + "\n</main></body></html>\n"
-    )
+    return page.document(title, body, extra_css=_CSS)
 
 
 _CSS = """
@@ -261,11 +254,11 @@ def _provenance_banner(summary: CompressionSummary) -> str:
     if not estimated:
         return ""
     methods = "".join(
-        f"<li><b>{page._e(name)}</b>: {page._e(method)}</li>" for name, method in estimated.items()
+        f"<li><b>{page.escape_text(name)}</b>: {page.escape_text(method)}</li>" for name, method in estimated.items()
     )
     return (
         '<div class="banner"><strong>Estimates, not measurements.</strong> On this machine '
-        f"{page._e(', '.join(estimated))} energy could not be read from a hardware counter; every "
+        f"{page.escape_text(', '.join(estimated))} energy could not be read from a hardware counter; every "
         "figure that includes it comes from a model of utilisation:"
         f"<ul>{methods}</ul>A machine-wide estimate counts other processes too, and "
         "differences between variants then mostly reflect how long each ran. Run on a machine "
@@ -285,12 +278,12 @@ def _headline(summary: CompressionSummary, equivalences: list[tuple[Equivalence,
         words = ratio_words(v.ratio)
         than = "as" if words == "about the same" else "than"
         items.append(
-            f"<li><b>{page._e(v.variant)}</b>: {page._e(words)} energy per inference {than} "
-            f"{page._e(summary.baseline)}{page._e(accuracy)}; "
-            f"{page._e(summary.break_even_words(v))}"
+            f"<li><b>{page.escape_text(v.variant)}</b>: {page.escape_text(words)} energy per inference {than} "
+            f"{page.escape_text(summary.baseline)}{page.escape_text(accuracy)}; "
+            f"{page.escape_text(summary.break_even_words(v))}"
             f" {_run_badge(v.inference)}</li>"
         )
-    best = "".join(f"<li>{page._e(text)}</li>" for _, text in equivalences[:1])
+    best = "".join(f"<li>{page.escape_text(text)}</li>" for _, text in equivalences[:1])
     return (
         '<section class="headline"><h2>In short</h2>'
         f"<ul>{''.join(items)}{best}</ul>{_noise_note(summary)}</section>"
@@ -308,7 +301,7 @@ def _noise_note(summary: CompressionSummary) -> str:
     worst = max(noisy.values())
     return (
         f'<p class="note">Repeated inference trials disagreed by up to {worst:.1f}× '
-        f"({page._e(', '.join(noisy))}; largest ÷ smallest energy per 1,000 inferences): something "
+        f"({page.escape_text(', '.join(noisy))}; largest ÷ smallest energy per 1,000 inferences): something "
         "else was probably using the machine. Treat differences smaller than that as noise, or "
         "rerun on a quiet machine.</p>"
     )
@@ -320,23 +313,23 @@ def _break_even_section(summary: CompressionSummary) -> str:
         be = v.break_even
         saving = None if be is None else be.saving_per_inference_j
         rows.append(
-            f"<tr><td>{page._e(v.variant)}</td>"
-            f'<td class="num">{page._e(fmt.energy(v.production_energy_j))} '
+            f"<tr><td>{page.escape_text(v.variant)}</td>"
+            f'<td class="num">{page.escape_text(fmt.energy(v.production_energy_j))} '
             f"{_run_badge(v.production)}</td>"
-            f'<td class="num">{page._e(_millijoules(v.energy_per_inference_j))}</td>'
-            f'<td class="num">{page._e(_millijoules(saving))}</td>'
-            f"<td>{page._e(summary.break_even_words(v))}</td></tr>"
+            f'<td class="num">{page.escape_text(_millijoules(v.energy_per_inference_j))}</td>'
+            f'<td class="num">{page.escape_text(_millijoules(saving))}</td>'
+            f"<td>{page.escape_text(summary.break_even_words(v))}</td></tr>"
         )
     training = ""
     if summary.training is not None:
         run = summary.training
         training = (
             '<p class="meta">Training the full model took '
-            f"{page._e(fmt.energy(run.total_energy_j))} "
-            f"{_run_badge(run)} over {page._e(fmt.duration(run.duration_s))}; every variant "
+            f"{page.escape_text(fmt.energy(run.total_energy_j))} "
+            f"{_run_badge(run)} over {page.escape_text(fmt.duration(run.duration_s))}; every variant "
             "starts from it, so it is not charged to any one of them.</p>"
         )
-    image = page._image(
+    image = page.image(
         _break_even_plot(summary), "Cumulative energy of each variant against inferences served"
     )
     return (
@@ -363,17 +356,17 @@ def _lifetime_section(
             fmt.kwh(None if saving is None else saving.energy_kwh),
         ]
         rows.append(
-            f"<tr><td>{page._e(v.variant)}</td>"
-            + "".join(f'<td class="num">{page._e(cell)}</td>' for cell in cells)
-            + f"<td>{page._e(saving.best_equivalence().text if saving else fmt.DASH)}</td></tr>"
+            f"<tr><td>{page.escape_text(v.variant)}</td>"
+            + "".join(f'<td class="num">{page.escape_text(cell)}</td>' for cell in cells)
+            + f"<td>{page.escape_text(saving.best_equivalence().text if saving else fmt.DASH)}</td></tr>"
         )
-    notes = "".join(f"<li>{page._e(text)}</li>" for _, text in equivalences)
+    notes = "".join(f"<li>{page.escape_text(text)}</li>" for _, text in equivalences)
     return (
         "<section><h2>Lifetime projection</h2>"
-        f"<p>Serving {page._e(_count(summary.queries_per_day))} inferences a day for "
-        f"{page._e(_count(summary.days))} days, at each variant's measured energy per inference "
-        f"and the factors for {page._e(summary.factors.region_name)}. A projection is an estimate "
-        f"{page._badge('estimated')}: it assumes the same hardware, batch size and load as "
+        f"<p>Serving {page.escape_text(_count(summary.queries_per_day))} inferences a day for "
+        f"{page.escape_text(_count(summary.days))} days, at each variant's measured energy per inference "
+        f"and the factors for {page.escape_text(summary.factors.region_name)}. A projection is an estimate "
+        f"{page.badge('estimated')}: it assumes the same hardware, batch size and load as "
         "measured here. Facility electricity includes PUE.</p>"
         "<table><tr><th>Variant</th><th>Electricity</th><th>Emissions</th><th>Cost</th>"
         "<th>Saved vs baseline (production included)</th><th>That is</th></tr>"
@@ -385,7 +378,7 @@ def _skipped_section(summary: CompressionSummary) -> str:
     if not summary.skipped:
         return ""
     items = "".join(
-        f"<li><b>{page._e(name)}</b>: {page._e(reason)}</li>"
+        f"<li><b>{page.escape_text(name)}</b>: {page.escape_text(reason)}</li>"
         for name, reason in summary.skipped.items()
     )
     return f"<section><h2>Variants not built here</h2><ul>{items}</ul></section>"
@@ -416,7 +409,7 @@ def _break_even_plot(summary: CompressionSummary) -> bytes | None:
     if not drawable or horizon <= 1:
         return None
     n = numpy.logspace(0, math.log10(horizon), 200)
-    figure = plots._figure(height=4.2)
+    figure = plots.new_figure(height=4.2)
     ax = figure.subplots()
     for i, v in enumerate(drawable):
         made = v.production_energy_j or 0.0
@@ -426,7 +419,7 @@ def _break_even_plot(summary: CompressionSummary) -> bytes | None:
             made + n * v.energy_per_inference_j,
             style,
             label=v.variant,
-            color=plots._PALETTE[i % len(plots._PALETTE)],
+            color=plots.PALETTE[i % len(plots.PALETTE)],
         )
         be = v.break_even
         if be is not None and be.inferences_for_energy and be.inferences_for_energy <= horizon:
@@ -435,7 +428,7 @@ def _break_even_plot(summary: CompressionSummary) -> bytes | None:
                 [x],
                 [made + x * v.energy_per_inference_j],
                 "o",
-                color=plots._PALETTE[i % len(plots._PALETTE)],
+                color=plots.PALETTE[i % len(plots.PALETTE)],
             )
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -443,7 +436,7 @@ def _break_even_plot(summary: CompressionSummary) -> bytes | None:
     ax.set_ylabel("energy: production + inference (J)")
     ax.set_title("Cumulative energy; dots mark where a variant's production has paid off")
     ax.legend(fontsize="small")
-    return plots._png(figure)
+    return plots.to_png(figure)
 
 
 # -- small pieces -----------------------------------------------------------------------
@@ -472,4 +465,4 @@ def _run_badge(run: Run | None) -> str:
     """The provenance badge of a run's total ('' without a run)."""
     if run is None or run.provenance is None:
         return ""
-    return page._badge(run.provenance.value)
+    return page.badge(run.provenance.value)

@@ -4,7 +4,7 @@ fetched (a Content-Security-Policy forbids it), every piece of user text escaped
 from __future__ import annotations
 
 import base64
-from html import escape
+import html
 
 from reports.compare import frame_records, ratio_words
 from reports.render import formatting as fmt
@@ -60,60 +60,65 @@ dt{color:#5b6472}dd{margin:0}
 
 def render_html(report: Report) -> str:
     """The whole report as one HTML document."""
-    body = [f"<header><h1>{_e(report.title)}</h1>", _header_line(report), "</header>"]
+    body = [f"<header><h1>{escape_text(report.title)}</h1>", header_line(report), "</header>"]
     if report.comparison is not None:
-        body.append(_comparison_section(report))
+        body.append(comparison_section(report))
         for run_report in report.runs:
-            body.append(_run_section(run_report, collapsed=True))
+            body.append(run_section(run_report, collapsed=True))
     else:
-        body.append(_run_section(report.runs[0], collapsed=False))
-    body.append(_factors_footer(report))
+        body.append(run_section(report.runs[0], collapsed=False))
+    body.append(factors_footer(report))
+    return document(report.title, body)
+
+
+def document(title: str, parts: list[str], extra_css: str = "") -> str:
+    """A self-contained page: the CSP that forbids scripts and remote fetches, our CSS, `parts`."""
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
         f"<meta http-equiv=\"Content-Security-Policy\" content=\"{_CSP}\">\n"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
         "<meta name=\"generator\" content=\"joulemeter\">\n"
-        f"<title>{_e(report.title)}</title>\n<style>{_CSS}</style></head>\n"
-        "<body><main>\n" + "\n".join(body) + "\n</main></body></html>\n"
+        f"<title>{escape_text(title)}</title>\n<style>{_CSS}{extra_css}</style></head>\n"
+        "<body><main>\n" + "\n".join(part for part in parts if part) + "\n</main></body></html>\n"
     )
 
 
-def _header_line(report: Report) -> str:
+def header_line(report: Report) -> str:
     factors = report.factors
     return (
-        f"<p class=\"sub\">Generated {_e(report.generated_at)} by joulemeter · factors for "
-        f"{_e(factors.region_name)} ({_e(factors.region)}) · sources at the bottom</p>"
+        f"<p class=\"sub\">Generated {escape_text(report.generated_at)} by joulemeter · factors for "
+        f"{escape_text(factors.region_name)} ({escape_text(factors.region)}) · sources at the bottom</p>"
     )
 
 
 # -- one run ---------------------------------------------------------------------------
 
 
-def _run_section(rr: RunReport, *, collapsed: bool) -> str:
+def run_section(rr: RunReport, *, collapsed: bool) -> str:
     run = rr.run
-    parts = [f"<h2>{_e(run.name)} <span class=\"meta\">{_e(run.id[:8])}</span></h2>", _run_meta(rr)]
-    parts += [f"<p class=\"note\">{_e(note)}</p>" for note in rr.notes]
+    parts = [f"<h2>{escape_text(run.name)} <span class=\"meta\">{escape_text(run.id[:8])}</span></h2>", _run_meta(rr)]
+    parts += [f"<p class=\"note\">{escape_text(note)}</p>" for note in rr.notes]
     cards = "".join(
-        f"<div class=\"card\"><div class=\"label\">{_e(f.label)}</div>"
-        f"<div class=\"value\">{_e(f.text)}</div>"
-        + (f"<div class=\"detail\">{_e(f.detail)}</div>" if f.detail else "")
-        + f"{_badge(f.provenance)}</div>"
+        f"<div class=\"card\"><div class=\"label\">{escape_text(f.label)}</div>"
+        f"<div class=\"value\">{escape_text(f.text)}</div>"
+        + (f"<div class=\"detail\">{escape_text(f.detail)}</div>" if f.detail else "")
+        + f"{badge(f.provenance)}</div>"
         for f in rr.figures
     )
     parts.append(f"<div class=\"cards\">{cards}</div>")
     if rr.best is not None:
         parts.append(
-            f"<p class=\"equiv\">≈ {_e(rr.best.text)} {_badge(rr.footprint.provenance)} "
-            f"<span class=\"meta\">({_e(str(rr.best.citation))})</span></p>"
+            f"<p class=\"equiv\">≈ {escape_text(rr.best.text)} {badge(rr.footprint.provenance)} "
+            f"<span class=\"meta\">({escape_text(str(rr.best.citation))})</span></p>"
         )
     details = []
     if not collapsed:
-        details.append(_image(plots.power_over_time(run), "Power of each domain over time"))
+        details.append(image(plots.power_over_time(run), "Power of each domain over time"))
     details.append(_domain_table(rr))
     if run.windows:
         if not collapsed:
             details.append(
-                _image(plots.energy_by_window(run), "Energy of each window split by domain")
+                image(plots.energy_by_window(run), "Energy of each window split by domain")
             )
         details.append(_window_table(rr))
     details.append(_metadata(rr))
@@ -135,7 +140,7 @@ def _run_meta(rr: RunReport) -> str:
         bits.append(f"host {run.host['hostname']}")
     if run.tags:
         bits.append("tags " + ", ".join(map(str, run.tags)))
-    return f"<p class=\"meta\">{_e(' · '.join(bits))}</p>"
+    return f"<p class=\"meta\">{escape_text(' · '.join(bits))}</p>"
 
 
 def _domain_table(rr: RunReport) -> str:
@@ -146,12 +151,12 @@ def _domain_table(rr: RunReport) -> str:
         share = f"{row['energy_j'] / total:.0%}" if total else fmt.DASH
         rows.append(
             "<tr>"
-            f"<td>{_e(row['domain'])}</td><td>{_e(row['device'] or fmt.DASH)}</td>"
-            f"<td>{_e(row['method'] or fmt.DASH)}</td><td>{_badge(row['provenance'])}</td>"
-            f"<td class=\"num\">{_e(fmt.energy(row['energy_j']))}</td><td class=\"num\">{share}</td>"
-            f"<td class=\"num\">{_e(fmt.power(row['avg_power_w']))}</td>"
-            f"<td class=\"num\">{_e(fmt.power(row['peak_power_w']))}</td>"
-            f"<td class=\"num\">{_e(fmt.power(row['idle_power_w']))}</td></tr>"
+            f"<td>{escape_text(row['domain'])}</td><td>{escape_text(row['device'] or fmt.DASH)}</td>"
+            f"<td>{escape_text(row['method'] or fmt.DASH)}</td><td>{badge(row['provenance'])}</td>"
+            f"<td class=\"num\">{escape_text(fmt.energy(row['energy_j']))}</td><td class=\"num\">{share}</td>"
+            f"<td class=\"num\">{escape_text(fmt.power(row['avg_power_w']))}</td>"
+            f"<td class=\"num\">{escape_text(fmt.power(row['peak_power_w']))}</td>"
+            f"<td class=\"num\">{escape_text(fmt.power(row['idle_power_w']))}</td></tr>"
         )
     head = (
         "<tr><th>Domain</th><th>Device</th><th>Measured by</th><th>Provenance</th>"
@@ -165,12 +170,12 @@ def _window_table(rr: RunReport) -> str:
     domains = window_domains(groups)
     provenance = {name: e.provenance.value for name, e in rr.run.energy.items()}
     head = "<tr><th>Window</th><th>Duration</th>" + "".join(
-        f"<th>{_e(d)} {_badge(provenance.get(d))}</th>" for d in domains
+        f"<th>{escape_text(d)} {badge(provenance.get(d))}</th>" for d in domains
     ) + "<th>Total</th><th>Units of work</th></tr>"
     rows = []
     for g in groups:
         cells = "".join(
-            f"<td class=\"num\">{_e(fmt.energy(g.energy_j.get(d)))}</td>" for d in domains
+            f"<td class=\"num\">{escape_text(fmt.energy(g.energy_j.get(d)))}</td>" for d in domains
         )
         units = "; ".join(
             f"{fmt.number(count)} {unit} ({fmt.energy(g.energy_per_unit_j(unit))}/"
@@ -178,9 +183,9 @@ def _window_table(rr: RunReport) -> str:
             for unit, count in g.units.items()
         )
         rows.append(
-            f"<tr><td>{_e(g.label)}</td><td class=\"num\">{_e(fmt.duration(g.duration_s))}</td>"
-            f"{cells}<td class=\"num\">{_e(fmt.energy(g.total_energy_j))}</td>"
-            f"<td>{_e(units or fmt.DASH)}</td></tr>"
+            f"<tr><td>{escape_text(g.label)}</td><td class=\"num\">{escape_text(fmt.duration(g.duration_s))}</td>"
+            f"{cells}<td class=\"num\">{escape_text(fmt.energy(g.total_energy_j))}</td>"
+            f"<td>{escape_text(units or fmt.DASH)}</td></tr>"
         )
     return f"<h3>Energy by window</h3><table>{head}{''.join(rows)}</table>"
 
@@ -190,7 +195,7 @@ def _metadata(rr: RunReport) -> str:
     if not items:
         return ""
     entries = "".join(
-        f"<dt>{_e(k)}</dt><dd>{_e(fmt.metadata_value(k, v))}</dd>" for k, v in items
+        f"<dt>{escape_text(k)}</dt><dd>{escape_text(fmt.metadata_value(k, v))}</dd>" for k, v in items
     )
     return f"<h3>Metadata</h3><dl>{entries}</dl>"
 
@@ -198,14 +203,14 @@ def _metadata(rr: RunReport) -> str:
 # -- several runs ---------------------------------------------------------------------
 
 
-def _comparison_section(report: Report) -> str:
+def comparison_section(report: Report) -> str:
     comparison = report.comparison
     assert comparison is not None
     records = frame_records(comparison.frame)
     per = comparison.per_column
     head = (
         "<tr><th>Run</th><th>Provenance</th><th>Energy</th>"
-        + (f"<th>Energy {_e(comparison.per_label)}</th>" if per else "")
+        + (f"<th>Energy {escape_text(comparison.per_label)}</th>" if per else "")
         + "<th>vs baseline</th><th>Emissions</th><th>Cost</th><th>Duration</th><th>Avg power</th>"
         + "</tr>"
     )
@@ -213,24 +218,24 @@ def _comparison_section(report: Report) -> str:
     for row in records:
         is_base = row["id"] == comparison.baseline_id
         rows.append(
-            f"<tr class=\"{'baseline' if is_base else 'other'}\"><td>{_e(_run_name(row))}</td>"
-            f"<td>{_badge(row['provenance'])}</td>"
-            f"<td class=\"num\">{_e(fmt.energy(row['energy_j']))}</td>"
-            + (f"<td class=\"num\">{_e(fmt.energy(row[per]))}</td>" if per else "")
-            + f"<td class=\"num\">{'baseline' if is_base else _e(ratio_words(row['ratio']))}</td>"
-            f"<td class=\"num\">{_e(fmt.co2e(row['kg_co2e']))}</td>"
-            f"<td class=\"num\">{_e(fmt.money(row['cost'], row['currency']))}</td>"
-            f"<td class=\"num\">{_e(fmt.duration(row['duration_s']))}</td>"
-            f"<td class=\"num\">{_e(fmt.power(row['avg_power_w']))}</td></tr>"
+            f"<tr class=\"{'baseline' if is_base else 'other'}\"><td>{escape_text(_run_name(row))}</td>"
+            f"<td>{badge(row['provenance'])}</td>"
+            f"<td class=\"num\">{escape_text(fmt.energy(row['energy_j']))}</td>"
+            + (f"<td class=\"num\">{escape_text(fmt.energy(row[per]))}</td>" if per else "")
+            + f"<td class=\"num\">{'baseline' if is_base else escape_text(ratio_words(row['ratio']))}</td>"
+            f"<td class=\"num\">{escape_text(fmt.co2e(row['kg_co2e']))}</td>"
+            f"<td class=\"num\">{escape_text(fmt.money(row['cost'], row['currency']))}</td>"
+            f"<td class=\"num\">{escape_text(fmt.duration(row['duration_s']))}</td>"
+            f"<td class=\"num\">{escape_text(fmt.power(row['avg_power_w']))}</td></tr>"
         )
-    phrases = "".join(f"<li>{_e(p)}</li>" for p in comparison.phrases)
+    phrases = "".join(f"<li>{escape_text(p)}</li>" for p in comparison.phrases)
     parts = [
         "<section class=\"comparison\"><h2>Comparison</h2>",
         f"<div class=\"scroll\"><table>{head}{''.join(rows)}</table></div>",
         f"<ul class=\"phrases\">{phrases}</ul>",
         _models_table(comparison.metadata_columns, records),
-        _image(plots.comparison_bars(comparison), "Each run's energy and its ratio to the baseline"),
-        _image(plots.pareto_scatter(comparison), "Accuracy against energy, Pareto frontier drawn"),
+        image(plots.comparison_bars(comparison), "Each run's energy and its ratio to the baseline"),
+        image(plots.pareto_scatter(comparison), "Accuracy against energy, Pareto frontier drawn"),
         "</section>",
     ]
     return "\n".join(parts)
@@ -240,10 +245,10 @@ def _models_table(columns: list[str], records: list[dict]) -> str:
     """Run metadata side by side (accuracy, parameters, size on disk, latency, …)."""
     if not columns:
         return ""
-    head = "<tr><th>Run</th>" + "".join(f"<th>{_e(c)}</th>" for c in columns) + "</tr>"
+    head = "<tr><th>Run</th>" + "".join(f"<th>{escape_text(c)}</th>" for c in columns) + "</tr>"
     rows = "".join(
-        f"<tr><td>{_e(_run_name(row))}</td>"
-        + "".join(f"<td class=\"num\">{_e(fmt.metadata_value(c, row[c]))}</td>" for c in columns)
+        f"<tr><td>{escape_text(_run_name(row))}</td>"
+        + "".join(f"<td class=\"num\">{escape_text(fmt.metadata_value(c, row[c]))}</td>" for c in columns)
         + "</tr>"
         for row in records
     )
@@ -254,15 +259,15 @@ def _run_name(row: dict) -> str:
     return row["name"] + (f" ({row['variant']})" if row.get("variant") else "")
 
 
-def _factors_footer(report: Report) -> str:
+def factors_footer(report: Report) -> str:
     rows = "".join(
-        f"<tr><td>{_e(line.label)}</td><td>{_e(line.text)}</td><td>{_e(line.source)}"
-        + (f"<br><span class=\"meta\">{_e(line.url)}</span>" if line.url else "")
+        f"<tr><td>{escape_text(line.label)}</td><td>{escape_text(line.text)}</td><td>{escape_text(line.source)}"
+        + (f"<br><span class=\"meta\">{escape_text(line.url)}</span>" if line.url else "")
         + "</td></tr>"
         for line in report.factor_lines
     )
     legend = "".join(
-        f"<li>{_badge(name)} {_e(text)}</li>" for name, text in _PROVENANCE_HELP.items()
+        f"<li>{badge(name)} {escape_text(text)}</li>" for name, text in _PROVENANCE_HELP.items()
     )
     return (
         "<footer><section><h2>Factors and sources</h2>"
@@ -277,19 +282,20 @@ def _factors_footer(report: Report) -> str:
 # -- small pieces -----------------------------------------------------------------------
 
 
-def _e(text: object) -> str:
-    return escape(str(text), quote=True)
+def escape_text(text: object) -> str:
+    """Any value as HTML-escaped text (quotes too, for attributes)."""
+    return html.escape(str(text), quote=True)
 
 
-def _badge(provenance: object) -> str:
+def badge(provenance: object) -> str:
     name = str(provenance) if provenance is not None else "unknown"
     css = "".join(ch for ch in name if ch.isalnum())
     title = _PROVENANCE_HELP.get(name, name)
-    return f"<span class=\"prov prov-{css}\" title=\"{_e(title)}\">{_e(name)}</span>"
+    return f"<span class=\"prov prov-{css}\" title=\"{escape_text(title)}\">{escape_text(name)}</span>"
 
 
-def _image(png: bytes | None, alt: str) -> str:
+def image(png: bytes | None, alt: str) -> str:
     if png is None:
         return ""
     data = base64.b64encode(png).decode("ascii")
-    return f"<img alt=\"{_e(alt)}\" src=\"data:image/png;base64,{data}\">"
+    return f"<img alt=\"{escape_text(alt)}\" src=\"data:image/png;base64,{data}\">"

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 BUCKETS = 800  # envelope buckets across the plot, about one per pixel column
 MAX_BARS = 25  # windows shown in the energy-by-window chart
 _WIDTH_IN, _HEIGHT_IN, _DPI = 10.0, 3.6, 100
-_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2")
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2")
 _SHADES = ("#e8eef7", "#f7efe2", "#e7f3e7", "#f3e6f3", "#eeeeee")
 
 
@@ -31,10 +31,10 @@ def power_over_time(run: Run, *, buckets: int = BUCKETS) -> bytes | None:
     series = _power_series(run)
     if not series:
         return None
-    figure = _figure()
+    figure = new_figure()
     ax = figure.subplots()
     for i, (domain, (t, p)) in enumerate(series.items()):
-        colour = _PALETTE[i % len(_PALETTE)]
+        colour = PALETTE[i % len(PALETTE)]
         centres, low, high, mean = envelope(t, p, buckets)
         if len(centres) < len(t):  # reduced: show the spread and the mean
             ax.fill_between(centres, low, high, color=colour, alpha=0.25, linewidth=0)
@@ -49,7 +49,7 @@ def power_over_time(run: Run, *, buckets: int = BUCKETS) -> bytes | None:
     handles, labels = ax.get_legend_handles_labels()
     figure.legend(handles, labels, loc="outside lower center", fontsize="small", ncols=6)
     ax.set_title("Power over time")
-    return _png(figure)
+    return to_png(figure)
 
 
 def energy_by_window(run: Run) -> bytes | None:
@@ -63,19 +63,19 @@ def energy_by_window(run: Run) -> bytes | None:
         groups = sorted(groups, key=lambda g: g.total_energy_j, reverse=True)[:MAX_BARS]
     domains = window_domains(groups)
     scale, unit = _energy_unit(max(g.total_energy_j for g in groups))
-    figure = _figure()
+    figure = new_figure()
     ax = figure.subplots()
     positions = list(range(len(groups)))
     bottom = [0.0] * len(groups)
     for i, domain in enumerate(domains):
         heights = [g.energy_j.get(domain, 0.0) / scale for g in groups]
-        ax.bar(positions, heights, bottom=bottom, color=_PALETTE[i % len(_PALETTE)], label=domain)
+        ax.bar(positions, heights, bottom=bottom, color=PALETTE[i % len(PALETTE)], label=domain)
         bottom = [b + h for b, h in zip(bottom, heights)]
     ax.set_xticks(positions, [g.label for g in groups], rotation=30, ha="right", fontsize="small")
     ax.set_ylabel(f"energy ({unit})")
     ax.legend(fontsize="small")
     ax.set_title(title)
-    return _png(figure)
+    return to_png(figure)
 
 
 def comparison_bars(comparison: Comparison) -> bytes:
@@ -83,12 +83,12 @@ def comparison_bars(comparison: Comparison) -> bytes:
     from reports.compare import ratio_words
 
     frame = comparison.frame
-    figure = _figure(height=max(1.6, 0.5 * len(frame) + 1.0))
+    figure = new_figure(height=max(1.6, 0.5 * len(frame) + 1.0))
     ax = figure.subplots()
     values_j = [0.0 if _nan(v) else float(v) for v in frame[comparison.compared_column]]
     scale, unit = _energy_unit(max(values_j + [0.0]))
     values = [v / scale for v in values_j]
-    colours = ["#9e9e9e" if rid == comparison.baseline_id else _PALETTE[0] for rid in frame["id"]]
+    colours = ["#9e9e9e" if rid == comparison.baseline_id else PALETTE[0] for rid in frame["id"]]
     positions = list(range(len(frame)))[::-1]
     ax.barh(positions, values, color=colours)
     for y, value, ratio, provenance, rid in zip(
@@ -101,7 +101,7 @@ def comparison_bars(comparison: Comparison) -> bytes:
     ax.set_xlabel(_axis_label(comparison, unit))
     ax.set_xlim(0, max(values + [0.0]) * 1.7 or 1.0)
     ax.set_title(f"Energy {comparison.per_label}, baseline in grey".replace("  ", " "))
-    return _png(figure)
+    return to_png(figure)
 
 
 def pareto_scatter(comparison: Comparison, y: str = "accuracy") -> bytes | None:
@@ -119,11 +119,11 @@ def pareto_scatter(comparison: Comparison, y: str = "accuracy") -> bytes | None:
     xs = pandas.to_numeric(frame[x], errors="coerce")
     ys = pandas.to_numeric(frame[y], errors="coerce")
     scale, unit = _energy_unit(xs.max())
-    figure = _figure()
+    figure = new_figure()
     ax = figure.subplots()
     ax.scatter(xs / scale, ys, color="#9e9e9e", label="beaten on both axes", zorder=2)
     order = xs[on_frontier].sort_values().index
-    ax.plot(xs[order] / scale, ys[order], color=_PALETTE[3], marker="o", label="Pareto frontier",
+    ax.plot(xs[order] / scale, ys[order], color=PALETTE[3], marker="o", label="Pareto frontier",
             zorder=3)
     for i, row in frame.iterrows():
         if not (_nan(xs[i]) or _nan(ys[i])):
@@ -133,7 +133,7 @@ def pareto_scatter(comparison: Comparison, y: str = "accuracy") -> bytes | None:
     ax.set_ylabel(y)
     ax.legend(fontsize="small", loc="lower right")
     ax.set_title(f"{y.capitalize()} against energy: upper left is better")
-    return _png(figure)
+    return to_png(figure)
 
 
 def _axis_label(comparison: Comparison, unit: str) -> str:
@@ -239,13 +239,13 @@ def _nan(value) -> bool:
     return value is None or value != value  # NaN is the only value unequal to itself
 
 
-def _figure(height: float = _HEIGHT_IN) -> Figure:
+def new_figure(height: float = _HEIGHT_IN) -> Figure:
     from matplotlib.figure import Figure
 
     return Figure(figsize=(_WIDTH_IN, height), dpi=_DPI, layout="constrained")
 
 
-def _png(figure: Figure) -> bytes:
+def to_png(figure: Figure) -> bytes:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     buffer = io.BytesIO()
