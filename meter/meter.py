@@ -189,7 +189,8 @@ class EnergyMeter:
             sampler.stop()
         finally:
             self._close_sources()
-        run.duration_s = sampler.now()
+        # The run ends at its last reading, not after sources closed and the ledger wrote.
+        run.duration_s = sampler.samples[-1].t_s if sampler.samples else sampler.now()
         run.ended_at = _utc_now()
         run.status = status
         run.error = error
