@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import json
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -48,18 +49,27 @@ def print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
 
 
+_PREFIXES = ("k", "M", "G", "T")
+
+
 def format_energy(energy_j: float | None) -> str:
-    """Joules in the unit that reads best: J, kJ, MJ, with kWh beside large values."""
+    """Joules in the unit that reads best (µJ to TJ), with kWh beside large values."""
     if energy_j is None:
         return "—"
-    if energy_j < 1e3:
+    if energy_j == 0:
+        text = "0 J"
+    elif energy_j < 1e-3:
+        text = f"{energy_j * 1e6:.3g} µJ"
+    elif energy_j < 1:
+        text = f"{energy_j * 1e3:.3g} mJ"
+    elif energy_j < 1e3:
         text = f"{energy_j:.2f} J"
-    elif energy_j < 1e6:
-        text = f"{energy_j / 1e3:.2f} kJ"
     else:
-        text = f"{energy_j / 1e6:.2f} MJ"
+        exponent = min(int(math.log10(energy_j)) // 3, len(_PREFIXES))
+        text = f"{energy_j / 10 ** (3 * exponent):.2f} {_PREFIXES[exponent - 1]}J"
     if energy_j >= 3.6e3:
-        text += f" ({energy_j / 3.6e6:.3g} kWh)"
+        kwh = energy_j / 3.6e6
+        text += f" ({kwh:,.0f} kWh)" if kwh >= 100 else f" ({kwh:.3g} kWh)"
     return text
 
 

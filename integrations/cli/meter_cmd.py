@@ -184,7 +184,7 @@ def show(
     from meter.store import open_ledger
 
     with open_ledger(ledger) as book:
-        found = book.get_run(run_ref, samples=False)
+        found = book.get_run(run_ref)  # with samples: the peak of total power needs them
     if json_output:
         print_json(found.to_dict(samples=False))
         return
