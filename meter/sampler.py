@@ -83,7 +83,7 @@ class Sampler:
 
     def read_once(self) -> list[Sample]:
         """Read every source once and account the readings; returns the new samples."""
-        batch: list[tuple[Reading, float]] = []
+        batch: list[Reading] = []
         for source in self.sources:
             try:
                 readings = source.read()
@@ -95,11 +95,11 @@ class Sampler:
                 ]
             else:
                 self._domains_by_source[id(source)] = [r.domain for r in readings]
-            t_s = self.now()
-            batch.extend((r, t_s) for r in readings)
+            batch.extend(readings)
+        t_s = self.now()  # one time per tick, so domains read together add up to total power
         new: list[Sample] = []
         with self._lock:
-            for reading, t_s in batch:
+            for reading in batch:
                 accumulator = self.accumulators.get(reading.domain)
                 if accumulator is not None:
                     new.append(accumulator.add(t_s, reading))

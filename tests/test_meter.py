@@ -166,3 +166,14 @@ def test_samples_and_windows_frames_have_the_documented_columns():
     assert len(samples) == len(m.run.samples) > 2
     windows = m.run.windows_frame()
     assert windows.loc[0, "name"] == "w" and windows.loc[0, "energy_j"] > 0
+
+
+def test_domains_read_in_one_tick_share_its_time_so_peak_power_adds_them_up():
+    sources = [LinearCounterSource(POWER_W), LinearCounterSource(20.0, domain="cpu", kind="cpu")]
+    with make_meter(sources=sources) as m:
+        busy(0.05)
+    times = {}
+    for s in m.run.samples:
+        times.setdefault(s.t_s, set()).add(s.domain)
+    assert all(domains == {"gpu:0", "cpu"} for domains in times.values())
+    assert m.run.peak_power_w == pytest.approx(POWER_W + 20.0)

@@ -8,7 +8,7 @@ import datetime
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from meter.run import Run, Status
+from meter.run import Provenance, Run, Status
 from reports.accounting import J_PER_KWH, Equivalence, Footprint, footprint
 from reports.compare import Comparison, compare
 from reports.factors import Citation, Factors, resolve_factors
@@ -117,6 +117,12 @@ def _cite(citation: Citation | None) -> tuple[str, str | None]:
     return str(citation), citation.url
 
 
+def _peak_provenance(run: Run) -> str:
+    """Peak power comes from power readings: at best `sampled`, else as weak as the run's."""
+    weakest = max((run.provenance, Provenance.SAMPLED), key=lambda p: p.rank if p else -1)
+    return weakest.value
+
+
 def _run_report(run: Run, factors: Factors) -> RunReport:
     fp = footprint(run, factors)
     prov = fp.provenance
@@ -132,7 +138,7 @@ def _run_report(run: Run, factors: Factors) -> RunReport:
         Figure("Cost", fmt.money(fp.cost, fp.currency), prov, fp.cost, fp.currency or ""),
         Figure("Duration", fmt.duration(run.duration_s), "monotonic clock", run.duration_s, "s"),
         Figure("Average power", fmt.power(run.avg_power_w), prov, run.avg_power_w, "W"),
-        Figure("Peak power", fmt.power(run.peak_power_w), "sampled", run.peak_power_w, "W"),
+        Figure("Peak power", fmt.power(run.peak_power_w), _peak_provenance(run), run.peak_power_w, "W"),
         Figure("Idle baseline energy", fmt.energy(run.idle_energy_j), prov, run.idle_energy_j, "J"),
         Figure("Attributable energy (above idle)", fmt.energy(run.attributable_energy_j), prov,
                run.attributable_energy_j, "J"),
