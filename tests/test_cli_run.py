@@ -7,11 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from meter.store import open_ledger
+from tests.polling import wait_until
 
 BUSY = "import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end: pass\n"
 
@@ -25,17 +25,6 @@ def ledger_path(tmp_path, monkeypatch):
     path = tmp_path / "ledger.sqlite"
     monkeypatch.setenv("JOULEMETER_LEDGER", str(path))
     return path
-
-
-def wait_for(condition, timeout_s: float, what: str):
-    """Poll `condition` until it returns something truthy; fail with `what` after timeout_s."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def running_run_with_samples(path):
@@ -87,7 +76,7 @@ def test_sigterm_is_forwarded_and_the_run_closes_interrupted_with_its_samples(le
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        wait_for(lambda: running_run_with_samples(ledger_path), 30, "flushed samples")
+        wait_until(lambda: running_run_with_samples(ledger_path), "flushed samples", timeout_s=30)
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
     finally:
@@ -108,7 +97,7 @@ def test_sigkill_loses_at_most_the_last_flush_and_the_run_reads_interrupted(ledg
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
     try:
-        flushed = wait_for(lambda: running_run_with_samples(ledger_path), 30, "flushed samples")
+        flushed = wait_until(lambda: running_run_with_samples(ledger_path), "flushed samples", timeout_s=30)
         os.killpg(proc.pid, signal.SIGKILL)  # joulemeter and its child, no chance to clean up
         proc.wait(timeout=10)
     finally:

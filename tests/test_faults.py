@@ -12,10 +12,8 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
@@ -26,20 +24,11 @@ from meter.store import open_ledger
 from tests.doubles import LinearCounterSource
 from tests.fakes.fake_pynvml import FakeGpu, FakeNvml
 from tests.fakes.sysfs import add_zone
+from tests.polling import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
-T = TypeVar("T")
 
 
-def wait_until(condition: Callable[[], T], what: str, timeout_s: float = 20.0) -> T:
-    """Poll `condition` until it returns something truthy; fail saying `what` after timeout_s."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.002)
-    pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def energy_reaches(meter: EnergyMeter, domain: str, energy_j: float) -> Callable[[], bool]:

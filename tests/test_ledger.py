@@ -6,12 +6,10 @@ points at a server (`eval "$(bash .ci/postgres.sh)"`), on PostgreSQL in a fresh 
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
 import uuid
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -21,49 +19,6 @@ from meter.errors import LedgerError, RunNotFoundError
 from meter.run import Domain, DomainEnergy, Gap, Provenance, Run, Sample, Status, Window
 from meter.store import default_location, open_ledger
 from meter.store.location import resolve
-
-POSTGRES_URL_ENV = "JOULEMETER_TEST_POSTGRES_URL"
-
-
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param(
-            "postgres",
-            marks=[
-                pytest.mark.postgres,
-                pytest.mark.skipif(
-                    not os.environ.get(POSTGRES_URL_ENV),
-                    reason=f"{POSTGRES_URL_ENV} is not set (eval \"$(bash .ci/postgres.sh)\")",
-                ),
-            ],
-        ),
-    ]
-)
-def ledger_location(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A location for a new, empty ledger: a SQLite file, or a fresh PostgreSQL schema."""
-    if request.param == "sqlite":
-        yield str(tmp_path / "ledger.sqlite")
-        return
-    yield from _fresh_postgres_schema(os.environ[POSTGRES_URL_ENV])
-
-
-def _fresh_postgres_schema(server_url: str) -> Iterator[str]:
-    """A schema of its own for one test, reached through the URL's search_path; dropped after."""
-    import sqlalchemy as sa
-
-    admin = sa.create_engine(resolve(server_url).url, isolation_level="AUTOCOMMIT")
-    name = f"joulemeter_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{name}"')
-    try:
-        url = sa.make_url(server_url).update_query_dict({"options": f"-csearch_path={name}"})
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{name}" CASCADE')
-        admin.dispose()
-
 
 GPU = Domain(
     "gpu:0", "gpu", "NVIDIA H100 80GB HBM3", Provenance.COUNTER, "NVML total energy counter"

@@ -14,7 +14,7 @@ from meter.errors import ForeignLedgerError, LedgerCorruptError, LedgerError
 from meter.store import open_ledger
 from meter.store.location import resolve
 from meter.store.schema import SCHEMA_VERSION
-from tests.test_ledger import ledger_location, make_run  # noqa: F401  (fixture)
+from tests.test_ledger import make_run
 
 
 def _fingerprint(directory: Path) -> dict[str, str]:

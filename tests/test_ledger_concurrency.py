@@ -7,7 +7,7 @@ import threading
 
 from meter.run import Sample, Status
 from meter.store import open_ledger
-from tests.test_ledger import ledger_location, make_run  # noqa: F401  (fixture)
+from tests.test_ledger import make_run
 
 PROCESSES = 2
 THREADS = 4
