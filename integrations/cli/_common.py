@@ -6,12 +6,15 @@ import functools
 import math
 import json
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
 
 from meter.errors import JoulemeterError
+
+if TYPE_CHECKING:
+    from reports import Factors
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -23,6 +26,11 @@ LedgerOption = typer.Option(
     None, "--ledger", help="Ledger path or database URL (default: $JOULEMETER_LEDGER or the user data dir)."
 )
 JsonOption = typer.Option(False, "--json", help="Machine-readable output: SI units, with each figure's provenance.")
+CountryOption = typer.Option(None, "--country", help="ISO code (US, USA), name, or region (US-CA, CA-QC, quebec). Default: world average.")
+PueOption = typer.Option(None, "--pue", help="A number ≥ 1.0 or a preset: device (default), industry, hyperscale.")
+PriceOption = typer.Option(None, "--price", help="Electricity price per kWh (overrides the country's).")
+CurrencyOption = typer.Option(None, "--currency", help="Currency of --price, e.g. EUR.")
+IntensityOption = typer.Option(None, "--intensity", help="Grid intensity in g CO2e/kWh (overrides the country's).")
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -42,6 +50,15 @@ def handle_errors(fn: F) -> F:
             raise fail(str(exc)) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def resolve_factor_options(
+    country: str | None, pue: str | None, price: float | None, currency: str | None, intensity: float | None
+) -> Factors:
+    """The factors that --country, --pue, --price, --currency and --intensity ask for."""
+    from reports import resolve_factors
+
+    return resolve_factors(country, intensity_g_per_kwh=intensity, pue=pue, price_per_kwh=price, currency=currency)
 
 
 def print_json(data: Any) -> None:

@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from integrations.cli._common import LedgerOption, fail, handle_errors, stderr, stdout
-from integrations.cli.factors_cmd import CountryOption
+from integrations.cli._common import CountryOption, LedgerOption, fail, handle_errors, stderr, stdout
 
 if TYPE_CHECKING:
     from integrations.demo import DemoResult

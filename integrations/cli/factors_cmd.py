@@ -6,17 +6,23 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from integrations.cli._common import fail, handle_errors, print_json, stdout
+from integrations.cli._common import (
+    CountryOption,
+    CurrencyOption,
+    IntensityOption,
+    PriceOption,
+    PueOption,
+    fail,
+    handle_errors,
+    print_json,
+    resolve_factor_options,
+    stdout,
+)
 
 if TYPE_CHECKING:
     from reports import Citation, Factors, Footprint
 
 JsonOption = typer.Option(False, "--json", help="Machine-readable output: J and kWh, kg CO2e, cost, each factor with its source.")
-CountryOption = typer.Option(None, "--country", help="ISO code (US, USA), name, or region (US-CA, CA-QC, quebec). Default: world average.")
-PueOption = typer.Option(None, "--pue", help="A number ≥ 1.0 or a preset: device (default), industry, hyperscale.")
-PriceOption = typer.Option(None, "--price", help="Electricity price per kWh (overrides the country's).")
-CurrencyOption = typer.Option(None, "--currency", help="Currency of --price, e.g. EUR.")
-IntensityOption = typer.Option(None, "--intensity", help="Grid intensity in g CO2e/kWh (overrides the country's).")
 
 
 def register(app: typer.Typer) -> None:
@@ -27,13 +33,6 @@ def register(app: typer.Typer) -> None:
 
 def _cite(citation: Citation | None) -> str:
     return "—" if citation is None else str(citation)
-
-
-def _resolve(country: str | None, pue: str | None, price: float | None, currency: str | None,
-             intensity: float | None) -> Factors:
-    from reports import resolve_factors
-
-    return resolve_factors(country, intensity_g_per_kwh=intensity, pue=pue, price_per_kwh=price, currency=currency)
 
 
 def _factor_rows(f: Factors) -> list[tuple[str, str, str]]:
@@ -81,7 +80,7 @@ def factors(
             table.add_row(code, name)
         stdout.print(table)
         return
-    f = _resolve(country, pue, price, currency, intensity)
+    f = resolve_factor_options(country, pue, price, currency, intensity)
     if json_output:
         print_json(f.to_dict())
         return
@@ -144,7 +143,7 @@ def estimate(
         raise fail("give exactly one of --hours or --days")
     total_hours = hours if hours is not None else days * 24  # type: ignore[operator]
     est = estimate_energy(hardware, count=count, hours=total_hours, utilization=utilization, power_w=power_w)
-    f = _resolve(country, pue, price, currency, intensity)
+    f = resolve_factor_options(country, pue, price, currency, intensity)
     fp = footprint(est, f)
     if json_output:
         print_json({

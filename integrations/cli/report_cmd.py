@@ -8,14 +8,18 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from integrations.cli._common import LedgerOption, fail, handle_errors, print_json, stdout
-from integrations.cli.factors_cmd import (
+from integrations.cli._common import (
     CountryOption,
     CurrencyOption,
     IntensityOption,
+    LedgerOption,
     PriceOption,
     PueOption,
-    _resolve,
+    fail,
+    handle_errors,
+    print_json,
+    resolve_factor_options,
+    stdout,
 )
 
 if TYPE_CHECKING:
@@ -54,7 +58,7 @@ def report(
 
     if fmt not in FORMATS:
         raise fail(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
-    factors = _resolve(country, pue, price, currency, intensity)
+    factors = resolve_factor_options(country, pue, price, currency, intensity)
     runs, base = _load(run_refs, baseline, ledger)
     text = render(runs, fmt, factors=factors, baseline=base, per=per, title=title)
     if output is None and fmt != "html":
@@ -81,7 +85,7 @@ def compare(
     """Runs side by side: energy (per unit), CO2e, cost, metadata, and ratios to a baseline."""
     from reports.compare import compare as compare_runs
 
-    factors = _resolve(country, pue, price, currency, intensity)
+    factors = resolve_factor_options(country, pue, price, currency, intensity)
     runs, base = _load(run_refs, baseline, ledger, samples=False)
     result = compare_runs(runs, base, per=per, factors=factors)
     if json_output:
