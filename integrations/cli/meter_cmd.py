@@ -200,9 +200,15 @@ def export(
     ledger: Optional[str] = LedgerOption,
 ) -> None:
     """Export runs: full JSON, a CSV/Parquet table, or CodeCarbon's emissions.csv format."""
-    from meter.export import export_runs
+    from meter.export import FORMATS, TABLES, export_runs
     from meter.store import open_ledger
 
+    if fmt not in (*FORMATS, "codecarbon"):
+        raise fail(f"unknown format {fmt!r}: choose one of {', '.join((*FORMATS, 'codecarbon'))}")
+    if table not in TABLES:
+        raise fail(f"unknown table {table!r}: choose one of {', '.join(TABLES)}")
+    if fmt == "parquet" and output is None:
+        raise fail("Parquet is binary: give an output file with -o")
     with open_ledger(ledger) as book:
         found = [book.get_run(ref) for ref in run_refs]
     if fmt == "codecarbon":

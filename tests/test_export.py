@@ -1,0 +1,65 @@
+"""`joulemeter export`: JSON, CSV and Parquet of runs read back the same figures."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pandas
+import pytest
+
+from meter import EnergyMeter
+from meter.export import export_runs, runs_frame
+from tests.doubles import LinearCounterSource
+
+
+@pytest.fixture(scope="module")
+def run():
+    with EnergyMeter("export-me", store=False, interval_s=0.01, sources=[LinearCounterSource(40.0)]) as m:
+        with m.window("w"):
+            m.count(8, "samples")
+    return m.run
+
+
+def test_parquet_export_reads_back_every_sample(run, tmp_path):
+    path = tmp_path / "samples.parquet"
+    export_runs([run], "parquet", path)
+    frame = pandas.read_parquet(path)
+    assert list(frame.columns) == ["run_id", "t_s", "domain", "power_w", "energy_j"]
+    assert len(frame) == len(run.samples)
+    assert frame["energy_j"].iloc[-1] == pytest.approx(run.samples[-1].energy_j)
+
+
+def test_csv_export_of_domains_carries_energy_and_provenance(run):
+    out = io.StringIO()
+    export_runs([run], "csv", out, table="domains")
+    frame = pandas.read_csv(io.StringIO(out.getvalue()))
+    assert frame.loc[0, "energy_j"] == pytest.approx(run.total_energy_j)
+    assert frame.loc[0, "provenance"] == "counter"
+
+
+def test_json_export_is_the_full_run(run):
+    out = io.StringIO()
+    export_runs([run], "json", out)
+    (data,) = json.loads(out.getvalue())
+    assert data["id"] == run.id and len(data["samples"]) == len(run.samples)
+
+
+def test_parquet_to_a_stream_and_unknown_formats_are_refused(run):
+    with pytest.raises(ValueError, match="Parquet is binary"):
+        export_runs([run], "parquet", io.StringIO())
+    with pytest.raises(ValueError, match="unknown export format"):
+        export_runs([run], "xlsx", io.StringIO())
+    with pytest.raises(ValueError, match="unknown table"):
+        runs_frame([run], "gaps")
+
+
+def test_cli_export_refuses_unknown_formats_with_a_clear_message(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from integrations.cli import app
+
+    monkeypatch.setenv("JOULEMETER_LEDGER", str(tmp_path / "ledger.sqlite"))
+    result = CliRunner().invoke(app, ["export", "last", "--format", "xlsx"])
+    assert result.exit_code == 2
+    assert "unknown format 'xlsx'" in result.output
