@@ -114,10 +114,8 @@ def run(
         interval_s=interval,
         idle_baseline_s=idle_baseline,
         ledger=ledger,
-        pid=None,
+        pid=os.getpid() if process_only else None,  # our children are the command's tree
     )
-    if process_only:
-        meter.pid = os.getpid()  # our children are the command's process tree
     exporter = _start_exporter(meter, prometheus_port)
     live = _LiveView(meter) if sys.stderr.isatty() and not json_output else None
     try:
