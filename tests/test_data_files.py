@@ -24,12 +24,12 @@ UNSOURCED_DEFINITIONS = {("pue.csv", "device"): "PUE 1.0 means 'measured at the 
 KG_PER_LB = 0.45359237  # exact, 1959 international yard and pound agreement
 KM_PER_MILE = 1.609344  # exact, same agreement
 
-REQUIRED_PRICES = {"USA", "EU", "DEU", "FRA", "GBR", "CHN", "JPN", "WORLD"}
+REQUIRED_PRICES = {"USA", "EU", "DEU", "FRA", "GBR", "CHN", "IND", "JPN", "WORLD"}
 REQUIRED_EQUIVALENCES = {
     "household_us", "household_eu", "household_uk", "household_de", "household_fr", "household_cn",
     "household_in", "household_world",
-    "person_us", "person_uk", "person_de", "person_fr", "person_cn", "person_in", "person_world",
-    "car_km", "flight_ny_sf", "smartphone_charges", "tree_seedlings_10yr",
+    "person_us", "person_eu", "person_uk", "person_de", "person_fr", "person_cn", "person_in", "person_world",
+    "car_km", "flight_ny_sf", "smartphone_charges", "tv_hours", "tree_seedlings_10yr",
 }
 REQUIRED_HARDWARE = {"V100-SXM2", "V100-PCIe", "A100-SXM", "A100-PCIe-40GB", "A100-PCIe-80GB", "H100-SXM",
                      "H100-PCIe", "H200-SXM", "L4", "T4", "A10", "A10G", "RTX-3090", "RTX-4090", "TPU-v2",
@@ -114,6 +114,7 @@ def _factor_from_published(row: dict[str, str]) -> float:
         "g CO2 per mile": 1 / KM_PER_MILE / 1000,  # g/mile -> kg/km
         "lbs": KG_PER_LB,  # lb -> kg
         "metric ton": 1000.0,  # t -> kg
+        "W ": 1 / 1000,  # W drawn for one hour = Wh -> kWh per hour of use
     }
     for prefix, factor in conversions.items():
         if unit.startswith(prefix):
@@ -129,6 +130,11 @@ def test_every_equivalence_factor_is_its_published_value_converted_to_the_codes_
 def test_car_factor_is_400_g_per_mile_in_kg_per_km():
     # 400 g/mile ÷ 1.609344 km/mile ÷ 1000 g/kg = 0.248548 kg/km (EPA-420-F-23-014)
     assert float(_keyed("equivalences.csv")["car_km"]["factor"]) == pytest.approx(0.248548, rel=1e-4)
+
+
+def test_tv_factor_is_74_watts_for_one_hour_in_kwh():
+    # Urban et al. 2019: 74 W on-mode; 74 W × 1 h = 74 Wh = 0.074 kWh per TV-hour
+    assert float(_keyed("equivalences.csv")["tv_hours"]["factor"]) == pytest.approx(0.074, rel=1e-9)
 
 
 def test_required_hardware_exists_with_a_positive_board_power():
