@@ -157,6 +157,9 @@ def format_number(value: float) -> str:
         return f"{value:g}"
     digits = 2 - math.floor(math.log10(abs(value)))
     rounded = round(value, digits)
+    if math.floor(math.log10(abs(rounded))) > math.floor(math.log10(abs(value))):  # 0.9996 -> 1.00, not 1.000
+        digits -= 1
+        rounded = round(value, digits)
     return f"{rounded:,.{max(digits, 0)}f}"
 
 

@@ -162,6 +162,6 @@ def test_uncertainty_bands_match_the_data_file():
     assert uncertainty_bands()["sampled"][:2] == _band("sampled")
 
 
-@pytest.mark.parametrize("value, text", [(33914.88, "33,900"), (2.6821, "2.68"), (0.00041234, "0.000412"), (999.96, "1,000")])
+@pytest.mark.parametrize("value, text", [(33914.88, "33,900"), (2.6821, "2.68"), (0.00041234, "0.000412"), (999.96, "1,000"), (0.99962, "1.00")])
 def test_format_number_gives_three_significant_figures(value, text):
     assert format_number(value) == text

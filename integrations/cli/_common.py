@@ -1,9 +1,10 @@
-"""Helpers shared by the CLI commands: consoles, error handling, figure formatting."""
+"""Helpers shared by the CLI commands: consoles, options, error handling, JSON output.
+
+Figures are written with reports.render.formatting, the same as in reports."""
 
 from __future__ import annotations
 
 import functools
-import math
 import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -64,43 +65,3 @@ def resolve_factor_options(
 def print_json(data: Any) -> None:
     """Machine-readable output on stdout (plain, no colour)."""
     typer.echo(json.dumps(data, indent=2, default=str))
-
-
-_PREFIXES = ("k", "M", "G", "T")
-
-
-def format_energy(energy_j: float | None) -> str:
-    """Joules in the unit that reads best (µJ to TJ), with kWh beside large values."""
-    if energy_j is None:
-        return "—"
-    if energy_j == 0:
-        text = "0 J"
-    elif energy_j < 1e-3:
-        text = f"{energy_j * 1e6:.3g} µJ"
-    elif energy_j < 1:
-        text = f"{energy_j * 1e3:.3g} mJ"
-    elif energy_j < 1e3:
-        text = f"{energy_j:.2f} J"
-    else:
-        exponent = min(int(math.log10(energy_j)) // 3, len(_PREFIXES))
-        text = f"{energy_j / 10 ** (3 * exponent):.2f} {_PREFIXES[exponent - 1]}J"
-    if energy_j >= 3.6e3:
-        kwh = energy_j / 3.6e6
-        text += f" ({kwh:,.0f} kWh)" if kwh >= 100 else f" ({kwh:.3g} kWh)"
-    return text
-
-
-def format_power(power_w: float | None) -> str:
-    return "—" if power_w is None else f"{power_w:.1f} W"
-
-
-def format_duration(duration_s: float | None) -> str:
-    if duration_s is None:
-        return "—"
-    if duration_s < 60:
-        return f"{duration_s:.1f} s"
-    minutes, seconds = divmod(duration_s, 60)
-    if minutes < 60:
-        return f"{int(minutes)} min {seconds:.0f} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{int(hours)} h {int(minutes)} min"

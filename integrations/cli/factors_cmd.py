@@ -95,6 +95,7 @@ def _footprint_table(fp: Footprint, title: str) -> object:
     from rich.table import Table
 
     from reports import format_number
+    from reports.render import formatting as fmt
 
     def ranged(value: float, bounds: tuple[float, float] | None, unit: str) -> str:
         text = f"{format_number(value)} {unit}"
@@ -103,7 +104,7 @@ def _footprint_table(fp: Footprint, title: str) -> object:
         return text
 
     table = Table("figure", "value", title=title)
-    table.add_row("energy at the device", f"{format_number(fp.energy_j)} J = {format_number(fp.energy_j / 3.6e6)} kWh")
+    table.add_row("energy at the device", fmt.energy_with_kwh(fp.energy_j))
     table.add_row("facility energy (× PUE)", ranged(fp.energy_kwh, fp.energy_kwh_range, "kWh"))
     table.add_row("emissions", ranged(fp.kg_co2e, fp.kg_co2e_range, "kg CO2e"))
     table.add_row("cost", "—" if fp.cost is None else f"{format_number(fp.cost)} {fp.currency or ''}".strip())

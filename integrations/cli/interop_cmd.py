@@ -10,12 +10,11 @@ import typer
 from integrations.cli._common import (
     JsonOption,
     LedgerOption,
-    format_duration,
-    format_energy,
     handle_errors,
     print_json,
     stdout,
 )
+from reports.render import formatting as fmt
 
 import_app = typer.Typer(
     name="import",
@@ -47,7 +46,7 @@ def import_codecarbon(
     for r in runs:
         stdout.print(
             f"{r.id}  {r.project}  {r.started_at[:19].replace('T', ' ')}  "
-            f"{format_duration(r.duration_s)}  {format_energy(r.total_energy_j)}",
+            f"{fmt.duration(r.duration_s)}  {fmt.energy_with_kwh(r.total_energy_j)}",
             highlight=False,
         )
     stdout.print(f"imported {len(runs)} run(s) from {path}", highlight=False)

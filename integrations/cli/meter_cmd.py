@@ -13,14 +13,12 @@ from integrations.cli._common import (
     JsonOption,
     LedgerOption,
     fail,
-    format_duration,
-    format_energy,
-    format_power,
     handle_errors,
     print_json,
     stderr,
     stdout,
 )
+from reports.render import formatting as fmt
 
 if TYPE_CHECKING:
     from meter import EnergyMeter, Run
@@ -164,10 +162,10 @@ def runs(
             r.project,
             _status_markup(r.status.value),
             r.started_at[:19].replace("T", " "),
-            format_duration(r.duration_s),
-            format_energy(r.total_energy_j),
+            fmt.duration(r.duration_s),
+            fmt.energy_with_kwh(r.total_energy_j),
             r.provenance.value if r.provenance else "—",
-            format_power(r.avg_power_w),
+            fmt.power(r.avg_power_w),
         )
     stdout.print(table)
 
@@ -233,13 +231,13 @@ def _print_run_summary(r: Run, *, console, detail: bool = False) -> None:
         + (f"  [red]{r.error}[/]" if r.error else "")
     )
     console.print(
-        f"duration {format_duration(r.duration_s)} · energy {format_energy(r.total_energy_j)} "
-        f"({r.provenance.value if r.provenance else '—'}) · avg {format_power(r.avg_power_w)} · "
-        f"peak {format_power(r.peak_power_w)}"
+        f"duration {fmt.duration(r.duration_s)} · energy {fmt.energy_with_kwh(r.total_energy_j)} "
+        f"({r.provenance.value if r.provenance else '—'}) · avg {fmt.power(r.avg_power_w)} · "
+        f"peak {fmt.power(r.peak_power_w)}"
     )
     if r.attributable_energy_j is not None:
         console.print(
-            f"idle baseline {format_energy(r.idle_energy_j)} · attributable {format_energy(r.attributable_energy_j)}"
+            f"idle baseline {fmt.energy_with_kwh(r.idle_energy_j)} · attributable {fmt.energy_with_kwh(r.attributable_energy_j)}"
         )
     domains = Table(title="Energy by domain")
     for column in ("domain", "device", "energy", "avg power", "peak power", "provenance", "method"):
@@ -250,9 +248,9 @@ def _print_run_summary(r: Run, *, console, detail: bool = False) -> None:
         domains.add_row(
             name,
             d.device if d else "",
-            format_energy(e.energy_j),
-            format_power(e.avg_power_w),
-            format_power(e.peak_power_w),
+            fmt.energy_with_kwh(e.energy_j),
+            fmt.power(e.avg_power_w),
+            fmt.power(e.peak_power_w),
             e.provenance.value,
             (d.method + (f" ({d.note})" if d.note else "")) if d else "",
         )
@@ -260,7 +258,7 @@ def _print_run_summary(r: Run, *, console, detail: bool = False) -> None:
     if r.units:
         console.print(
             "units: "
-            + ", ".join(f"{n:g} {u} ({format_energy(r.energy_per_unit_j(u))} each)" for u, n in r.units.items())
+            + ", ".join(f"{n:g} {u} ({fmt.energy_with_kwh(r.energy_per_unit_j(u))} each)" for u, n in r.units.items())
         )
     if detail and r.windows:
         windows = Table(title="Windows")
@@ -270,8 +268,8 @@ def _print_run_summary(r: Run, *, console, detail: bool = False) -> None:
             windows.add_row(
                 w.path,
                 f"{w.start_s:.2f} s",
-                format_duration(w.duration_s),
-                format_energy(w.total_energy_j),
+                fmt.duration(w.duration_s),
+                fmt.energy_with_kwh(w.total_energy_j),
                 ", ".join(f"{n:g} {u}" for u, n in w.units.items()),
                 w.note or "",
             )
@@ -302,14 +300,14 @@ class _LiveView:
     def update(self, meter: EnergyMeter) -> None:
         from rich.table import Table
 
-        table = Table(title=f"joulemeter · {format_duration(meter.elapsed_s())}", box=None)
+        table = Table(title=f"joulemeter · {fmt.duration(meter.elapsed_s())}", box=None)
         for column in ("domain", "power", "energy"):
             table.add_column(column)
         energy = meter.energy_so_far_j()
         power = meter.power_now_w()
         for name in energy:
-            table.add_row(name, format_power(power.get(name)), format_energy(energy[name]))
-        table.add_row("[bold]total[/]", "", f"[bold]{format_energy(sum(energy.values()))}[/]")
+            table.add_row(name, fmt.power(power.get(name)), fmt.energy_with_kwh(energy[name]))
+        table.add_row("[bold]total[/]", "", f"[bold]{fmt.energy_with_kwh(sum(energy.values()))}[/]")
         self.live.update(table)
 
     def close(self) -> None:

@@ -9,6 +9,7 @@ from reports.accounting import format_number
 
 DASH = "—"
 _ROUNDS_UP = 0.9995  # a value that rounds to 1,000 of a unit is shown in the next unit up
+_ENERGY_PREFIXES = ((1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""), (1e-3, "m"))
 
 
 def number(value: float | None) -> str:
@@ -17,13 +18,23 @@ def number(value: float | None) -> str:
 
 
 def energy(energy_j: float | None) -> str:
-    """'812 J', '45.3 kJ', '1.27 MJ', '3.41 GJ'."""
+    """'2.64 mJ', '812 J', '45.3 kJ', '1.27 MJ', '3.41 GJ': the prefix that keeps three digits."""
     if energy_j is None:
         return DASH
-    for scale, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+    if energy_j == 0:
+        return "0 J"
+    for scale, prefix in _ENERGY_PREFIXES:
         if abs(energy_j) >= scale * _ROUNDS_UP:
             return f"{number(energy_j / scale)} {prefix}J"
-    return f"{number(energy_j)} J"
+    return f"{number(energy_j / 1e-6)} µJ"
+
+
+def energy_with_kwh(energy_j: float | None) -> str:
+    """energy() with kWh beside it from 3.6 kJ (1 Wh) up, the unit bills and papers use."""
+    text = energy(energy_j)
+    if energy_j is not None and abs(energy_j) >= 3.6e3:
+        text += f" ({kwh(energy_j / 3.6e6)})"
+    return text
 
 
 def kwh(energy_kwh: float | None) -> str:

@@ -1,0 +1,41 @@
+"""How figures are written in reports and on the CLI: every magnitude readable, nothing rounded to zero."""
+
+import pytest
+
+from reports.render import formatting
+
+
+@pytest.mark.parametrize(
+    ("energy_j", "text"),
+    [
+        (None, "—"),
+        (0.0, "0 J"),
+        (2.5e-6, "2.50 µJ"),
+        (0.00264, "2.64 mJ"),
+        (0.99962, "1.00 J"),
+        (15.513, "15.5 J"),
+        (999.7, "1.00 kJ"),
+        (4200.0, "4.20 kJ (0.00117 kWh)"),
+        (3.6e8, "360 MJ (100 kWh)"),
+        (1.22e11, "122 GJ (33,900 kWh)"),
+    ],
+)
+def test_energy_keeps_three_digits_and_adds_kwh_from_one_watt_hour(energy_j, text):
+    assert formatting.energy_with_kwh(energy_j) == text
+
+
+def test_energy_below_one_watt_hour_has_no_kwh_beside_it():
+    assert formatting.energy_with_kwh(3599.0) == formatting.energy(3599.0) == "3.60 kJ"
+
+
+@pytest.mark.parametrize(
+    ("duration_s", "text"),
+    [(3.04, "3.0 s"), (125, "2 min 05 s"), (7380, "2 h 03 min"), (3 * 86400, "3.0 days")],
+)
+def test_durations_switch_to_minutes_hours_and_days(duration_s, text):
+    assert formatting.duration(duration_s) == text
+
+
+@pytest.mark.parametrize(("power_w", "text"), [(None, "—"), (61.04, "61.0 W"), (1520.0, "1.52 kW")])
+def test_power_switches_to_kilowatts(power_w, text):
+    assert formatting.power(power_w) == text
