@@ -15,14 +15,12 @@ from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 from integrations.lightning import JoulemeterCallback  # noqa: E402
 from meter import Status  # noqa: E402
 from meter.store import open_ledger  # noqa: E402
-from tests.doubles import LinearCounterSource  # noqa: E402
+from tests.doubles import LinearCounterSource, stamp_skew_j  # noqa: E402
 
 POWER_W = 25.0
 TRAIN_SIZE, VAL_SIZE, BATCH, EPOCHS = 40, 12, 8, 2
 # Lightning's default sanity check runs 2 validation batches: 8 + 4, the whole validation set.
 SANITY_SAMPLES = VAL_SIZE
-# The test source reads its counter a few µs before the sampler stamps the reading's time.
-CLOCK_SKEW_J = POWER_W * 2 * 0.2e-3
 
 
 class TinyMLP(pl.LightningModule):
@@ -98,7 +96,7 @@ def test_fit_is_one_run_with_epoch_train_and_validate_windows_and_every_sample_c
     assert [w.units["samples"] for w in run.windows if w.name == "validate"] == [VAL_SIZE] * EPOCHS
     assert run.windows[0].units["samples"] == SANITY_SAMPLES
     for w in run.windows:
-        assert w.total_energy_j == pytest.approx(POWER_W * w.duration_s, abs=CLOCK_SKEW_J)
+        assert w.total_energy_j == pytest.approx(POWER_W * w.duration_s, abs=stamp_skew_j(POWER_W))
 
     with open_ledger(ledger_path) as ledger:
         stored = ledger.get_run(run.id)

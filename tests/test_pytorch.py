@@ -16,14 +16,11 @@ from integrations.pytorch import (  # noqa: E402
 )
 from meter import Status  # noqa: E402
 from meter.store import open_ledger  # noqa: E402
-from tests.doubles import LinearCounterSource  # noqa: E402
+from tests.doubles import LinearCounterSource, stamp_skew_j  # noqa: E402
 
 POWER_W = 40.0
 BATCH = 8
 N_SAMPLES = 24  # 3 batches per epoch
-# The test source reads its counter a few µs before the sampler stamps the reading's time:
-# allow 0.2 ms of that skew at each window edge.
-CLOCK_SKEW_J = POWER_W * 2 * 0.2e-3
 
 
 @pytest.fixture(autouse=True)
@@ -80,7 +77,7 @@ def test_training_meter_gives_a_window_per_epoch_and_phase_with_its_units():
     assert [w.units for w in train] == [{"samples": N_SAMPLES, "batches": 3}] * 2
     assert run.units == {"samples": 4 * N_SAMPLES, "batches": 12}
     for w in run.windows:  # a constant-power counter: every window is power × its duration
-        assert w.total_energy_j == pytest.approx(POWER_W * w.duration_s, abs=CLOCK_SKEW_J)
+        assert w.total_energy_j == pytest.approx(POWER_W * w.duration_s, abs=stamp_skew_j(POWER_W))
     assert run.status is Status.COMPLETED
 
 

@@ -10,11 +10,10 @@ transformers = pytest.importorskip("transformers")
 from integrations.transformers import JoulemeterTrainerCallback  # noqa: E402
 from meter import Status  # noqa: E402
 from meter.store import open_ledger  # noqa: E402
-from tests.doubles import LinearCounterSource  # noqa: E402
+from tests.doubles import LinearCounterSource, stamp_skew_j  # noqa: E402
 
 POWER_W = 35.0
 TRAIN_SIZE, EVAL_SIZE, BATCH, EPOCHS, SEQ_LEN = 16, 8, 4, 2, 12
-CLOCK_SKEW_J = POWER_W * 2 * 0.2e-3  # the test counter is read a few µs before it is stamped
 
 
 class TokenDataset(torch.utils.data.Dataset):
@@ -88,7 +87,7 @@ def test_train_is_one_run_with_epoch_windows_evaluations_and_every_sample_and_to
             assert w.units == {"samples": TRAIN_SIZE, "tokens": train_tokens}
         if w.name == "evaluate":
             assert w.units == {"samples": EVAL_SIZE, "tokens": eval_tokens}
-        assert w.total_energy_j == pytest.approx(POWER_W * w.duration_s, abs=CLOCK_SKEW_J)
+        assert w.total_energy_j == pytest.approx(POWER_W * w.duration_s, abs=stamp_skew_j(POWER_W))
     assert run.units == {
         "samples": EPOCHS * (TRAIN_SIZE + EVAL_SIZE), "tokens": EPOCHS * (train_tokens + eval_tokens),
     }
