@@ -92,7 +92,8 @@ class Footprint:
         ]
         ranked = sorted(
             (self._equivalence(row) for row in rows),
-            key=lambda e: (_distance_from_readable(e.value), int(_row(e.key)["rank"])),
+            key=lambda e: (_distance_from_readable(_shown_number(e.value, _row(e.key)["style"])),
+                           int(_row(e.key)["rank"])),
         )
         return ranked
 
@@ -163,12 +164,33 @@ def format_number(value: float) -> str:
     return f"{rounded:,.{max(digits, 0)}f}"
 
 
+# Units a duration equivalence (value in hours) is written in, largest first.
+_TIME_UNITS = (("years", 24 * 365.25), ("days", 24.0), ("hours", 1.0), ("minutes", 1 / 60), ("seconds", 1 / 3600))
+
+
+def _in_time_unit(hours: float) -> tuple[float, str]:
+    """Hours in the largest unit that keeps the number at 1 or more (seconds below a second)."""
+    for name, size in _TIME_UNITS:
+        if hours >= size:
+            return hours / size, name
+    return hours * 3600, "seconds"
+
+
+def _shown_number(value: float, style: str) -> float:
+    """The number a reader sees: durations are written in the unit that suits them."""
+    return _in_time_unit(value)[0] if style == "duration" else value
+
+
 def _equivalence_text(value: float, style: str, phrase: str) -> str:
-    """ "2.1 × phrase", "0.03 % of phrase" for tiny shares, or "120 phrase" for counts."""
+    """ "2.1 × phrase", "0.03 % of phrase" for tiny shares, "120 phrase" for counts, or
+    "0.44 seconds of phrase" for durations (value in hours)."""
     if style == "times":
         if value < READABLE_RANGE[0]:
             return f"{format_number(value * 100)} % of {phrase}"
         return f"{format_number(value)} × {phrase}"
+    if style == "duration":
+        number, unit = _in_time_unit(value)
+        return f"{format_number(number)} {unit} of {phrase}"
     return f"{format_number(value)} {phrase}"
 
 

@@ -121,6 +121,27 @@ def test_best_equivalence_moves_to_a_readable_one_for_small_runs():
     assert best.key != "household_us"
 
 
+@pytest.mark.parametrize(
+    ("energy_j", "text"),
+    [
+        # 32.5 J = 9.028e-6 kWh; ÷ 0.074 kWh per TV-hour (74 W, Urban et al.) = 1.220e-4 h = 0.439 s
+        (32.5, "0.439 seconds of an average US television switched on"),
+        # 0.21 kWh (a 70 W T4 for 3 h) ÷ 0.074 = 2.84 h
+        (0.21 * 3.6e6, "2.84 hours of an average US television switched on"),
+        # 33,900 kWh ÷ 0.074 = 458,108 h = 52.3 years of 8,766 h
+        (33_900 * 3.6e6, "52.3 years of an average US television switched on"),
+    ],
+)
+def test_tv_equivalence_is_written_in_the_time_unit_that_suits_it(energy_j, text):
+    fp = footprint(energy_j, resolve_factors("US"), provenance="counter")
+    assert fp.equivalence("tv_hours").text == text
+
+
+def test_a_few_joules_read_best_as_seconds_of_television():
+    # every other comparison is thousands of times below readable for 32.5 J
+    assert footprint(32.5, resolve_factors("FR"), provenance="estimated").best_equivalence().key == "tv_hours"
+
+
 def test_to_dict_is_json_ready_and_carries_sources():
     fp = footprint(estimate("V100", count=8, hours=24), resolve_factors("FR"))
     d = json.loads(json.dumps(fp.to_dict()))

@@ -98,7 +98,7 @@ def test_equivalence_countries_are_alpha2_eu_or_world_as_the_household_lookup_ex
 def test_equivalence_basis_style_rank_and_factor_unit_match_what_accounting_divides_by():
     for key, row in _keyed("equivalences.csv").items():
         assert row["basis"] in ("energy", "co2"), key
-        assert row["style"] in ("times", "count"), key
+        assert row["style"] in ("times", "count", "duration"), key
         assert int(row["rank"]) >= 1, key
         assert float(row["factor"]) > 0 and float(row["published_value"]) > 0, key
         expected_prefix = "kWh per " if row["basis"] == "energy" else "kg CO2"
