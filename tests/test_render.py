@@ -6,6 +6,7 @@ factors are explicit (400 g/kWh, PUE 1.5, 0.30 EUR/kWh), so figures are hand ari
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import re
@@ -83,10 +84,19 @@ def test_html_of_one_run_shows_every_figure_with_its_provenance(single_html):
     for card in cards:
         assert re.search(r'class="prov prov-\w+"', card.split("</span></div>")[0])
     # 3,600 J × 1.5 PUE = 5,400 J = 0.0015 kWh; × 0.4 kg/kWh = 0.6 g; × 0.30 EUR = 0.00045 EUR
-    assert "3.60 kJ = 0.00100 kWh" in single_html
+    assert "3.60 kJ (0.00100 kWh)" in single_html
     assert "0.00150 kWh" in single_html
     assert "0.600 g CO2e" in single_html
     assert "0.000450 EUR" in single_html
+
+
+def test_a_run_without_an_idle_baseline_gets_no_idle_cards(training_run, factors):
+    run = copy.deepcopy(training_run)
+    for domain_energy in run.energy.values():
+        domain_energy.idle_power_w = None
+    html = render(run, "html", factors=factors)
+    assert len(html.split('<div class="card">')[1:]) == 7
+    assert "Idle baseline" not in html and "Attributable energy" not in html
 
 
 def test_html_of_one_run_has_plots_windows_domains_and_sourced_factors(single_html):

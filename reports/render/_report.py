@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from meter.run import Provenance, Run, Status
-from reports.accounting import J_PER_KWH, Equivalence, Footprint, footprint
+from reports.accounting import Equivalence, Footprint, footprint
 from reports.compare import Comparison, compare
 from reports.factors import Citation, Factors, resolve_factors
 from reports.render import formatting as fmt
@@ -126,10 +126,8 @@ def _peak_provenance(run: Run) -> str:
 def _run_report(run: Run, factors: Factors) -> RunReport:
     fp = footprint(run, factors)
     prov = fp.provenance
-    device_kwh = fp.energy_j / J_PER_KWH
     figures = [
-        Figure("Energy at the devices", f"{fmt.energy(fp.energy_j)} = {fmt.kwh(device_kwh)}",
-               prov, fp.energy_j, "J"),
+        Figure("Energy at the devices", fmt.energy_with_kwh(fp.energy_j), prov, fp.energy_j, "J"),
         Figure(f"Electricity incl. facility (PUE {fmt.number(factors.pue)})",
                fmt.kwh(fp.energy_kwh), prov, fp.energy_kwh, "kWh",
                _range(fp.energy_kwh_range, fmt.kwh)),
@@ -139,10 +137,13 @@ def _run_report(run: Run, factors: Factors) -> RunReport:
         Figure("Duration", fmt.duration(run.duration_s), "monotonic clock", run.duration_s, "s"),
         Figure("Average power", fmt.power(run.avg_power_w), prov, run.avg_power_w, "W"),
         Figure("Peak power", fmt.power(run.peak_power_w), _peak_provenance(run), run.peak_power_w, "W"),
-        Figure("Idle baseline energy", fmt.energy(run.idle_energy_j), prov, run.idle_energy_j, "J"),
-        Figure("Attributable energy (above idle)", fmt.energy(run.attributable_energy_j), prov,
-               run.attributable_energy_j, "J"),
     ]
+    if run.idle_energy_j is not None:  # only runs metered with an idle baseline have these
+        figures += [
+            Figure("Idle baseline energy", fmt.energy(run.idle_energy_j), prov, run.idle_energy_j, "J"),
+            Figure("Attributable energy (above idle)", fmt.energy(run.attributable_energy_j), prov,
+                   run.attributable_energy_j, "J"),
+        ]
     return RunReport(run, fp, figures, _best_equivalence(fp), _notes(run, factors))
 
 
