@@ -89,8 +89,7 @@ class UnknownRegionError(FactorError):
         self.code = code
         self.suggestions = list(suggestions or [])
         message = f"unknown country or region {code!r}"
-        if self.suggestions:
-            message += f"; did you mean {', '.join(self.suggestions)}?"
+        message += f"; did you mean {', '.join(self.suggestions)}?" if self.suggestions else "."
         message += " Run `joulemeter factors --list` to see every known code, or pass --intensity."
         super().__init__(message)
 

@@ -16,7 +16,17 @@ if TYPE_CHECKING:  # pandas is imported only by the *_frame() methods
     import pandas
 
 
-class Provenance(str, enum.Enum):
+class _Word(str, enum.Enum):
+    """An enum that prints as its value ("estimated"), as users read it and the ledger stores it."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+
+class Provenance(_Word):
     """How an energy figure was obtained, from most to least direct."""
 
     COUNTER = "counter"  # a hardware energy counter (NVML total energy, RAPL)
@@ -30,7 +40,7 @@ class Provenance(str, enum.Enum):
         return list(Provenance).index(self)
 
 
-class Status(str, enum.Enum):
+class Status(_Word):
     """Life cycle of a run in the ledger."""
 
     RUNNING = "running"

@@ -17,6 +17,20 @@ def _eq(key: str) -> dict[str, str]:
     return next(r for r in read_table("equivalences.csv") if r["key"] == key)
 
 
+def test_version_is_the_installed_distributions():
+    from importlib.metadata import version
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output == f"joulemeter {version('joulemeter')}\n"
+
+
+def test_an_error_is_one_line_and_shows_brackets_literally():
+    result = runner.invoke(app, ["factors", "--country", "[xx]"])
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1
+    assert "unknown country or region '[xx]'. Run `joulemeter factors --list`" in result.output
+
+
 def test_estimate_megatron_prints_about_34_mwh_and_an_american_comparison():
     result = runner.invoke(app, ["estimate", "--hardware", "V100", "--count", "512", "--days", "9.2"])
     assert result.exit_code == 0, result.output

@@ -183,3 +183,28 @@ def test_report_html_from_a_real_sqlite_ledger_draws_its_samples(sqlite_ledger, 
     html = out.read_text()
     assert html.count("data:image/png;base64,") == 2  # power over time needs the samples
     assert "<script" not in html
+
+
+MARKUP_NAME = "x[/]y [bold]z[/bold] [link=http://e.test]w"
+
+
+def test_markup_in_names_and_metadata_is_printed_literally_by_every_command(tmp_path, monkeypatch):
+    from meter.store import open_ledger
+
+    run = make_run("eeee5555ffff6666", MARKUP_NAME, energy_j=500.0, units={"inferences": 10},
+                   metadata={"variant": "v", "tuning": "[red]v[/]", "accuracy": 0.5},
+                   windows=[epoch(1, 0.0, 5.0, 500.0)])
+    run.windows[0].path = run.windows[0].name = "[/]epoch"
+    path = tmp_path / "ledger.sqlite"
+    with open_ledger(path) as ledger:
+        ledger.save_run(run)
+    monkeypatch.setenv("JOULEMETER_LEDGER", str(path))
+    monkeypatch.setenv("COLUMNS", "400")  # wide enough that no cell is folded
+    for args in (["runs"], ["show", "last"], ["compare", "last", "last", *FACTOR_ARGS]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, (args, result.output)
+        assert MARKUP_NAME in result.output, args
+    shown = runner.invoke(app, ["show", "last"]).output
+    assert "[/]epoch" in shown and "tuning=[red]v[/]" in shown
+    compared = runner.invoke(app, ["compare", "last", "last", *FACTOR_ARGS]).output
+    assert "[red]v[/]" in compared and "Metadata" in compared

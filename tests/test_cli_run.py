@@ -69,6 +69,31 @@ def test_run_exits_with_the_commands_code_and_marks_the_run_failed(ledger_path):
     assert run.status.value == "failed" and "3" in run.error
 
 
+def test_runs_on_an_empty_ledger_says_so_and_how_to_make_one(ledger_path):
+    result = subprocess.run(joulemeter("runs"), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout == ""
+    assert result.stderr == (f"no runs in {ledger_path}: meter one with `joulemeter run -- CMD` "
+                             "or `joulemeter demo`\n")
+
+
+def test_a_missing_command_exits_127_and_records_no_run(ledger_path):
+    result = subprocess.run(joulemeter("run", "--", "no-such-command-xyz", "--flag"),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 127
+    assert "command not found: no-such-command-xyz" in result.stderr
+    assert not ledger_path.exists()  # nothing metered, so nothing written
+
+
+def test_an_unusable_ledger_location_is_one_line_naming_it_not_a_missing_command(tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("JOULEMETER_LEDGER", str(blocker / "ledger.sqlite"))
+    result = subprocess.run(joulemeter("run", "--", sys.executable, "-c", "pass"),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr == f"error: the ledger's folder {blocker} exists but is not a folder\n"
+
+
 @pytest.mark.slow
 def test_sigterm_is_forwarded_and_the_run_closes_interrupted_with_its_samples(ledger_path):
     proc = subprocess.Popen(

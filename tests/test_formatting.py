@@ -30,12 +30,22 @@ def test_energy_below_one_watt_hour_has_no_kwh_beside_it():
 
 @pytest.mark.parametrize(
     ("duration_s", "text"),
-    [(3.04, "3.0 s"), (125, "2 min 05 s"), (7380, "2 h 03 min"), (3 * 86400, "3.0 days")],
+    [(3.711e-5, "37.1 µs"), (0.0528, "52.8 ms"), (0.9996, "1.0 s"), (3.04, "3.0 s"), (125, "2 min 05 s"),
+     (7380, "2 h 03 min"), (3 * 86400, "3.0 days")],
 )
-def test_durations_switch_to_minutes_hours_and_days(duration_s, text):
+def test_durations_switch_to_micro_and_milliseconds_minutes_hours_and_days(duration_s, text):
     assert formatting.duration(duration_s) == text
 
 
 @pytest.mark.parametrize(("power_w", "text"), [(None, "—"), (61.04, "61.0 W"), (1520.0, "1.52 kW")])
 def test_power_switches_to_kilowatts(power_w, text):
     assert formatting.power(power_w) == text
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "text"),
+    [("throughput_per_s", 3.8e6, "3,800,000/s"), ("latency_p50_s", 3.7115e-05, "37.1 µs"),
+     ("size_on_disk_bytes", 44_700_000, "44.7 MB"), ("parameters", 1_200_000, "1,200,000"), ("accuracy", 0.96389, "0.9639")],
+)
+def test_metadata_is_formatted_by_what_its_key_says(key, value, text):
+    assert formatting.metadata_value(key, value) == text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+import sys
 from pathlib import Path
 
 import pytest
@@ -133,6 +134,18 @@ def test_an_empty_file_and_an_empty_sqlite_database_become_ledgers(tmp_path: Pat
 def test_a_directory_is_refused_with_a_hint_to_name_a_file(tmp_path: Path) -> None:
     with pytest.raises(LedgerError, match="directory"):
         open_ledger(tmp_path)
+
+
+def test_a_folder_that_cannot_be_made_is_a_ledger_error_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(LedgerError, match="a-file exists but is not a folder"):
+        open_ledger(tmp_path / "a-file" / "ledger.sqlite")
+
+
+def test_a_postgres_url_without_its_driver_says_which_extra_to_install(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # import psycopg now raises ModuleNotFoundError
+    with pytest.raises(LedgerError, match=r"joulemeter\[postgres\]"):
+        open_ledger("postgresql://user@127.0.0.1:1/none")
 
 
 def test_a_foreign_database_on_either_backend_is_refused_without_new_tables(

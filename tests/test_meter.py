@@ -177,3 +177,10 @@ def test_domains_read_in_one_tick_share_its_time_so_peak_power_adds_them_up():
         times.setdefault(s.t_s, set()).add(s.domain)
     assert all(domains == {"gpu:0", "cpu"} for domains in times.values())
     assert m.run.peak_power_w == pytest.approx(POWER_W + 20.0)
+
+
+def test_provenance_and_status_print_as_the_words_users_read():
+    from meter.run import Provenance
+
+    assert f"{Provenance.ESTIMATED} {Status.FAILED}" == "estimated failed"
+    assert str(Provenance.COUNTER) == "counter"

@@ -25,9 +25,19 @@ for _module in _COMMAND_MODULES:
     importlib.import_module(f"{__name__}.{_module}").register(app)
 
 
+def _print_version(requested: bool) -> None:
+    if requested:
+        from importlib.metadata import version
+
+        typer.echo(f"joulemeter {version('joulemeter')}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _configure(
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="Log what joulemeter does (-v info, -vv debug)."),
+    _version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                  help="Print the installed version and exit."),
 ) -> None:
     """Measure the energy of ML work, keep a ledger, and report kWh, cost and CO2e."""
     from rich.logging import RichHandler

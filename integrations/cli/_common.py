@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from meter.errors import JoulemeterError
 
@@ -35,8 +36,8 @@ IntensityOption = typer.Option(None, "--intensity", help="Grid intensity in g CO
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print an error in red and return the Exit to raise."""
-    stderr.print(f"[bold red]error:[/] {message}", highlight=False)
+    """Print an error in red, on one line and with its text taken literally, and return the Exit to raise."""
+    stderr.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 

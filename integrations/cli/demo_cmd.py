@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 import typer
+from rich.markup import escape
 
 from integrations.cli._common import CountryOption, LedgerOption, fail, handle_errors, stderr, stdout
 
@@ -146,7 +147,7 @@ def _print_summary(result: DemoResult) -> None:
     stdout.print(table)
     for v in summary.variants:
         if v.variant != summary.baseline:
-            stdout.print(f"{v.variant}: {summary.break_even_words(v)}", highlight=False)
+            stdout.print(f"{v.variant}: {summary.break_even_words(v)}", highlight=False, markup=False)
     if summary.estimated_domains:
         stdout.print(
             "[bold yellow]Estimates, not measurements:[/] "
@@ -155,8 +156,8 @@ def _print_summary(result: DemoResult) -> None:
             highlight=False,
         )
     for name, reason in summary.skipped.items():
-        stdout.print(f"[dim]{name} skipped: {reason}[/]", highlight=False)
+        stdout.print(f"[dim]{escape(name)} skipped: {escape(reason)}[/]", highlight=False)
     stdout.print(
-        f"report written to [bold]{result.report_path}[/] in {fmt.duration(result.duration_s)}",
+        f"report written to [bold]{escape(str(result.report_path))}[/] in {fmt.duration(result.duration_s)}",
         highlight=False,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Optional
 
 import typer
+from rich.markup import escape
 
 from integrations.cli._common import (
     CountryOption,
@@ -77,7 +78,7 @@ def factors(
             return
         table = Table("code", "name", title=f"{len(regions)} known regions")
         for code, name in regions:
-            table.add_row(code, name)
+            table.add_row(escape(code), escape(name))
         stdout.print(table)
         return
     f = resolve_factor_options(country, pue, price, currency, intensity)
@@ -87,7 +88,7 @@ def factors(
     _warn_if_default(f)
     table = Table("factor", "value", "source", title="Factors")
     for row in _factor_rows(f):
-        table.add_row(*row)
+        table.add_row(*(escape(cell) for cell in row))
     stdout.print(table)
 
 
@@ -117,7 +118,7 @@ def _print_equivalences(fp: Footprint, n: int = 3) -> None:
 
     table = Table("that is about", "source", title="In everyday terms")
     for eq in fp.ranked_equivalences()[:n]:
-        table.add_row(eq.text, str(eq.citation))
+        table.add_row(escape(eq.text), escape(str(eq.citation)))
     stdout.print(table)
 
 
@@ -158,8 +159,8 @@ def estimate(
         return
     _warn_if_default(f)
     power_source = _cite(est.power_citation) if est.power_citation else "given with --power-w"
-    stdout.print(f"{est.count} × {est.hardware} at {est.power_w:g} W × {est.hours:g} h × {est.utilization:g} "
-                 f"utilization [dim]({power_source})[/]")
+    stdout.print(f"{est.count:,} × {escape(est.hardware)} at {est.power_w:g} W × {est.hours:,g} h at "
+                 f"{est.utilization:.0%} utilization [dim]({escape(power_source)})[/]")
     stdout.print(_footprint_table(fp, "Estimate"))
     _print_equivalences(fp)
     stdout.print("[dim]Range: the spread of measured over board power in Patterson et al. 2021, Table 3.[/]")
@@ -193,9 +194,9 @@ def published(json_output: bool = JsonOption) -> None:
         energy = f"{format_number(fp.energy_kwh / 1000)}" + ("" if r.provenance == "published" else " (est.)")
         co2 = "—" if r.reported_co2e_t is None else format_number(r.reported_co2e_t)
         hours = "—" if r.device_hours is None else format_number(r.device_hours)
-        count = f"{r.count} × " if r.count else ""
+        count = f"{r.count:,} × " if r.count else ""
         short_source = f"{r.citation.source.split(',')[0]} ({r.citation.year})"
-        table.add_row(r.model, f"{count}{r.hardware}", hours, energy, co2, short_source)
+        table.add_row(escape(r.model), escape(f"{count}{r.hardware}"), hours, energy, co2, escape(short_source))
     stdout.print(table)
     stdout.print("[dim]Energy is facility energy (with the source's PUE where it gave one); (est.) = "
                  "device-hours × board power, where the source reported no energy.[/]")

@@ -47,6 +47,6 @@ def import_codecarbon(
         stdout.print(
             f"{r.id}  {r.project}  {r.started_at[:19].replace('T', ' ')}  "
             f"{fmt.duration(r.duration_s)}  {fmt.energy_with_kwh(r.total_energy_j)}",
-            highlight=False,
+            highlight=False, markup=False,
         )
-    stdout.print(f"imported {len(runs)} run(s) from {path}", highlight=False)
+    stdout.print(f"imported {len(runs)} run(s) from {path}", highlight=False, markup=False)

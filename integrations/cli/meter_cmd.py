@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 import typer
+from rich.markup import escape
 
 from integrations.cli._common import (
     JsonOption,
@@ -70,15 +72,17 @@ def devices(json_output: bool = JsonOption) -> None:
         table.add_column(column, overflow="fold")
     for s in found:
         if not s.available:
-            why = (s.reason or "") + (f"\n[dim]fix: {s.fix}[/]" if s.fix else "")
-            table.add_row(s.source, "[red]no[/]", "", "", why)
+            why = escape(s.reason or "") + (f"\n[dim]fix: {escape(s.fix)}[/]" if s.fix else "")
+            table.add_row(escape(s.source), "[red]no[/]", "", "", why)
         for d in s.domains:
-            note = f" [yellow]({d.note})[/]" if d.note else ""
-            table.add_row(s.source, "[green]yes[/]", f"{d.name}: {d.device}", d.provenance.value, d.method + note)
+            note = f" [yellow]({escape(d.note)})[/]" if d.note else ""
+            table.add_row(escape(s.source), "[green]yes[/]", escape(f"{d.name}: {d.device}"), d.provenance.value,
+                          escape(d.method) + note)
     stdout.print(table)
-    stdout.print("The meter will read: " + ", ".join(f"{d.name} ({d.provenance.value})" for d in chosen.domains))
+    stdout.print("The meter will read: " + ", ".join(f"{d.name} ({d.provenance.value})" for d in chosen.domains),
+                 markup=False)
     for note in chosen.fallbacks:
-        stdout.print(f"[yellow]fallback:[/] {note}")
+        stdout.print(f"[yellow]fallback:[/] {escape(note)}")
     for source in chosen.sources:
         source.close()
 
@@ -104,6 +108,8 @@ def run(
     argv = list(ctx.args)
     if not argv:
         raise fail("no command given: joulemeter run -- python train.py")
+    if shutil.which(argv[0]) is None:  # before metering, so a typo leaves no failed run behind
+        raise fail(f"command not found: {argv[0]}", 127)
     meter = EnergyMeter(
         name or " ".join([Path(argv[0]).name, *argv[1:]])[:80],
         project=project,
@@ -147,8 +153,15 @@ def runs(
 
     with open_ledger(ledger) as book:
         found = book.list_runs(project=project, tag=tag, name=name, status=status, limit=limit)
+        location = book.location
     if json_output:
         print_json([r.to_dict(samples=False) for r in found])
+        return
+    if not found:
+        filtered = any(v is not None for v in (project, tag, name, status))
+        stderr.print(f"no runs {'match these filters ' if filtered else ''}in {location}: "
+                     "meter one with `joulemeter run -- CMD` or `joulemeter demo`",
+                     highlight=False, markup=False, soft_wrap=True)
         return
     from rich.table import Table
 
@@ -158,8 +171,8 @@ def runs(
     for r in found:
         table.add_row(
             r.id[:8],
-            r.name,
-            r.project,
+            escape(r.name),
+            escape(r.project),
             _status_markup(r.status.value),
             r.started_at[:19].replace("T", " "),
             fmt.duration(r.duration_s),
@@ -214,7 +227,7 @@ def export(
     else:
         export_runs(found, fmt, output if output else sys.stdout, table=table)
     if output:
-        stderr.print(f"wrote {len(found)} run(s) to {output}")
+        stderr.print(f"wrote {len(found)} run(s) to {output}", markup=False)
 
 
 # -- rendering helpers ----------------------------------------------------------------
@@ -227,8 +240,8 @@ def _print_run_summary(r: Run, *, console, detail: bool = False) -> None:
     from rich.table import Table
 
     console.print(
-        f"[bold]{r.name}[/]  run [bold]{r.id}[/]  {_status_markup(r.status.value)}"
-        + (f"  [red]{r.error}[/]" if r.error else "")
+        f"[bold]{escape(r.name)}[/]  run [bold]{r.id}[/]  {_status_markup(r.status.value)}"
+        + (f"  [red]{escape(r.error)}[/]" if r.error else "")
     )
     console.print(
         f"duration {fmt.duration(r.duration_s)} · energy {fmt.energy_with_kwh(r.total_energy_j)} "
@@ -246,19 +259,20 @@ def _print_run_summary(r: Run, *, console, detail: bool = False) -> None:
     for name, e in r.energy.items():
         d = methods.get(name)
         domains.add_row(
-            name,
-            d.device if d else "",
+            escape(name),
+            escape(d.device) if d else "",
             fmt.energy_with_kwh(e.energy_j),
             fmt.power(e.avg_power_w),
             fmt.power(e.peak_power_w),
             e.provenance.value,
-            (d.method + (f" ({d.note})" if d.note else "")) if d else "",
+            escape(d.method + (f" ({d.note})" if d.note else "")) if d else "",
         )
     console.print(domains)
     if r.units:
         console.print(
             "units: "
-            + ", ".join(f"{n:g} {u} ({fmt.energy_with_kwh(r.energy_per_unit_j(u))} each)" for u, n in r.units.items())
+            + ", ".join(f"{n:,g} {u} ({fmt.energy_with_kwh(r.energy_per_unit_j(u))} each)" for u, n in r.units.items()),
+            markup=False,
         )
     if detail and r.windows:
         windows = Table(title="Windows")
@@ -266,24 +280,25 @@ def _print_run_summary(r: Run, *, console, detail: bool = False) -> None:
             windows.add_column(column, overflow="fold")
         for w in r.windows:
             windows.add_row(
-                w.path,
+                escape(w.path),
                 f"{w.start_s:.2f} s",
                 fmt.duration(w.duration_s),
                 fmt.energy_with_kwh(w.total_energy_j),
-                ", ".join(f"{n:g} {u}" for u, n in w.units.items()),
-                w.note or "",
+                escape(", ".join(f"{n:,g} {u}" for u, n in w.units.items())),
+                escape(w.note or ""),
             )
         console.print(windows)
     for g in r.gaps:
         end = "end of run" if g.end_s is None else f"{g.end_s:.2f} s"
-        console.print(f"[yellow]gap[/] {g.domain}: {g.start_s:.2f} s → {end}: {g.reason}")
+        console.print(f"[yellow]gap[/] {escape(g.domain)}: {g.start_s:.2f} s → {end}: {escape(g.reason)}")
     fallbacks = r.metadata.get("fallbacks") or []
     for note in fallbacks:
-        console.print(f"[yellow]fallback:[/] {note}")
+        console.print(f"[yellow]fallback:[/] {escape(str(note))}")
     if detail and r.metadata:
         shown = {k: v for k, v in r.metadata.items() if k != "fallbacks"}
         if shown:
-            console.print("metadata: " + ", ".join(f"{k}={v}" for k, v in shown.items()), highlight=False)
+            console.print("metadata: " + ", ".join(f"{k}={fmt.metadata_value(k, v)}" for k, v in shown.items()),
+                          highlight=False, markup=False)
     console.print(f"run id: [bold]{r.id}[/]")
 
 
@@ -306,7 +321,7 @@ class _LiveView:
         energy = meter.energy_so_far_j()
         power = meter.power_now_w()
         for name in energy:
-            table.add_row(name, fmt.power(power.get(name)), fmt.energy_with_kwh(energy[name]))
+            table.add_row(escape(name), fmt.power(power.get(name)), fmt.energy_with_kwh(energy[name]))
         table.add_row("[bold]total[/]", "", f"[bold]{fmt.energy_with_kwh(sum(energy.values()))}[/]")
         self.live.update(table)
 

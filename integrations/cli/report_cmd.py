@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 import typer
+from rich.markup import escape
 
 from integrations.cli._common import (
     CountryOption,
@@ -66,7 +67,7 @@ def report(
         return
     path = output or Path(f"joulemeter-report-{_file_stem(runs)}.html")
     _write_whole(path, text)
-    stdout.print(f"report written to [bold]{path}[/]", highlight=False)
+    stdout.print(f"report written to [bold]{escape(str(path))}[/]", highlight=False)
 
 
 @handle_errors
@@ -94,9 +95,9 @@ def compare(
     for table in _comparison_tables(result):
         stdout.print(table)
     for phrase in result.phrases:
-        stdout.print(f"• {phrase}", highlight=False)
+        stdout.print(f"• {phrase}", highlight=False, markup=False)
     stdout.print(
-        f"[dim]factors: {factors.intensity_g_per_kwh:g} g CO2e/kWh ({factors.intensity_citation}), "
+        f"[dim]factors: {factors.intensity_g_per_kwh:g} g CO2e/kWh ({escape(str(factors.intensity_citation))}), "
         f"PUE {factors.pue:g}[/]",
         highlight=False,
     )
@@ -115,7 +116,8 @@ def _load(
 
 
 def _comparison_tables(result: Comparison) -> list[object]:
-    """Energy and ratios in one table; cost, duration and the runs' metadata in a second."""
+    """Energy and ratios in one table, cost and duration in a second, and the runs' metadata
+    in a third with a row per key, so that many keys stay readable in a terminal."""
     from rich.table import Table
 
     from reports.compare import frame_records, ratio_words
@@ -123,17 +125,18 @@ def _comparison_tables(result: Comparison) -> list[object]:
 
     per = result.per_column
     energy = Table(title=f"Energy {result.per_label}".strip())
-    details = Table(title="Cost, duration and metadata")
+    details = Table(title="Cost and duration")
     for table, columns in (
         (energy, ["provenance", "energy", *([result.per_label] if per else []), "vs baseline",
                   "CO2e"]),
-        (details, ["cost", "duration", "avg power", *result.metadata_columns]),
+        (details, ["cost", "duration", "avg power"]),
     ):
         table.add_column("run", overflow="fold", min_width=10)
         for column in columns:
             table.add_column(column, overflow="fold")
-    for row in frame_records(result.frame):
-        name = f"{row['name']} [dim]{row['id'][:8]}[/]"
+    records = frame_records(result.frame)
+    for row in records:
+        name = f"{escape(row['name'])} [dim]{row['id'][:8]}[/]"
         energy.add_row(
             name,
             row["provenance"],
@@ -147,9 +150,18 @@ def _comparison_tables(result: Comparison) -> list[object]:
             formatting.money(row["cost"], row["currency"]),
             formatting.duration(row["duration_s"]),
             formatting.power(row["avg_power_w"]),
-            *(formatting.metadata_value(c, row[c]) for c in result.metadata_columns),
         )
-    return [energy, details]
+    tables: list[object] = [energy, details]
+    if result.metadata_columns:
+        metadata = Table(title="Metadata")
+        metadata.add_column("", overflow="fold")
+        for row in records:
+            metadata.add_column(f"{escape(row['name'])} [dim]{row['id'][:8]}[/]", overflow="fold")
+        for key in result.metadata_columns:
+            metadata.add_row(escape(key.replace("_", " ")),
+                             *(escape(formatting.metadata_value(key, row[key])) for row in records))
+        tables.append(metadata)
+    return tables
 
 
 def _file_stem(runs: list[Run]) -> str:

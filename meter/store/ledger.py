@@ -44,8 +44,21 @@ def open_ledger(location: str | os.PathLike[str] | None = None) -> Ledger:
     target = resolve(location)
     if target.sqlite_path is not None:
         sqlite_file.check_file(target.sqlite_path)
-        target.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(target.url, json_serializer=_to_json)
+        try:
+            target.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError as exc:
+            raise LedgerError(f"the ledger's folder {target.sqlite_path.parent} exists but is not a folder") from exc
+        except OSError as exc:
+            raise LedgerError(
+                f"cannot create the ledger's folder {target.sqlite_path.parent}: {exc.strerror or exc}"
+            ) from exc
+    try:
+        engine = sa.create_engine(target.url, json_serializer=_to_json)
+    except ModuleNotFoundError as exc:
+        raise LedgerError(
+            f"the ledger {target.display} needs the database driver {exc.name!r}, which is not installed: "
+            "pip install 'joulemeter[postgres]'"
+        ) from exc
     if engine.dialect.name == "sqlite":
         sqlite_file.configure(engine)
     ledger = Ledger(engine, target.display)

@@ -66,9 +66,13 @@ def power(power_w: float | None) -> str:
 
 
 def duration(duration_s: float | None) -> str:
-    """'42.0 s', '12 min 05 s', '3 h 04 min', '2.5 days'."""
+    """'37.1 µs', '812 ms', '42.0 s', '12 min 05 s', '3 h 04 min', '2.5 days'."""
     if duration_s is None:
         return DASH
+    if 0 < duration_s < 1e-3 * _ROUNDS_UP:
+        return f"{number(duration_s * 1e6)} µs"
+    if 0 < duration_s < _ROUNDS_UP:
+        return f"{number(duration_s * 1e3)} ms"
     if duration_s < 60:
         return f"{duration_s:.1f} s"
     if duration_s < 3600:
@@ -96,15 +100,17 @@ def size(size_bytes: float | None) -> str:
 
 
 def metadata_value(key: str, value: object) -> str:
-    """A metadata value formatted by what its key says it is (…_bytes, …_s, counts, scores)."""
+    """A metadata value formatted by what its key says it is (…_bytes, …_per_s, …_s, counts, scores)."""
     if value is None or (isinstance(value, float) and value != value):
         return DASH
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return str(value)
     if key.endswith("_bytes"):
         return size(value)
+    if key.endswith("_per_s"):
+        return f"{number(value)}/s"
     if key.endswith("_s"):
-        return f"{number(value * 1000)} ms" if abs(value) < 1 else duration(value)
+        return duration(value)
     if isinstance(value, int):
         return f"{value:,}"
     return f"{value:.4g}"
