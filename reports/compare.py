@@ -357,6 +357,20 @@ def _resolve_baseline(runs: list[Run], baseline: Run | str | None) -> Run:
     raise ReportError(f"baseline {baseline!r} {why}; give one of: {known}")
 
 
+def default_per(runs: Sequence[Run]) -> str | None:
+    """The fairest `per` when none is asked for: per 1,000 inferences (or samples) when every
+    run counted them, per token when every run counted tokens, else whole runs (None).
+
+    Runs of different lengths are not comparable in total energy, so a demanding reader
+    wants the unit of work whenever every run recorded one."""
+    if not runs:
+        return None
+    for per in ("1000", "token"):
+        if any(all(run.units.get(unit) for run in runs) for unit in _PER_UNITS[per][0]):
+            return per
+    return None
+
+
 def _per_unit(runs: list[Run], per: str | None) -> tuple[str | None, str | None, str]:
     """The unit counted, the frame column and the label for `per`."""
     if per is None:

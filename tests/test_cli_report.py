@@ -139,6 +139,19 @@ def test_compare_prints_ratios_and_phrases(fake_ledger):
     assert "baseline" in result.stdout
 
 
+def test_compare_defaults_to_the_unit_every_run_counted_and_says_so(fake_ledger):
+    result = runner.invoke(app, ["compare", "aaaa", "cccc", *FACTOR_ARGS])
+    assert result.exit_code == 0, result.output
+    assert "comparing energy per 1,000 inferences or samples, which every run counted" in result.stderr
+    assert "3.4× less energy per 1,000 inferences" in " ".join(result.stdout.split())
+
+
+def test_compare_per_run_compares_whole_runs(fake_ledger):
+    result = runner.invoke(app, ["compare", "aaaa", "cccc", "--per", "run", "--json", *FACTOR_ARGS])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["per"] is None
+
+
 def test_compare_json_with_a_baseline_gives_ratios_to_it(fake_ledger):
     result = runner.invoke(app, ["compare", "aaaa", "cccc", "--baseline", "cccc", "--json",
                                  *FACTOR_ARGS])

@@ -14,7 +14,7 @@ import pytest
 
 from meter.errors import ReportError
 from meter.run import Domain, DomainEnergy, Provenance, Run, Sample, Status, Window
-from reports.compare import break_even, compare, pareto_frontier, predict_training
+from reports.compare import break_even, compare, default_per, pareto_frontier, predict_training
 from reports.factors import resolve_factors
 
 # 400 g/kWh, 0.30 EUR/kWh, PUE 1.5: round numbers so results can be checked by hand
@@ -280,3 +280,12 @@ def test_a_baseline_run_not_among_the_runs_is_added_first(full_and_pruned, facto
     result = compare([pruned], baseline=full, factors=factors)
     assert result.frame["id"].tolist() == ["aaaa1111", "bbbb2222"]
     assert result.phrases == ["pruned: 3.4× less energy than full (accuracy 0.9 vs 0.91)"]
+
+
+def test_default_per_is_the_unit_every_run_counted_or_whole_runs():
+    inferring = [make_run(f"{i}" * 16, f"r{i}", energy_j=100.0, units={"inferences": 10}) for i in range(2)]
+    tokens = [make_run(f"{i}" * 16, f"t{i}", energy_j=100.0, units={"tokens": 10}) for i in range(2)]
+    assert default_per(inferring) == "1000"
+    assert default_per(tokens) == "token"
+    assert default_per([inferring[0], tokens[1]]) is None  # no unit in common: whole runs
+    assert default_per([make_run("9" * 16, "bare", energy_j=1.0)]) is None

@@ -20,6 +20,7 @@ from integrations.cli._common import (
     handle_errors,
     print_json,
     resolve_factor_options,
+    stderr,
     stdout,
 )
 
@@ -29,7 +30,9 @@ if TYPE_CHECKING:
 
 RunsArgument = typer.Argument(..., metavar="RUN…", help="Run ids, id prefixes, or `last`.")
 PerOption = typer.Option(
-    None, "--per", help="Compare energy per unit of work: sample, token, inference, or 1000 (J per 1,000 inferences or samples)."
+    None, "--per",
+    help="Compare energy per unit of work: sample, token, inference, 1000 (J per 1,000 inferences or samples), "
+         "or run (whole runs). Default: per 1,000 (or per token) when every run counted that unit, else whole runs.",
 )
 BaselineOption = typer.Option(None, "--baseline", help="Run to compare against (default: the first RUN).")
 
@@ -61,6 +64,7 @@ def report(
         raise fail(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
     factors = resolve_factor_options(country, pue, price, currency, intensity)
     runs, base = _load(run_refs, baseline, ledger)
+    per = _chosen_per(per, runs, base)
     text = render(runs, fmt, factors=factors, baseline=base, per=per, title=title)
     if output is None and fmt != "html":
         typer.echo(text, nl=False)
@@ -88,7 +92,7 @@ def compare(
 
     factors = resolve_factor_options(country, pue, price, currency, intensity)
     runs, base = _load(run_refs, baseline, ledger, samples=False)
-    result = compare_runs(runs, base, per=per, factors=factors)
+    result = compare_runs(runs, base, per=_chosen_per(per, runs, base), factors=factors)
     if json_output:
         print_json(result.to_dict())
         return
@@ -101,6 +105,22 @@ def compare(
         f"PUE {factors.pue:g}[/]",
         highlight=False,
     )
+
+
+def _chosen_per(per: str | None, runs: list[Run], base: Run | None) -> str | None:
+    """--per as given ('run' meaning whole runs), or for several runs the unit every run counted."""
+    from reports.compare import default_per
+
+    if per == "run":
+        return None
+    every = runs + ([base] if base is not None and base not in runs else [])
+    if per is None and len(every) > 1:
+        per = default_per(every)
+        if per is not None:
+            unit = "1,000 inferences or samples" if per == "1000" else "token"
+            stderr.print(f"comparing energy per {unit}, which every run counted (--per run compares whole runs)",
+                         highlight=False, markup=False, soft_wrap=True)
+    return per
 
 
 def _load(
