@@ -26,9 +26,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
-from meter.errors import ImportFormatError
+from meter.errors import ImportFormatError, RunNotFoundError
 from meter.export import write_text
 from meter.run import Domain, DomainEnergy, Provenance, Run, Status
 from reports.accounting import J_PER_KWH, footprint
@@ -61,6 +61,7 @@ REQUIRED_COLUMNS: tuple[str, ...] = (
 #: CodeCarbon's timestamp format (`datetime.now().strftime(...)`, local time, no zone).
 CODECARBON_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
 
+_IMPORT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_OID, "joulemeter.codecarbon.import")  # ids of imported rows
 _ENERGY_TOLERANCE = 1e-6  # relative: energy_consumed vs cpu + gpu + ram, as CodeCarbon prints floats
 
 
@@ -105,17 +106,36 @@ _PASSTHROUGH_COLUMNS = (
 
 
 # -- import ---------------------------------------------------------------------------
-def import_codecarbon_csv(path: str | os.PathLike[str], ledger: Ledger) -> list[Run]:
-    """Save each row of a CodeCarbon emissions.csv as a completed run; return the runs.
+class ImportResult(NamedTuple):
+    """What an import wrote, and the rows it skipped because an earlier import saved them."""
+
+    imported: list[Run]
+    already_in_ledger: list[Run]
+
+
+def import_codecarbon_csv(path: str | os.PathLike[str], ledger: Ledger) -> ImportResult:
+    """Save each row of a CodeCarbon emissions.csv as a completed run.
 
     Every row is checked before anything is written: a malformed file raises
     ImportFormatError naming the file, line and column; rows are saved in one transaction,
-    so the ledger never holds part of a file.
+    so the ledger never holds part of a file. A row's run id is derived from the row
+    (CodeCarbon's run_id, timestamp and duration), so importing a file again adds nothing twice.
     """
     runs = read_codecarbon_csv(path)
-    ledger.save_runs(runs)  # one transaction: all rows or none
-    log.info("imported %d run(s) from %s", len(runs), path)
-    return runs
+    present = [run for run in runs if _in_ledger(ledger, run.id)]
+    present_ids = {run.id for run in present}
+    new = [run for run in runs if run.id not in present_ids]
+    ledger.save_runs(new)  # one transaction: all new rows or none
+    log.info("imported %d run(s) from %s; %d already in the ledger", len(new), path, len(present))
+    return ImportResult(new, present)
+
+
+def _in_ledger(ledger: Ledger, run_id: str) -> bool:
+    try:
+        ledger.get_run(run_id, samples=False)
+    except RunNotFoundError:
+        return False
+    return True
 
 
 def read_codecarbon_csv(path: str | os.PathLike[str]) -> list[Run]:
@@ -257,8 +277,9 @@ def _row_to_run(path: Path, line: int, header: list[str], fields: list[str]) -> 
             peak_power_w=None,
         )
     project = row.text("project_name") or "default"
+    identity = "\x1f".join(row.values.get(c, "") for c in ("run_id", "timestamp", "duration"))
     return Run(
-        id=uuid.uuid4().hex,
+        id=uuid.uuid5(_IMPORT_NAMESPACE, identity).hex,  # the same row always gets the same id
         name=project,
         project=project,
         tags=["codecarbon"],

@@ -76,7 +76,7 @@ def write_rows(path, header: list[str], rows: list[dict[str, str]]) -> None:
 # -- import ---------------------------------------------------------------------------
 def test_a_real_codecarbon_file_imports_its_energies_duration_and_place(codecarbon_csv, ledger):
     (row,) = csv_rows(codecarbon_csv)
-    (run,) = import_codecarbon_csv(codecarbon_csv, ledger)
+    (run,) = import_codecarbon_csv(codecarbon_csv, ledger).imported
 
     stored = ledger.get_run(run.id)
     pue = float(row["pue"])
@@ -95,6 +95,14 @@ def test_a_real_codecarbon_file_imports_its_energies_duration_and_place(codecarb
     assert datetime.fromisoformat(stored.ended_at) == ended
     started_expected = ended - timedelta(seconds=float(row["duration"]))
     assert abs(datetime.fromisoformat(stored.started_at) - started_expected) < timedelta(milliseconds=1)
+
+
+def test_importing_the_same_file_twice_adds_each_row_once(codecarbon_csv, ledger):
+    first = import_codecarbon_csv(codecarbon_csv, ledger)
+    again = import_codecarbon_csv(codecarbon_csv, ledger)
+    assert len(first.imported) == 1 and first.already_in_ledger == []
+    assert again.imported == [] and [r.id for r in again.already_in_ledger] == [first.imported[0].id]
+    assert [r.id for r in ledger.list_runs()] == [first.imported[0].id]
 
 
 def test_energies_are_divided_by_the_pue_codecarbon_multiplied_them_by(codecarbon_csv, tmp_path):
@@ -211,7 +219,7 @@ def test_the_column_order_is_codecarbon_s_own(codecarbon_csv):
 
 def test_an_imported_file_exported_again_keeps_its_energies_and_codecarbon_s_header(codecarbon_csv, ledger, tmp_path):
     (original,) = csv_rows(codecarbon_csv)
-    runs = import_codecarbon_csv(codecarbon_csv, ledger)
+    runs = import_codecarbon_csv(codecarbon_csv, ledger).imported
     path = tmp_path / "exported.csv"
     export_codecarbon_csv(runs, path)
 

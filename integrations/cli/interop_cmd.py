@@ -39,7 +39,8 @@ def import_codecarbon(
     from meter.store import open_ledger
 
     with open_ledger(ledger) as book:
-        runs = import_codecarbon_csv(path, book)
+        result = import_codecarbon_csv(path, book)
+    runs = result.imported
     if json_output:
         print_json([r.to_dict(samples=False) for r in runs])
         return
@@ -49,4 +50,7 @@ def import_codecarbon(
             f"{fmt.duration(r.duration_s)}  {fmt.energy_with_kwh(r.total_energy_j)}",
             highlight=False, markup=False,
         )
-    stdout.print(f"imported {len(runs)} run(s) from {path}", highlight=False, markup=False)
+    skipped = len(result.already_in_ledger)
+    stdout.print(f"imported {len(runs)} run(s) from {path}"
+                 + (f"; {skipped} already in the ledger from an earlier import" if skipped else ""),
+                 highlight=False, markup=False)
