@@ -51,7 +51,7 @@ th{background:#f2f4f7;font-weight:600}td.num{text-align:right;font-variant-numer
 tr.baseline td{background:#f7f7f7;font-style:italic}
 img{max-width:100%;height:auto;display:block;margin:6px 0}
 ul.phrases li{margin:3px 0}.scroll{overflow-x:auto}td.num{white-space:nowrap}
-footer{font-size:.85rem;color:#394150}
+footer{font-size:.85rem;color:#394150}footer td{overflow-wrap:anywhere}
 details summary{cursor:pointer;font-weight:600;margin:10px 0}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;font-size:.88rem}
 dt{color:#5b6472}dd{margin:0}
