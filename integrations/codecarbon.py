@@ -28,7 +28,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
-from meter.errors import ImportFormatError, RunNotFoundError
+from meter.errors import ImportFormatError
 from meter.export import write_text
 from meter.run import Domain, DomainEnergy, Provenance, Run, Status
 from reports.accounting import J_PER_KWH, footprint
@@ -122,20 +122,12 @@ def import_codecarbon_csv(path: str | os.PathLike[str], ledger: Ledger) -> Impor
     (CodeCarbon's run_id, timestamp and duration), so importing a file again adds nothing twice.
     """
     runs = read_codecarbon_csv(path)
-    present = [run for run in runs if _in_ledger(ledger, run.id)]
-    present_ids = {run.id for run in present}
+    present_ids = ledger.existing_ids(run.id for run in runs)
+    present = [run for run in runs if run.id in present_ids]
     new = [run for run in runs if run.id not in present_ids]
     ledger.save_runs(new)  # one transaction: all new rows or none
     log.info("imported %d run(s) from %s; %d already in the ledger", len(new), path, len(present))
     return ImportResult(new, present)
-
-
-def _in_ledger(ledger: Ledger, run_id: str) -> bool:
-    try:
-        ledger.get_run(run_id, samples=False)
-    except RunNotFoundError:
-        return False
-    return True
 
 
 def read_codecarbon_csv(path: str | os.PathLike[str]) -> list[Run]:

@@ -158,6 +158,13 @@ def test_get_run_finds_a_unique_prefix_and_last_is_the_newest(ledger_location: s
         assert ledger.get_run("last", samples=False).samples == []
 
 
+def test_existing_ids_are_whole_ids_never_prefixes(ledger_location: str) -> None:
+    with open_ledger(ledger_location) as ledger:
+        ledger.save_run(make_run("aaaa1111"))
+        assert ledger.existing_ids(["aaaa1111", "aaaa", "cccc3333"]) == {"aaaa1111"}
+        assert ledger.existing_ids([]) == set()
+
+
 def test_an_ambiguous_prefix_raises_and_lists_the_candidates(ledger_location: str) -> None:
     with open_ledger(ledger_location) as ledger:
         ledger.save_run(make_run("abc-one", name="first"))

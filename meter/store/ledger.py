@@ -216,6 +216,11 @@ class Ledger:
         self._transaction(work, write=True)
 
     # -- reading -----------------------------------------------------------------------
+    def existing_ids(self, run_ids: Iterable[str]) -> set[str]:
+        """The ids among `run_ids` that the ledger already holds (whole ids, not prefixes)."""
+        wanted = list(run_ids)
+        return self._transaction(lambda conn: {run_id for run_id in wanted if _exists(conn, run_id)})
+
     def get_run(self, ref: str, samples: bool = True) -> Run:
         """The run named by its full id, a unique id prefix, or "last" (the newest)."""
         return self._transaction(lambda conn: _load_runs(conn, [self._find(conn, ref)], samples)[0])
