@@ -91,11 +91,11 @@ class Footprint:
             if row["country"] in ("", self.factors.household_country)
         ]
         ranked = sorted(
-            (self._equivalence(row) for row in rows),
-            key=lambda e: (_distance_from_readable(_shown_number(e.value, _row(e.key)["style"])),
-                           int(_row(e.key)["rank"])),
+            ((self._equivalence(row), row) for row in rows),
+            key=lambda pair: (_distance_from_readable(_shown_number(pair[0].value, pair[1]["style"])),
+                              int(pair[1]["rank"])),
         )
-        return ranked
+        return [equivalence for equivalence, _ in ranked]
 
     def best_equivalence(self) -> Equivalence:
         """The comparison that reads best (household electricity first, then car km, …)."""
@@ -134,10 +134,6 @@ class Footprint:
             citation=citation,
             basis=row["basis"],
         )
-
-
-def _row(key: str) -> dict[str, str]:
-    return next(row for row in read_table("equivalences.csv") if row["key"] == key)
 
 
 def _distance_from_readable(value: float) -> float:
