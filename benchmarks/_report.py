@@ -150,7 +150,7 @@ def _report(r: dict[str, Any]) -> list[str]:
     return [
         "## Report",
         "",
-        f"`reports.render.render(run, \"html\")` of one run with {r['samples']:,} samples "
+        f"`joulemeter.reports.render.render(run, \"html\")` of one run with {r['samples']:,} samples "
         f"(4 GPU domains at 10 ms, 10 windows), {s.n} repeats: **{s.text('{:.2f}')} s** "
         f"(target < {TARGET_RENDER_S:g} s: {_met(s.median < TARGET_RENDER_S)}); the page is "
         f"{r['html_bytes'] / 1024:.0f} KiB.",

@@ -30,7 +30,7 @@ Starter = Callable[[], Callable[[], str]]
 
 
 def _joulemeter(interval_s: float, ledger: Path) -> Starter:
-    from meter import EnergyMeter
+    from joulemeter.meter import EnergyMeter
 
     def start() -> Callable[[], str]:
         meter = EnergyMeter("benchmark", interval_s=interval_s, ledger=ledger)

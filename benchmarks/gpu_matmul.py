@@ -83,7 +83,7 @@ def trapezoid_j(samples: list[Any], domain: str) -> tuple[float, int]:
 
 def energy_check(loop: MatmulLoop, seconds: float, interval_s: float, domain: str) -> dict[str, Any]:
     """One metered loop: counter energy vs integrated power, and the sampling rate reached."""
-    from meter import EnergyMeter, Provenance
+    from joulemeter.meter import EnergyMeter, Provenance
 
     steps = loop.steps_for(seconds)
     meter = EnergyMeter("gpu-matmul", devices=[domain], interval_s=interval_s, store=False, sync=loop.sync)
@@ -112,7 +112,7 @@ Variant = Callable[[Callable[[], None]], None]  # runs the loop under some meter
 
 def variants(loop: MatmulLoop, domain: str) -> tuple[dict[str, Variant], str | None]:
     """Unmetered, joulemeter at 100 and 10 ms, and Zeus when it can start here."""
-    from meter import EnergyMeter
+    from joulemeter.meter import EnergyMeter
 
     def unmetered(work: Callable[[], None]) -> None:
         work()

@@ -26,7 +26,7 @@ def _ledger_bytes(path: Path) -> int:
 
 
 def _batch(start_tick: int, ticks: int) -> list:
-    from meter.run import Sample
+    from joulemeter.meter.run import Sample
 
     out = []
     for tick in range(start_tick, start_tick + ticks):
@@ -38,8 +38,8 @@ def _batch(start_tick: int, ticks: int) -> list:
 
 
 def run(*, repeats: int) -> dict[str, Any]:
-    from meter.run import Domain, Provenance, Run
-    from meter.store import open_ledger
+    from joulemeter.meter.run import Domain, Provenance, Run
+    from joulemeter.meter.store import open_ledger
 
     ticks = int(FLUSH_S / INTERVAL_S)
     with tempfile.TemporaryDirectory(prefix="jm-ledger-bench-") as tmp:

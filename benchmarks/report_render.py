@@ -15,8 +15,8 @@ INTERVAL_S = 0.01
 
 def synthetic_run(samples: int = SAMPLES):
     """A finished run: 4 GPU counters at 10 ms with windows, its energy from its samples."""
-    from meter.energy import summarise
-    from meter.run import Domain, Provenance, Run, Sample, Status, Window
+    from joulemeter.meter.energy import summarise
+    from joulemeter.meter.run import Domain, Provenance, Run, Sample, Status, Window
 
     ticks = samples // DOMAINS
     domains = [
@@ -46,7 +46,7 @@ def synthetic_run(samples: int = SAMPLES):
 
 
 def run(*, repeats: int) -> dict[str, Any]:
-    from reports.render import render
+    from joulemeter.reports.render import render
 
     run_ = synthetic_run()
     seconds = []

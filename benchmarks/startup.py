@@ -1,4 +1,4 @@
-"""Import time of `meter` and start-up of `joulemeter --help`, against CodeCarbon and Zeus.
+"""Import time of `joulemeter` and start-up of `joulemeter --help`, against CodeCarbon and Zeus.
 
 Every figure comes from fresh subprocesses, interleaved round by round. Import times are
 measured inside the child (perf_counter around the import statement), so interpreter
@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 HEAVY_MODULES = ("torch", "pandas", "numpy", "matplotlib", "sqlalchemy")
 # What a user writes to get each tool's meter.
 IMPORTS = {
-    "meter": "from meter import EnergyMeter",
+    "joulemeter": "from joulemeter import EnergyMeter",
     "codecarbon": "from codecarbon import OfflineEmissionsTracker",
     "zeus": "from zeus.monitor import ZeusMonitor",
 }

@@ -10,7 +10,7 @@ from benchmarks._stats import spread
 
 def run(*, repeats: int, windows: int) -> dict[str, Any]:
     """`repeats` timed loops of `windows` empty windows inside one running meter."""
-    from meter import EnergyMeter
+    from joulemeter.meter import EnergyMeter
 
     per_window_us = []
     with EnergyMeter("window-cost", store=False) as meter:

@@ -28,14 +28,14 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
-from meter.errors import ImportFormatError
-from meter.export import write_text
-from meter.run import Domain, DomainEnergy, Provenance, Run, Status
-from reports.accounting import J_PER_KWH, footprint
-from reports.factors import Factors, resolve_factors
+from joulemeter.meter.errors import ImportFormatError
+from joulemeter.meter.export import write_text
+from joulemeter.meter.run import Domain, DomainEnergy, Provenance, Run, Status
+from joulemeter.reports.accounting import J_PER_KWH, footprint
+from joulemeter.reports.factors import Factors, resolve_factors
 
 if TYPE_CHECKING:
-    from meter.store import Ledger
+    from joulemeter.meter.store import Ledger
 
 log = logging.getLogger("joulemeter.codecarbon")
 

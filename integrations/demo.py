@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from integrations.compression import (
+from joulemeter.integrations.compression import (
     HALF_PRECISIONS,
     benchmark_inference,
     distill,
@@ -31,14 +31,14 @@ from integrations.compression import (
     train_classifier,
     weight_sparsity,
 )
-from meter.errors import ReportError
-from meter.run import Run
+from joulemeter.meter.errors import ReportError
+from joulemeter.meter.run import Run
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from reports.render.compression import CompressionSummary
+    from joulemeter.reports.render.compression import CompressionSummary
 
 log = logging.getLogger("joulemeter.demo")
 
@@ -113,8 +113,8 @@ def run_demo(options: DemoOptions, *, on_progress: Progress | None = None) -> De
     """Run the whole study and write its HTML report to options.output."""
     import torch
 
-    from reports.factors import resolve_factors
-    from reports.render.compression import render_compression_html, summarise_compression
+    from joulemeter.reports.factors import resolve_factors
+    from joulemeter.reports.render.compression import render_compression_html, summarise_compression
 
     began = time.monotonic()
     plan = QUICK if options.quick else FULL

@@ -32,12 +32,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from meter.errors import MeterStateError
-from meter.meter import EnergyMeter
-from meter.run import Domain, Gap, Run, Sample, Status, Window
+from joulemeter.meter.errors import MeterStateError
+from joulemeter.meter.meter import EnergyMeter
+from joulemeter.meter.run import Domain, Gap, Run, Sample, Status, Window
 
 if TYPE_CHECKING:
-    from meter.store import Ledger
+    from joulemeter.meter.store import Ledger
 
 log = logging.getLogger("joulemeter.distributed")
 
@@ -528,7 +528,7 @@ class DistributedMeter:
             self._save(run)
 
     def _save(self, run: Run) -> None:
-        from meter.store import open_ledger
+        from joulemeter.meter.store import open_ledger
 
         if self.ledger is not None and not isinstance(self.ledger, (str, os.PathLike)):
             self.ledger.save_run(run)

@@ -21,9 +21,9 @@ from typing import Any
 
 import lightning.pytorch as pl
 
-from integrations.distributed import DistributedMeter
-from integrations.pytorch import CudaSync, HookWindows, batch_units, cuda_sync_function, model_metadata
-from meter.run import Run, Status
+from joulemeter.integrations.distributed import DistributedMeter
+from joulemeter.integrations.pytorch import CudaSync, HookWindows, batch_units, cuda_sync_function, model_metadata
+from joulemeter.meter.run import Run, Status
 
 
 class JoulemeterCallback(pl.Callback):

@@ -1,6 +1,6 @@
 """IPython/Jupyter: the `%%joulemeter` cell magic meters a cell and shows its footprint.
 
-    %load_ext integrations.notebook
+    %load_ext joulemeter      (the long name: joulemeter.integrations.notebook)
 
     %%joulemeter --name finetune --country FR
     trainer.train()
@@ -21,11 +21,11 @@ from typing import Any
 from IPython.core.magic import Magics, cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from meter.meter import EnergyMeter
-from meter.run import Run, Status
-from reports.accounting import Footprint, footprint
-from reports.factors import Factors, resolve_factors
-from reports.render import formatting as fmt
+from joulemeter.meter.meter import EnergyMeter
+from joulemeter.meter.run import Run, Status
+from joulemeter.reports.accounting import Footprint, footprint
+from joulemeter.reports.factors import Factors, resolve_factors
+from joulemeter.reports.render import formatting as fmt
 
 #: Name under which the latest cell's run is kept in the user namespace.
 RUN_VARIABLE = "_joulemeter_run"
@@ -156,5 +156,5 @@ def _status_of(result: Any) -> tuple[Status, str | None]:
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    """`%load_ext integrations.notebook` registers the magic."""
+    """`%load_ext joulemeter` (or joulemeter.integrations.notebook) registers the magic."""
     ipython.register_magics(JoulemeterMagics)

@@ -19,12 +19,12 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from meter.errors import ExporterError, MeterStateError
+from joulemeter.meter.errors import ExporterError, MeterStateError
 
 if TYPE_CHECKING:
     from prometheus_client.core import Metric
 
-    from meter import EnergyMeter
+    from joulemeter.meter import EnergyMeter
 
 log = logging.getLogger("joulemeter.prometheus")
 

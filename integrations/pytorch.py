@@ -24,8 +24,8 @@ import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
-from integrations.distributed import DistributedMeter
-from meter.run import Run, Status, Window
+from joulemeter.integrations.distributed import DistributedMeter
+from joulemeter.meter.run import Run, Status, Window
 
 F = TypeVar("F", bound=Callable[..., Any])
 CudaSync = bool | Literal["auto"]

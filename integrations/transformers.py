@@ -11,7 +11,7 @@ first eval-mode forward opens (the Trainer has no hook at the start of an evalua
 and `on_evaluate` / `on_predict` close, naming it "evaluate" or "predict".
 Energy goes into the Trainer's logs (`state.log_history`, saved in trainer_state.json)
 from the world process zero. Under torch.distributed the ranks' runs are merged and
-rank 0 writes the one run (see integrations.distributed).
+rank 0 writes the one run (see joulemeter.integrations.distributed).
 
 The Trainer tells callbacks nothing when train() raises: such a run stays open (an
 evaluate() in between is metered into it) until the next train() call closes it as
@@ -25,9 +25,9 @@ from typing import Any
 
 import transformers
 
-from integrations.distributed import DistributedMeter
-from integrations.pytorch import CudaSync, HookWindows, batch_units, cuda_sync_function, model_metadata
-from meter.run import Run, Status
+from joulemeter.integrations.distributed import DistributedMeter
+from joulemeter.integrations.pytorch import CudaSync, HookWindows, batch_units, cuda_sync_function, model_metadata
+from joulemeter.meter.run import Run, Status
 
 
 class JoulemeterTrainerCallback(transformers.TrainerCallback):

@@ -1,6 +1,6 @@
 """joulemeter's measuring layer: meter the energy of any code and keep every run in a ledger.
 
-    from meter import EnergyMeter
+    from joulemeter.meter import EnergyMeter
     with EnergyMeter("train") as m:
         ...
     print(m.run.total_energy_j)
@@ -8,9 +8,9 @@
 
 import logging
 
-from meter.errors import JoulemeterError
-from meter.meter import EnergyMeter, current_meter, metered
-from meter.run import Domain, DomainEnergy, Gap, Provenance, Run, Sample, Status, Window
+from joulemeter.meter.errors import JoulemeterError
+from joulemeter.meter.meter import EnergyMeter, current_meter, metered
+from joulemeter.meter.run import Domain, DomainEnergy, Gap, Provenance, Run, Sample, Status, Window
 
 # A library logs, it does not print: without the application's own logging set-up,
 # nothing from the "joulemeter" logger reaches the terminal.

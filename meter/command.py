@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from meter.meter import EnergyMeter
-from meter.run import Run, Status
+from joulemeter.meter.meter import EnergyMeter
+from joulemeter.meter.run import Run, Status
 
 log = logging.getLogger("joulemeter.command")
 

@@ -12,8 +12,8 @@ import bisect
 import math
 from collections.abc import Iterable
 
-from meter.run import Domain, DomainEnergy, Gap, Sample
-from meter.sources.base import Reading
+from joulemeter.meter.run import Domain, DomainEnergy, Gap, Sample
+from joulemeter.meter.sources.base import Reading
 
 
 class DomainAccumulator:

@@ -7,7 +7,7 @@ import os
 from collections.abc import Sequence
 from typing import IO
 
-from meter.run import Run
+from joulemeter.meter.run import Run
 
 FORMATS = ("json", "csv", "parquet")
 TABLES = ("samples", "windows", "domains")

@@ -81,7 +81,7 @@ def _cpuinfo_blocks() -> tuple[dict[str, str], ...]:
 
 def _gpu_names() -> list[str]:
     """Names of the GPUs NVML can read (as this process sees them), empty if none."""
-    from meter.sources.nvml import NvmlSource
+    from joulemeter.meter.sources.nvml import NvmlSource
 
     status = NvmlSource().status()
     return [d.device for d in status.domains]

@@ -28,20 +28,20 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from meter.energy import EnergyTimeline, summarise
-from meter.errors import LedgerError, MeterStateError
-from meter.run import Domain, Provenance, Run, Status, Window
-from meter.sampler import Sampler
-from meter.sources.base import Source
+from joulemeter.meter.energy import EnergyTimeline, summarise
+from joulemeter.meter.errors import LedgerError, MeterStateError
+from joulemeter.meter.run import Domain, Provenance, Run, Status, Window
+from joulemeter.meter.sampler import Sampler
+from joulemeter.meter.sources.base import Source
 
 if TYPE_CHECKING:
-    from meter.store import Ledger
+    from joulemeter.meter.store import Ledger
 
 log = logging.getLogger("joulemeter")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: NVML's energy counter updates about every 100 ms (research/measuring.md): shorter
+#: NVML's energy counter updates about every 100 ms (docs/measuring.md, "NVML"): shorter
 #: windows on a counter GPU can read 0 J, so they get a note.
 _COUNTER_UPDATE_S = 0.1
 
@@ -301,7 +301,7 @@ class EnergyMeter:
             self._sources = self._given_sources
             self._domains = [d for s in self._sources for d in s.open()]
             return
-        from meter.sources import discover
+        from joulemeter.meter.sources import discover
 
         found = discover(self.devices, pid=self.pid, replay=self.replay)
         self._sources, self._domains, self._fallbacks = found.sources, found.domains, found.fallbacks
@@ -331,7 +331,7 @@ class EnergyMeter:
         return {name: e / duration for name, e in energy.items()} if duration > 0 else {}
 
     def _open_ledger(self) -> Ledger:
-        from meter.store import Ledger, open_ledger
+        from joulemeter.meter.store import Ledger, open_ledger
 
         if isinstance(self._ledger_location, Ledger):
             return self._ledger_location
@@ -405,7 +405,7 @@ def _utc_now() -> str:
 
 
 def _host_info() -> dict[str, Any]:
-    from meter.hostinfo import host_info
+    from joulemeter.meter.hostinfo import host_info
 
     try:
         return host_info()

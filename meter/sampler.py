@@ -14,9 +14,9 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from meter.energy import DomainAccumulator
-from meter.run import Domain, Gap, Sample
-from meter.sources.base import Reading, Source
+from joulemeter.meter.energy import DomainAccumulator
+from joulemeter.meter.run import Domain, Gap, Sample
+from joulemeter.meter.sources.base import Reading, Source
 
 log = logging.getLogger("joulemeter.sampler")
 

@@ -1,6 +1,6 @@
 """joulemeter's accounting layer: joules × cited factors -> kWh, CO2e, cost and comparisons."""
 
-from reports.accounting import (
+from joulemeter.reports.accounting import (
     Equivalence,
     Footprint,
     footprint,
@@ -9,7 +9,7 @@ from reports.accounting import (
     projection,
     uncertainty_bands,
 )
-from reports.estimate import (
+from joulemeter.reports.estimates import (
     Estimate,
     Hardware,
     PublishedRun,
@@ -19,7 +19,7 @@ from reports.estimate import (
     published_run,
     published_runs,
 )
-from reports.factors import Citation, Factors, known_regions, pue_presets, resolve_factors
+from joulemeter.reports.factors import Citation, Factors, known_regions, pue_presets, resolve_factors
 
 __all__ = [
     "Citation",

@@ -22,12 +22,12 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from meter.errors import FactorError
-from meter.run import Provenance, Run
-from reports.factors import Citation, Factors, citation_from_row, read_table, resolve_factors
+from joulemeter.meter.errors import FactorError
+from joulemeter.meter.run import Provenance, Run
+from joulemeter.reports.factors import Citation, Factors, citation_from_row, read_table, resolve_factors
 
 if TYPE_CHECKING:
-    from reports.estimate import Estimate, PublishedRun
+    from joulemeter.reports.estimates import Estimate, PublishedRun
 
 J_PER_KWH = 3.6e6
 PROVENANCES = ("counter", "sampled", "estimated", "replayed", "mixed", "published")
@@ -239,7 +239,7 @@ def footprint(
     world average (said loudly; see resolve_factors). A plain number is "estimated"
     unless `provenance` says otherwise.
     """
-    from reports.estimate import Estimate, PublishedRun
+    from joulemeter.reports.estimates import Estimate, PublishedRun
 
     if provenance is not None and provenance not in PROVENANCES:
         raise FactorError(f"unknown provenance {provenance!r}: use one of {', '.join(PROVENANCES)}")

@@ -11,11 +11,11 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from meter.errors import ReportError
-from meter.run import Provenance, Run
-from reports.accounting import Footprint, footprint
-from reports.factors import Factors, resolve_factors
-from reports.render.formatting import duration, energy, number
+from joulemeter.meter.errors import ReportError
+from joulemeter.meter.run import Provenance, Run
+from joulemeter.reports.accounting import Footprint, footprint
+from joulemeter.reports.factors import Factors, resolve_factors
+from joulemeter.reports.render.formatting import duration, energy, number
 
 if TYPE_CHECKING:
     import pandas

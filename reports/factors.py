@@ -19,7 +19,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from meter.errors import FactorError, UnknownRegionError
+from joulemeter.meter.errors import FactorError, UnknownRegionError
 
 logger = logging.getLogger("joulemeter.reports")
 
@@ -81,7 +81,7 @@ class Factors:
 @functools.cache
 def read_table(name: str) -> tuple[dict[str, str], ...]:
     """Rows of `reports/data/<name>` as dicts of strings (cached; read-only)."""
-    text = importlib.resources.files("reports").joinpath("data", name).read_text(encoding="utf-8")
+    text = importlib.resources.files("joulemeter.reports").joinpath("data", name).read_text(encoding="utf-8")
     return tuple(csv.DictReader(text.splitlines()))
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from meter.store.location import resolve
+from joulemeter.meter.store.location import resolve
 
 POSTGRES_URL_ENV = "JOULEMETER_TEST_POSTGRES_URL"
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import time
 
-from meter.run import Domain, Provenance
-from meter.sources.base import Reading, Source
+from joulemeter.meter.run import Domain, Provenance
+from joulemeter.meter.sources.base import Reading, Source
 
 
 #: The sampler stamps a tick's time just after reading the counter; scheduling on a busy

@@ -9,11 +9,11 @@ import json
 
 import pytest
 
-from meter.errors import FactorError
-from meter.run import DomainEnergy, Provenance, Run
-from reports.accounting import footprint, format_number, per_unit, projection, uncertainty_bands
-from reports.estimate import estimate
-from reports.factors import read_table, resolve_factors
+from joulemeter.meter.errors import FactorError
+from joulemeter.meter.run import DomainEnergy, Provenance, Run
+from joulemeter.reports.accounting import footprint, format_number, per_unit, projection, uncertainty_bands
+from joulemeter.reports.estimates import estimate
+from joulemeter.reports.factors import read_table, resolve_factors
 
 
 def _eq(key: str) -> dict[str, str]:

@@ -7,8 +7,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from integrations.cli import app
-from reports.factors import read_table
+from joulemeter.integrations.cli import app
+from joulemeter.reports.factors import read_table
 
 runner = CliRunner()
 

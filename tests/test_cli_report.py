@@ -8,8 +8,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from integrations.cli import app
-from meter.errors import RunNotFoundError
+from joulemeter.integrations.cli import app
+from joulemeter.meter.errors import RunNotFoundError
 from tests.test_compare import epoch, make_run
 
 runner = CliRunner()
@@ -48,16 +48,16 @@ class FakeLedger:
 
 @pytest.fixture()
 def fake_ledger(monkeypatch):
-    import meter.store
+    import joulemeter.meter.store
 
     ledger = FakeLedger([full_run(), pruned_run()])
-    monkeypatch.setattr(meter.store, "open_ledger", lambda location=None: ledger)
+    monkeypatch.setattr(joulemeter.meter.store, "open_ledger", lambda location=None: ledger)
     return ledger
 
 
 @pytest.fixture()
 def sqlite_ledger(tmp_path, monkeypatch):
-    from meter.store import open_ledger
+    from joulemeter.meter.store import open_ledger
 
     path = tmp_path / "ledger.sqlite"
     later = pruned_run()
@@ -202,7 +202,7 @@ MARKUP_NAME = "x[/]y [bold]z[/bold] [link=http://e.test]w"
 
 
 def test_markup_in_names_and_metadata_is_printed_literally_by_every_command(tmp_path, monkeypatch):
-    from meter.store import open_ledger
+    from joulemeter.meter.store import open_ledger
 
     run = make_run("eeee5555ffff6666", MARKUP_NAME, energy_j=500.0, units={"inferences": 10},
                    metadata={"variant": "v", "tuning": "[red]v[/]", "accuracy": 0.5},

@@ -10,14 +10,14 @@ import sys
 
 import pytest
 
-from meter.store import open_ledger
+from joulemeter.meter.store import open_ledger
 from tests.polling import wait_until
 
 BUSY = "import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end: pass\n"
 
 
 def joulemeter(*args: str) -> list[str]:
-    return [sys.executable, "-m", "integrations.cli", *args]
+    return [sys.executable, "-m", "joulemeter.integrations.cli", *args]
 
 
 @pytest.fixture

@@ -13,17 +13,17 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from typer.testing import CliRunner
 
-from integrations.cli import app
-from integrations.codecarbon import (
+from joulemeter.integrations.cli import app
+from joulemeter.integrations.codecarbon import (
     CODECARBON_COLUMNS,
     export_codecarbon_csv,
     import_codecarbon_csv,
     read_codecarbon_csv,
 )
-from meter import EnergyMeter, Provenance
-from meter.errors import ImportFormatError
-from meter.store import open_ledger
-from reports.factors import resolve_factors
+from joulemeter.meter import EnergyMeter, Provenance
+from joulemeter.meter.errors import ImportFormatError
+from joulemeter.meter.store import open_ledger
+from joulemeter.reports.factors import resolve_factors
 from tests.doubles import LinearCounterSource
 
 J_PER_KWH = 3.6e6  # 1 kWh = 3.6 MJ, by definition

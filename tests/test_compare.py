@@ -12,10 +12,10 @@ import math
 
 import pytest
 
-from meter.errors import ReportError
-from meter.run import Domain, DomainEnergy, Provenance, Run, Sample, Status, Window
-from reports.compare import break_even, compare, default_per, pareto_frontier, predict_training
-from reports.factors import resolve_factors
+from joulemeter.meter.errors import ReportError
+from joulemeter.meter.run import Domain, DomainEnergy, Provenance, Run, Sample, Status, Window
+from joulemeter.reports.compare import break_even, compare, default_per, pareto_frontier, predict_training
+from joulemeter.reports.factors import resolve_factors
 
 # 400 g/kWh, 0.30 EUR/kWh, PUE 1.5: round numbers so results can be checked by hand
 FACTORS_KW = dict(intensity_g_per_kwh=400.0, pue=1.5, price_per_kwh=0.30, currency="EUR")

@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
-from integrations.compression import (  # noqa: E402
+from joulemeter.integrations.compression import (  # noqa: E402
     accuracy,
     benchmark_inference,
     distill,
@@ -28,7 +28,7 @@ from integrations.compression import (  # noqa: E402
     train_classifier,
     weight_sparsity,
 )
-from meter.store import open_ledger  # noqa: E402
+from joulemeter.meter.store import open_ledger  # noqa: E402
 from tests.doubles import LinearCounterSource, stamp_skew_j  # noqa: E402
 
 POWER_W = 40.0

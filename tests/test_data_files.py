@@ -12,7 +12,7 @@ import math
 import pycountry
 import pytest
 
-from reports.factors import normalise_name, read_table
+from joulemeter.reports.factors import normalise_name, read_table
 
 CITED_TABLES = ("prices.csv", "equivalences.csv", "hardware.csv", "published_runs.csv", "pue.csv",
                 "uncertainty.csv", "eu_members.csv")

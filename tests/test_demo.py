@@ -9,10 +9,10 @@ import uuid
 import pytest
 from typer.testing import CliRunner
 
-from integrations.cli import app
-from meter.run import Domain, DomainEnergy, Provenance, Run, Status, Window
-from reports.factors import resolve_factors
-from reports.render.compression import render_compression_html, summarise_compression
+from joulemeter.integrations.cli import app
+from joulemeter.meter.run import Domain, DomainEnergy, Provenance, Run, Status, Window
+from joulemeter.reports.factors import resolve_factors
+from joulemeter.reports.render.compression import render_compression_html, summarise_compression
 
 QUERIES_PER_DAY = 1000.0
 DAYS = 10.0
@@ -139,7 +139,7 @@ def test_training_run_is_kept_apart_and_not_charged_to_a_variant(summary):
 
 
 def test_a_missing_baseline_is_a_clear_error(factors):
-    from meter.errors import ReportError
+    from joulemeter.meter.errors import ReportError
 
     with pytest.raises(ReportError, match="baseline variant 'full'"):
         summarise_compression([make_run("int8", 1.0, inferences=10)], factors=factors)
@@ -208,7 +208,7 @@ def test_demo_refuses_an_unknown_device(tmp_path):
 @pytest.mark.slow
 def test_quick_demo_writes_the_report_and_every_run_to_the_ledger(tmp_path, monkeypatch):
     pytest.importorskip("torch")
-    from meter.store import open_ledger
+    from joulemeter.meter.store import open_ledger
 
     ledger = tmp_path / "ledger.db"
     monkeypatch.setenv("JOULEMETER_LEDGER", str(ledger))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-import meter.sources.rapl as rapl
-from meter.errors import ReplayTraceError
-from meter.hostinfo import host_info
-from meter.run import Provenance
-from meter.sources import discover, statuses
+import joulemeter.meter.sources.rapl as rapl
+from joulemeter.meter.errors import ReplayTraceError
+from joulemeter.meter.hostinfo import host_info
+from joulemeter.meter.run import Provenance
+from joulemeter.meter.sources import discover, statuses
 from tests.fakes.fake_pynvml import FakeGpu, FakeNvml, install
 from tests.fakes.sysfs import add_zone, two_socket_server
 

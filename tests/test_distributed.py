@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from integrations.distributed import (
+from joulemeter.integrations.distributed import (
     DistributedMeter,
     RankPlacement,
     merge_runs,
     place_ranks,
     rank_devices,
 )
-from meter.run import Domain, DomainEnergy, Provenance, Run, Sample, Status, Window
+from joulemeter.meter.run import Domain, DomainEnergy, Provenance, Run, Sample, Status, Window
 from tests.doubles import LinearCounterSource
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -147,7 +147,7 @@ def test_distributed_meter_without_a_process_group_is_a_plain_meter(monkeypatch,
     assert list(m.run.energy) == ["gpu:0"]
     assert m.run.windows[0].units == {"samples": 8}
 
-    from meter.store import open_ledger
+    from joulemeter.meter.store import open_ledger
 
     with open_ledger() as ledger:
         assert [r.id for r in ledger.list_runs()] == [m.run.id]
@@ -200,7 +200,7 @@ def job_env(tmp_path: Path) -> dict[str, str]:
 
 
 def the_only_run(tmp_path: Path) -> Run:
-    from meter.store import open_ledger
+    from joulemeter.meter.store import open_ledger
 
     with open_ledger(tmp_path / "ledger.sqlite") as ledger:
         runs = ledger.list_runs()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from meter.errors import FactorError, UnknownHardwareError
-from reports.accounting import footprint
-from reports.estimate import estimate, find_hardware, published_run, published_runs
-from reports.factors import read_table, resolve_factors
+from joulemeter.meter.errors import FactorError, UnknownHardwareError
+from joulemeter.reports.accounting import footprint
+from joulemeter.reports.estimates import estimate, find_hardware, published_run, published_runs
+from joulemeter.reports.factors import read_table, resolve_factors
 
 
 def _hw(name: str) -> dict[str, str]:

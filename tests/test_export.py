@@ -8,8 +8,8 @@ import json
 import pandas
 import pytest
 
-from meter import EnergyMeter
-from meter.export import export_runs, runs_frame
+from joulemeter.meter import EnergyMeter
+from joulemeter.meter.export import export_runs, runs_frame
 from tests.doubles import LinearCounterSource
 
 
@@ -57,7 +57,7 @@ def test_parquet_to_a_stream_and_unknown_formats_are_refused(run):
 def test_cli_export_refuses_unknown_formats_with_a_clear_message(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from integrations.cli import app
+    from joulemeter.integrations.cli import app
 
     monkeypatch.setenv("JOULEMETER_LEDGER", str(tmp_path / "ledger.sqlite"))
     result = CliRunner().invoke(app, ["export", "last", "--format", "xlsx"])

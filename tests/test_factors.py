@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from meter.errors import FactorError, UnknownRegionError
-from reports.factors import read_table, resolve_factors, known_regions
+from joulemeter.meter.errors import FactorError, UnknownRegionError
+from joulemeter.reports.factors import read_table, resolve_factors, known_regions
 
 
 def _codecarbon():

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from meter import EnergyMeter, Run, Status
-from meter.errors import ReplayTraceError
-from meter.sources.rapl import RaplSource
-from meter.store import open_ledger
+from joulemeter.meter import EnergyMeter, Run, Status
+from joulemeter.meter.errors import ReplayTraceError
+from joulemeter.meter.sources.rapl import RaplSource
+from joulemeter.meter.store import open_ledger
 from tests.doubles import LinearCounterSource
 from tests.fakes.fake_pynvml import FakeGpu, FakeNvml
 from tests.fakes.sysfs import add_zone
@@ -138,7 +138,7 @@ def test_a_rapl_counter_that_wraps_twice_gives_the_exact_positive_energy(tmp_pat
 _VICTIM = textwrap.dedent(
     """
     import sys
-    from meter import EnergyMeter
+    from joulemeter.meter import EnergyMeter
     from tests.doubles import LinearCounterSource
 
     with EnergyMeter("victim", ledger=sys.argv[1], sources=[LinearCounterSource(50.0)],

@@ -2,7 +2,7 @@
 
 import pytest
 
-from reports.render import formatting
+from joulemeter.reports.render import formatting
 
 
 @pytest.mark.parametrize(

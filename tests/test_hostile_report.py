@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from meter.energy import summarise
-from meter.run import Domain, Gap, Provenance, Run, Sample, Status, Window
-from reports.factors import resolve_factors
-from reports.render import render
+from joulemeter.meter.energy import summarise
+from joulemeter.meter.run import Domain, Gap, Provenance, Run, Sample, Status, Window
+from joulemeter.reports.factors import resolve_factors
+from joulemeter.reports.render import render
 
 CHROMIUM = Path("/usr/bin/chromium")
 PWNED = "pwned"  # what every payload sets document.title to, if it runs

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from meter.errors import LedgerError, RunNotFoundError
-from meter.run import Domain, DomainEnergy, Gap, Provenance, Run, Sample, Status, Window
-from meter.store import default_location, open_ledger
-from meter.store.location import resolve
+from joulemeter.meter.errors import LedgerError, RunNotFoundError
+from joulemeter.meter.run import Domain, DomainEnergy, Gap, Provenance, Run, Sample, Status, Window
+from joulemeter.meter.store import default_location, open_ledger
+from joulemeter.meter.store.location import resolve
 
 GPU = Domain(
     "gpu:0", "gpu", "NVIDIA H100 80GB HBM3", Provenance.COUNTER, "NVML total energy counter"
@@ -252,8 +252,8 @@ def test_samples_for_a_run_that_was_never_begun_are_refused(ledger_location: str
 _KILLED_WRITER = textwrap.dedent(
     """
     import sys, time
-    from meter.run import Run, Sample
-    from meter.store import open_ledger
+    from joulemeter.meter.run import Run, Sample
+    from joulemeter.meter.store import open_ledger
     from tests.test_ledger import GPU, CPU
 
     ledger = open_ledger(sys.argv[1])
@@ -326,7 +326,7 @@ def test_a_run_whose_pid_now_belongs_to_a_later_process_is_interrupted(
 def test_a_run_on_another_host_is_interrupted_only_after_five_silent_minutes(
     ledger_location: str, monkeypatch: pytest.MonkeyPatch, silent_for_s: float, expected: Status
 ) -> None:
-    import meter.store.ledger as ledger_module
+    import joulemeter.meter.store.ledger as ledger_module
 
     last_heard = datetime.now(timezone.utc) - timedelta(seconds=silent_for_s)
     with open_ledger(ledger_location) as ledger:
@@ -380,7 +380,7 @@ def test_an_unreachable_server_gives_a_ledger_error_saying_what_to_check() -> No
 
 
 def test_importing_meter_and_the_store_does_not_import_sqlalchemy() -> None:
-    code = "import sys, meter, meter.store; print('sqlalchemy' in sys.modules)"
+    code = "import sys, joulemeter.meter, joulemeter.meter.store; print('sqlalchemy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from meter.errors import ForeignLedgerError, LedgerCorruptError, LedgerError
-from meter.store import open_ledger
-from meter.store.location import resolve
-from meter.store.schema import SCHEMA_VERSION
+from joulemeter.meter.errors import ForeignLedgerError, LedgerCorruptError, LedgerError
+from joulemeter.meter.store import open_ledger
+from joulemeter.meter.store.location import resolve
+from joulemeter.meter.store.schema import SCHEMA_VERSION
 from tests.test_ledger import make_run
 
 

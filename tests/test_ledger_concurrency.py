@@ -5,8 +5,8 @@ from __future__ import annotations
 import multiprocessing
 import threading
 
-from meter.run import Sample, Status
-from meter.store import open_ledger
+from joulemeter.meter.run import Sample, Status
+from joulemeter.meter.store import open_ledger
 from tests.test_ledger import make_run
 
 PROCESSES = 2

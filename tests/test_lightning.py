@@ -12,9 +12,9 @@ pl = pytest.importorskip("lightning.pytorch")
 from lightning.pytorch.loggers import CSVLogger  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
-from integrations.lightning import JoulemeterCallback  # noqa: E402
-from meter import Status  # noqa: E402
-from meter.store import open_ledger  # noqa: E402
+from joulemeter.integrations.lightning import JoulemeterCallback  # noqa: E402
+from joulemeter.meter import Status  # noqa: E402
+from joulemeter.meter.store import open_ledger  # noqa: E402
 from tests.doubles import LinearCounterSource, stamp_skew_j  # noqa: E402
 
 POWER_W = 25.0

@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from meter import EnergyMeter, Status, current_meter, metered
-from meter.errors import MeterStateError
+from joulemeter.meter import EnergyMeter, Status, current_meter, metered
+from joulemeter.meter.errors import MeterStateError
 from tests.doubles import FailingAfterSource, LinearCounterSource, stamp_skew_j
 
 POWER_W = 50.0
@@ -180,7 +180,7 @@ def test_domains_read_in_one_tick_share_its_time_so_peak_power_adds_them_up():
 
 
 def test_provenance_and_status_print_as_the_words_users_read():
-    from meter.run import Provenance
+    from joulemeter.meter.run import Provenance
 
     assert f"{Provenance.ESTIMATED} {Status.FAILED}" == "estimated failed"
     assert str(Provenance.COUNTER) == "counter"

@@ -9,11 +9,11 @@ pytest.importorskip("IPython")
 from IPython.core.interactiveshell import InteractiveShell  # noqa: E402
 from IPython.utils.capture import capture_output  # noqa: E402
 
-from meter import Provenance, Status  # noqa: E402
-from meter.errors import UnknownRegionError  # noqa: E402
-from meter.store import open_ledger  # noqa: E402
-from reports.factors import resolve_factors  # noqa: E402
-from reports.render import formatting  # noqa: E402
+from joulemeter.meter import Provenance, Status  # noqa: E402
+from joulemeter.meter.errors import UnknownRegionError  # noqa: E402
+from joulemeter.meter.store import open_ledger  # noqa: E402
+from joulemeter.reports.factors import resolve_factors  # noqa: E402
+from joulemeter.reports.render import formatting  # noqa: E402
 
 GPU_W, CPU_W = 120.0, 30.0  # the replayed trace's constant powers
 J_PER_KWH = 3.6e6
@@ -23,7 +23,7 @@ J_PER_KWH = 3.6e6
 def shell(tmp_path, monkeypatch):
     monkeypatch.setenv("JOULEMETER_LEDGER", str(tmp_path / "ledger.sqlite"))
     ip = InteractiveShell.instance()
-    ip.run_line_magic("load_ext", "integrations.notebook")
+    ip.run_line_magic("load_ext", "joulemeter.integrations.notebook")
     yield ip
     ip.user_ns.pop("_joulemeter_run", None)
 
@@ -36,6 +36,14 @@ def trace(tmp_path):
         f"0,gpu:0,{GPU_W}\n3600,gpu:0,{GPU_W}\n0,cpu,{CPU_W}\n3600,cpu,{CPU_W}\n"
     )
     return path
+
+
+def test_the_short_extension_name_registers_the_same_magic(tmp_path, monkeypatch):
+    monkeypatch.setenv("JOULEMETER_LEDGER", str(tmp_path / "ledger.sqlite"))
+    ip = InteractiveShell.instance()
+    ip.magics_manager.magics["cell"].pop("joulemeter", None)
+    ip.run_line_magic("load_ext", "joulemeter")
+    assert "joulemeter" in ip.magics_manager.magics["cell"]
 
 
 def run_magic(shell, line: str, cell: str):

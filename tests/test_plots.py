@@ -9,9 +9,9 @@ import sys
 import numpy
 import pytest
 
-from meter.run import Window
-from reports.compare import compare
-from reports.render import plots
+from joulemeter.meter.run import Window
+from joulemeter.reports.compare import compare
+from joulemeter.reports.render import plots
 from tests.test_compare import FACTORS_KW, epoch, make_run
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -19,7 +19,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="module")
 def factors():
-    from reports.factors import resolve_factors
+    from joulemeter.reports.factors import resolve_factors
 
     return resolve_factors(**FACTORS_KW)
 
@@ -102,7 +102,7 @@ def test_pareto_scatter_needs_the_y_column(factors):
 
 def test_importing_the_report_layer_loads_neither_matplotlib_nor_pandas():
     code = (
-        "import sys, reports.render, reports.render.plots, reports.compare;"
+        "import sys, joulemeter.reports.render, joulemeter.reports.render.plots, joulemeter.reports.compare;"
         "heavy = {'matplotlib', 'pandas'} & set(sys.modules);"
         "assert not heavy, heavy"
     )

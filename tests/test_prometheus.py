@@ -9,9 +9,9 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from integrations.prometheus import PrometheusExporter
-from meter import EnergyMeter, Provenance
-from meter.errors import ExporterError
+from joulemeter.integrations.prometheus import PrometheusExporter
+from joulemeter.meter import EnergyMeter, Provenance
+from joulemeter.meter.errors import ExporterError
 from tests.doubles import LinearCounterSource
 
 GPU_POWER_W = 50.0

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meter.energy import DomainAccumulator, EnergyTimeline, summarise
-from meter.run import Domain, Provenance, Sample
-from meter.sources.base import Reading
+from joulemeter.meter.energy import DomainAccumulator, EnergyTimeline, summarise
+from joulemeter.meter.run import Domain, Provenance, Sample
+from joulemeter.meter.sources.base import Reading
 
 settings.register_profile("joulemeter", max_examples=200, deadline=None)
 settings.load_profile("joulemeter")
@@ -271,9 +271,9 @@ def test_summarise_reports_the_last_cumulative_energy_and_peak_power(events, ran
 
 
 def test_a_domain_switching_between_counter_and_power_only_counts_no_time_twice():
-    from meter.energy import DomainAccumulator
-    from meter.run import Domain, Provenance
-    from meter.sources.base import Reading
+    from joulemeter.meter.energy import DomainAccumulator
+    from joulemeter.meter.run import Domain, Provenance
+    from joulemeter.meter.sources.base import Reading
 
     acc = DomainAccumulator(Domain("gpu:0", "gpu", "test", Provenance.COUNTER, "test"))
     acc.add(0.0, Reading("gpu:0", 10.0, 0.0))
@@ -283,9 +283,9 @@ def test_a_domain_switching_between_counter_and_power_only_counts_no_time_twice(
 
 
 def test_a_reset_of_a_wrapping_counter_is_a_gap_not_a_phantom_wrap():
-    from meter.energy import DomainAccumulator
-    from meter.run import Domain, Provenance
-    from meter.sources.base import Reading
+    from joulemeter.meter.energy import DomainAccumulator
+    from joulemeter.meter.run import Domain, Provenance
+    from joulemeter.meter.sources.base import Reading
 
     domain = Domain("cpu:package-0", "cpu", "test", Provenance.COUNTER, "test", counter_range_j=1000.0)
     acc = DomainAccumulator(domain)

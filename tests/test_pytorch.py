@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from integrations.pytorch import (  # noqa: E402
+from joulemeter.integrations.pytorch import (  # noqa: E402
     TrainingMeter,
     batch_units,
     cuda_sync_function,
@@ -14,8 +14,8 @@ from integrations.pytorch import (  # noqa: E402
     metered_training,
     model_metadata,
 )
-from meter import Status  # noqa: E402
-from meter.store import open_ledger  # noqa: E402
+from joulemeter.meter import Status  # noqa: E402
+from joulemeter.meter.store import open_ledger  # noqa: E402
 from tests.doubles import LinearCounterSource, stamp_skew_j  # noqa: E402
 
 POWER_W = 40.0

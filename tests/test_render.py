@@ -13,11 +13,11 @@ import re
 
 import pytest
 
-from meter.errors import ReportError
-from meter.run import Gap, Provenance, Run, Window
-from reports.render import render
-from reports.render.latex import latex_escape
-from reports.render.markdown import md_escape
+from joulemeter.meter.errors import ReportError
+from joulemeter.meter.run import Gap, Provenance, Run, Window
+from joulemeter.reports.render import render
+from joulemeter.reports.render.latex import latex_escape
+from joulemeter.reports.render.markdown import md_escape
 from tests.test_compare import FACTORS_KW, epoch, make_run
 
 HOSTILE = "<script>alert(1)</script> \"quoted\" 'single' & more"
@@ -25,7 +25,7 @@ HOSTILE = "<script>alert(1)</script> \"quoted\" 'single' & more"
 
 @pytest.fixture(scope="module")
 def factors():
-    from reports.factors import resolve_factors
+    from joulemeter.reports.factors import resolve_factors
 
     return resolve_factors(**FACTORS_KW)
 

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from meter.run import Provenance
-from meter.sources.estimate import (
+from joulemeter.meter.run import Provenance
+from joulemeter.meter.sources.estimate import (
     CpuEstimate,
     RamEstimate,
     cpu_power_model,

@@ -6,10 +6,10 @@ import sys
 
 import pytest
 
-from meter.energy import DomainAccumulator
-from meter.errors import SourceUnavailable
-from meter.run import Provenance
-from meter.sources.nvml import NvmlSource
+from joulemeter.meter.energy import DomainAccumulator
+from joulemeter.meter.errors import SourceUnavailable
+from joulemeter.meter.run import Provenance
+from joulemeter.meter.sources.nvml import NvmlSource
 from tests.fakes.fake_pynvml import FakeGpu, FakeNvml, install
 
 A100 = "GPU-a1000000-0000-0000-0000-000000000001"

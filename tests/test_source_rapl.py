@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from meter.energy import DomainAccumulator
-from meter.errors import SourceUnavailable
-from meter.run import Provenance
-from meter.sources.rapl import RaplSource, read_sysfs
+from joulemeter.meter.energy import DomainAccumulator
+from joulemeter.meter.errors import SourceUnavailable
+from joulemeter.meter.run import Provenance
+from joulemeter.meter.sources.rapl import RaplSource, read_sysfs
 from tests.fakes.sysfs import TYPICAL_RANGE_UJ, add_zone, set_energy, two_socket_server
 
 

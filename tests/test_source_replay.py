@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from meter.energy import DomainAccumulator
-from meter.errors import ReplayTraceError
-from meter.run import Provenance
-from meter.sources.replay import ReplaySource, load_trace
+from joulemeter.meter.energy import DomainAccumulator
+from joulemeter.meter.errors import ReplayTraceError
+from joulemeter.meter.run import Provenance
+from joulemeter.meter.sources.replay import ReplaySource, load_trace
 
 TRACE = """t_s,domain,power_w,energy_j,kind
 0,gpu:0,100,0,

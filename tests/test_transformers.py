@@ -7,9 +7,9 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from integrations.transformers import JoulemeterTrainerCallback  # noqa: E402
-from meter import Status  # noqa: E402
-from meter.store import open_ledger  # noqa: E402
+from joulemeter.integrations.transformers import JoulemeterTrainerCallback  # noqa: E402
+from joulemeter.meter import Status  # noqa: E402
+from joulemeter.meter.store import open_ledger  # noqa: E402
 from tests.doubles import LinearCounterSource, stamp_skew_j  # noqa: E402
 
 POWER_W = 35.0

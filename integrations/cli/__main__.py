@@ -1,5 +1,5 @@
-"""`python -m integrations.cli` runs the joulemeter command line."""
+"""`python -m joulemeter.integrations.cli` (or `python -m joulemeter`) runs the joulemeter command line."""
 
-from integrations.cli import main
+from joulemeter.integrations.cli import main
 
 main()

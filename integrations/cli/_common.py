@@ -1,6 +1,6 @@
 """Helpers shared by the CLI commands: consoles, options, error handling, JSON output.
 
-Figures are written with reports.render.formatting, the same as in reports."""
+Figures are written with joulemeter.reports.render.formatting, the same as in reports."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from meter.errors import JoulemeterError
+from joulemeter.meter.errors import JoulemeterError
 
 if TYPE_CHECKING:
-    from reports import Factors
+    from joulemeter.reports import Factors
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -58,7 +58,7 @@ def resolve_factor_options(
     country: str | None, pue: str | None, price: float | None, currency: str | None, intensity: float | None
 ) -> Factors:
     """The factors that --country, --pue, --price, --currency and --intensity ask for."""
-    from reports import resolve_factors
+    from joulemeter.reports import resolve_factors
 
     return resolve_factors(country, intensity_g_per_kwh=intensity, pue=pue, price_per_kwh=price, currency=currency)
 

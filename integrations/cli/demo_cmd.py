@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Optional
 import typer
 from rich.markup import escape
 
-from integrations.cli._common import CountryOption, LedgerOption, fail, handle_errors, stderr, stdout
+from joulemeter.integrations.cli._common import CountryOption, LedgerOption, fail, handle_errors, stderr, stdout
 
 if TYPE_CHECKING:
-    from integrations.demo import DemoResult
+    from joulemeter.integrations.demo import DemoResult
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -50,8 +50,8 @@ def demo(
 ) -> None:
     """Full vs compressed models on scikit-learn's digits: pruned, int8, half precision and
     distilled variants, each metered in production and inference, compared in an HTML report."""
-    from integrations.compression import resolve_device
-    from integrations.demo import DemoOptions, run_demo
+    from joulemeter.integrations.compression import resolve_device
+    from joulemeter.integrations.demo import DemoOptions, run_demo
 
     if device not in DEVICES:
         raise fail(f"unknown device {device!r}: choose one of {', '.join(DEVICES)}")
@@ -86,7 +86,7 @@ class _ProgressBars:
             TimeElapsedColumn,
         )
 
-        from integrations.demo import demo_stages
+        from joulemeter.integrations.demo import demo_stages
 
         self.descriptions = dict(demo_stages())
         self.progress = Progress(
@@ -116,8 +116,8 @@ def _print_summary(result: DemoResult) -> None:
     from rich import box
     from rich.table import Table
 
-    from reports.compare import ratio_words
-    from reports.render import formatting as fmt
+    from joulemeter.reports.compare import ratio_words
+    from joulemeter.reports.render import formatting as fmt
 
     summary = result.summary
     provenances = sorted(

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 from rich.markup import escape
 
-from integrations.cli._common import (
+from joulemeter.integrations.cli._common import (
     CountryOption,
     CurrencyOption,
     IntensityOption,
@@ -21,7 +21,7 @@ from integrations.cli._common import (
 )
 
 if TYPE_CHECKING:
-    from reports import Citation, Factors, Footprint
+    from joulemeter.reports import Citation, Factors, Footprint
 
 JsonOption = typer.Option(False, "--json", help="Machine-readable output: J and kWh, kg CO2e, cost, each factor with its source.")
 
@@ -68,7 +68,7 @@ def factors(
     """The grid intensity, PUE and price that reports will use, each with its source."""
     from rich.table import Table
 
-    from reports import known_regions, pue_presets
+    from joulemeter.reports import known_regions, pue_presets
 
     if list_regions:
         regions = known_regions()
@@ -95,8 +95,8 @@ def factors(
 def _footprint_table(fp: Footprint, title: str) -> object:
     from rich.table import Table
 
-    from reports import format_number
-    from reports.render import formatting as fmt
+    from joulemeter.reports import format_number
+    from joulemeter.reports.render import formatting as fmt
 
     def ranged(value: float, bounds: tuple[float, float] | None, unit: str) -> str:
         text = f"{format_number(value)} {unit}"
@@ -138,8 +138,8 @@ def estimate(
     json_output: bool = JsonOption,
 ) -> None:
     """Estimate energy, CO2e and cost from hardware × count × time (provenance: estimated)."""
-    from reports import estimate as estimate_energy
-    from reports import footprint
+    from joulemeter.reports import estimate as estimate_energy
+    from joulemeter.reports import footprint
 
     if (hours is None) == (days is None):
         raise fail("give exactly one of --hours or --days")
@@ -171,7 +171,7 @@ def published(json_output: bool = JsonOption) -> None:
     """Published training runs with what their papers or model cards reported, each with its source."""
     from rich.table import Table
 
-    from reports import footprint, format_number, published_runs
+    from joulemeter.reports import footprint, format_number, published_runs
 
     runs = published_runs()
     if json_output:

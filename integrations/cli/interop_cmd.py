@@ -7,14 +7,14 @@ from typing import Optional
 
 import typer
 
-from integrations.cli._common import (
+from joulemeter.integrations.cli._common import (
     JsonOption,
     LedgerOption,
     handle_errors,
     print_json,
     stdout,
 )
-from reports.render import formatting as fmt
+from joulemeter.reports.render import formatting as fmt
 
 import_app = typer.Typer(
     name="import",
@@ -35,8 +35,8 @@ def import_codecarbon(
     json_output: bool = JsonOption,
 ) -> None:
     """Import every row of a CodeCarbon emissions.csv as a run; nothing is imported if a row is malformed."""
-    from integrations.codecarbon import import_codecarbon_csv
-    from meter.store import open_ledger
+    from joulemeter.integrations.codecarbon import import_codecarbon_csv
+    from joulemeter.meter.store import open_ledger
 
     with open_ledger(ledger) as book:
         result = import_codecarbon_csv(path, book)

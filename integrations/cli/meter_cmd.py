@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 from rich.markup import escape
 
-from integrations.cli._common import (
+from joulemeter.integrations.cli._common import (
     JsonOption,
     LedgerOption,
     fail,
@@ -20,10 +20,10 @@ from integrations.cli._common import (
     stderr,
     stdout,
 )
-from reports.render import formatting as fmt
+from joulemeter.reports.render import formatting as fmt
 
 if TYPE_CHECKING:
-    from meter import EnergyMeter, Run
+    from joulemeter.meter import EnergyMeter, Run
 
 
 
@@ -41,7 +41,7 @@ def register(app: typer.Typer) -> None:
 @handle_errors
 def devices(json_output: bool = JsonOption) -> None:
     """Every power source: whether it reads here, how (counter/sampled/estimated), and if not, why."""
-    from meter.sources import discover, statuses
+    from joulemeter.meter.sources import discover, statuses
 
     found = statuses()
     chosen = discover()
@@ -102,8 +102,8 @@ def run(
     json_output: bool = JsonOption,
 ) -> None:
     """Meter a command: `joulemeter run [OPTIONS] -- CMD ARGS…`. Exits with the command's exit code."""
-    from meter import EnergyMeter
-    from meter.command import run_command
+    from joulemeter.meter import EnergyMeter
+    from joulemeter.meter.command import run_command
 
     argv = list(ctx.args)
     if not argv:
@@ -149,7 +149,7 @@ def runs(
     json_output: bool = JsonOption,
 ) -> None:
     """List runs in the ledger, newest first."""
-    from meter.store import open_ledger
+    from joulemeter.meter.store import open_ledger
 
     with open_ledger(ledger) as book:
         found = book.list_runs(project=project, tag=tag, name=name, status=status, limit=limit)
@@ -190,7 +190,7 @@ def show(
     json_output: bool = JsonOption,
 ) -> None:
     """One run in detail: energy per domain and how it was measured, windows, gaps."""
-    from meter.store import open_ledger
+    from joulemeter.meter.store import open_ledger
 
     with open_ledger(ledger) as book:
         found = book.get_run(run_ref)  # with samples: the peak of total power needs them
@@ -209,8 +209,8 @@ def export(
     ledger: Optional[str] = LedgerOption,
 ) -> None:
     """Export runs: full JSON, a CSV/Parquet table, or CodeCarbon's emissions.csv format."""
-    from meter.export import FORMATS, TABLES, export_runs
-    from meter.store import open_ledger
+    from joulemeter.meter.export import FORMATS, TABLES, export_runs
+    from joulemeter.meter.store import open_ledger
 
     if fmt not in (*FORMATS, "codecarbon"):
         raise fail(f"unknown format {fmt!r}: choose one of {', '.join((*FORMATS, 'codecarbon'))}")
@@ -221,7 +221,7 @@ def export(
     with open_ledger(ledger) as book:
         found = [book.get_run(ref) for ref in run_refs]
     if fmt == "codecarbon":
-        from integrations.codecarbon import export_codecarbon_csv
+        from joulemeter.integrations.codecarbon import export_codecarbon_csv
 
         export_codecarbon_csv(found, output or sys.stdout)
     else:
@@ -332,7 +332,7 @@ class _LiveView:
 def _start_exporter(meter: EnergyMeter, port: int | None):
     if port is None:
         return None
-    from integrations.prometheus import PrometheusExporter
+    from joulemeter.integrations.prometheus import PrometheusExporter
 
     exporter = PrometheusExporter(meter, port)
     exporter.start()

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 from rich.markup import escape
 
-from integrations.cli._common import (
+from joulemeter.integrations.cli._common import (
     CountryOption,
     CurrencyOption,
     IntensityOption,
@@ -25,8 +25,8 @@ from integrations.cli._common import (
 )
 
 if TYPE_CHECKING:
-    from meter.run import Run
-    from reports.compare import Comparison
+    from joulemeter.meter.run import Run
+    from joulemeter.reports.compare import Comparison
 
 RunsArgument = typer.Argument(..., metavar="RUN…", help="Run ids, id prefixes, or `last`.")
 PerOption = typer.Option(
@@ -58,7 +58,7 @@ def report(
     ledger: Optional[str] = LedgerOption,
 ) -> None:
     """A report of one run (figures, plots, windows) or several (comparison, ratios, Pareto)."""
-    from reports.render import FORMATS, render
+    from joulemeter.reports.render import FORMATS, render
 
     if fmt not in FORMATS:
         raise fail(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
@@ -88,7 +88,7 @@ def compare(
     ledger: Optional[str] = LedgerOption,
 ) -> None:
     """Runs side by side: energy (per unit), CO2e, cost, metadata, and ratios to a baseline."""
-    from reports.compare import compare as compare_runs
+    from joulemeter.reports.compare import compare as compare_runs
 
     factors = resolve_factor_options(country, pue, price, currency, intensity)
     runs, base = _load(run_refs, baseline, ledger, samples=False)
@@ -109,7 +109,7 @@ def compare(
 
 def _chosen_per(per: str | None, runs: list[Run], base: Run | None) -> str | None:
     """--per as given ('run' meaning whole runs), or for several runs the unit every run counted."""
-    from reports.compare import default_per
+    from joulemeter.reports.compare import default_per
 
     if per == "run":
         return None
@@ -127,7 +127,7 @@ def _load(
     refs: list[str], baseline: str | None, ledger: str | None, samples: bool = True
 ) -> tuple[list[Run], Run | None]:
     """The runs named on the command line, and the baseline run if one was named."""
-    from meter.store import open_ledger
+    from joulemeter.meter.store import open_ledger
 
     with open_ledger(ledger) as book:
         runs = [book.get_run(ref, samples=samples) for ref in refs]
@@ -140,8 +140,8 @@ def _comparison_tables(result: Comparison) -> list[object]:
     in a third with a row per key, so that many keys stay readable in a terminal."""
     from rich.table import Table
 
-    from reports.compare import frame_records, ratio_words
-    from reports.render import formatting
+    from joulemeter.reports.compare import frame_records, ratio_words
+    from joulemeter.reports.render import formatting
 
     per = result.per_column
     energy = Table(title=f"Energy {result.per_label}".strip())

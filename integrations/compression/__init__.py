@@ -2,29 +2,29 @@
 variants of a model with torch's own APIs, meter what producing each costs, and meter
 their inference side by side (one ledger run per variant).
 
-    from integrations.compression import benchmark_inference, prune_magnitude
+    from joulemeter.integrations.compression import benchmark_inference, prune_magnitude
     runs = benchmark_inference({"full": model, "pruned": prune_magnitude(model, 0.5)},
                                x_test, y_test, base_model="mlp", project="demo")
 
 torch is imported inside the functions: importing this package stays cheap.
 """
 
-from integrations.compression.benchmark import benchmark_inference
-from integrations.compression.distill import distill, distillation_loss
-from integrations.compression.stats import (
+from joulemeter.integrations.compression.benchmark import benchmark_inference
+from joulemeter.integrations.compression.distill import distill, distillation_loss
+from joulemeter.integrations.compression.stats import (
     nonzero_parameter_count,
     parameter_count,
     size_on_disk_bytes,
     state_bytes,
 )
-from integrations.compression.training import (
+from joulemeter.integrations.compression.training import (
     accuracy,
     production_meter,
     resolve_device,
     set_torch_threads,
     train_classifier,
 )
-from integrations.compression.variants import (
+from joulemeter.integrations.compression.variants import (
     HALF_PRECISIONS,
     half_precision_unsupported,
     is_quantized,

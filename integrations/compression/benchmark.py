@@ -17,15 +17,15 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from integrations.compression.stats import (
+from joulemeter.integrations.compression.stats import (
     nonzero_parameter_count,
     parameter_count,
     size_on_disk_bytes,
     state_bytes,
 )
-from integrations.compression.training import accuracy, model_dtype, resolve_device, window_sync
-from integrations.compression.variants import is_quantized
-from meter import EnergyMeter, Run
+from joulemeter.integrations.compression.training import accuracy, model_dtype, resolve_device, window_sync
+from joulemeter.integrations.compression.variants import is_quantized
+from joulemeter.meter import EnergyMeter, Run
 
 if TYPE_CHECKING:
     import torch
@@ -235,7 +235,7 @@ def _steady_state_figures(run: Run) -> dict[str, Any]:
 def _store_metadata(
     ledger: str | os.PathLike[str] | None, run_id: str, figures: dict[str, Any]
 ) -> None:
-    from meter.store import open_ledger
+    from joulemeter.meter.store import open_ledger
 
     store = open_ledger(ledger)
     try:

@@ -9,8 +9,8 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from integrations.compression.training import model_dtype
-from meter import EnergyMeter, current_meter
+from joulemeter.integrations.compression.training import model_dtype
+from joulemeter.meter import EnergyMeter, current_meter
 
 if TYPE_CHECKING:
     import torch

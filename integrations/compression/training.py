@@ -12,8 +12,8 @@ import os
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from integrations.pytorch import cuda_sync_function
-from meter import EnergyMeter, current_meter
+from joulemeter.integrations.pytorch import cuda_sync_function
+from joulemeter.meter import EnergyMeter, current_meter
 
 if TYPE_CHECKING:
     import torch

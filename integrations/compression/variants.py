@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from integrations.compression.training import train_classifier
+from joulemeter.integrations.compression.training import train_classifier
 
 if TYPE_CHECKING:
     import torch

@@ -18,9 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from meter.errors import SourceUnavailable
-from meter.run import Domain
-from meter.sources.base import Reading, Source, SourceStatus
+from joulemeter.meter.errors import SourceUnavailable
+from joulemeter.meter.run import Domain
+from joulemeter.meter.sources.base import Reading, Source, SourceStatus
 
 __all__ = ["Discovery", "Reading", "Source", "SourceStatus", "discover", "statuses"]
 
@@ -51,10 +51,10 @@ def discover(
     `pid` makes the CPU and memory estimates follow that process and its children.
     A malformed replay trace raises ReplayTraceError rather than metering something else.
     """
-    from meter.sources.estimate import CpuEstimate, RamEstimate
-    from meter.sources.nvml import NvmlSource
-    from meter.sources.rapl import RaplSource
-    from meter.sources.replay import ReplaySource
+    from joulemeter.meter.sources.estimate import CpuEstimate, RamEstimate
+    from joulemeter.meter.sources.nvml import NvmlSource
+    from joulemeter.meter.sources.rapl import RaplSource
+    from joulemeter.meter.sources.replay import ReplaySource
 
     found = Discovery()
     if replay is not None:
@@ -82,9 +82,9 @@ def discover(
 
 def statuses() -> list[SourceStatus]:
     """Whether each source reads on this machine, with its domains, or why not and the fix."""
-    from meter.sources.estimate import CpuEstimate, RamEstimate
-    from meter.sources.nvml import NvmlSource
-    from meter.sources.rapl import RaplSource
+    from joulemeter.meter.sources.estimate import CpuEstimate, RamEstimate
+    from joulemeter.meter.sources.nvml import NvmlSource
+    from joulemeter.meter.sources.rapl import RaplSource
 
     sources = (NvmlSource(), RaplSource(), CpuEstimate(), RamEstimate())
     return [source.status() for source in sources]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 
-from meter.run import Domain
+from joulemeter.meter.run import Domain
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class Source(abc.ABC):
 
     def status(self) -> SourceStatus:
         """Try to open, report the result, and close again."""
-        from meter.errors import SourceUnavailable
+        from joulemeter.meter.errors import SourceUnavailable
 
         try:
             domains = self.open()

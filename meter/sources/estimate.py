@@ -24,9 +24,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from meter.errors import SourceUnavailable
-from meter.run import Domain, Provenance
-from meter.sources.base import Reading, Source
+from joulemeter.meter.errors import SourceUnavailable
+from joulemeter.meter.run import Domain, Provenance
+from joulemeter.meter.sources.base import Reading, Source
 
 log = logging.getLogger("joulemeter.sources.estimate")
 
@@ -42,7 +42,7 @@ BytesReader = Callable[[], float]
 @functools.lru_cache(maxsize=1)
 def power_model_constants() -> dict[str, float]:
     """The per-vCPU and per-GB figures of meter/data/cpu_power_model.csv, by quantity."""
-    text = importlib.resources.files("meter").joinpath("data/cpu_power_model.csv").read_text()
+    text = importlib.resources.files("joulemeter.meter").joinpath("data/cpu_power_model.csv").read_text()
     return {row["quantity"]: float(row["value"]) for row in csv.DictReader(text.splitlines())}
 
 
@@ -228,7 +228,7 @@ class CpuEstimate(Source):
         if self._logical_cpus is None:
             self._logical_cpus = _logical_cpus()
         if self._model is None:
-            from meter import hostinfo
+            from joulemeter.meter import hostinfo
 
             self._model = cpu_power_model(
                 hostinfo.cpu_model(), hostinfo.threads_per_socket(), hostinfo.is_virtual_machine()

@@ -14,9 +14,9 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from meter.errors import SourceUnavailable
-from meter.run import Domain, Provenance
-from meter.sources.base import Reading, Source
+from joulemeter.meter.errors import SourceUnavailable
+from joulemeter.meter.run import Domain, Provenance
+from joulemeter.meter.sources.base import Reading, Source
 
 log = logging.getLogger("joulemeter.sources.nvml")
 

@@ -21,9 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from meter.errors import SourceUnavailable
-from meter.run import Domain, Provenance
-from meter.sources.base import Reading, Source
+from joulemeter.meter.errors import SourceUnavailable
+from joulemeter.meter.run import Domain, Provenance
+from joulemeter.meter.sources.base import Reading, Source
 
 log = logging.getLogger("joulemeter.sources.rapl")
 

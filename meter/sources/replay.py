@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from meter.errors import ReplayTraceError
-from meter.run import Domain, Provenance
-from meter.sources.base import Reading, Source
+from joulemeter.meter.errors import ReplayTraceError
+from joulemeter.meter.run import Domain, Provenance
+from joulemeter.meter.sources.base import Reading, Source
 
 REQUIRED_COLUMNS = ("t_s", "domain", "power_w")
 

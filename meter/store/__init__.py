@@ -3,7 +3,7 @@
     with open_ledger() as ledger:          # $JOULEMETER_LEDGER or the per-user default file
         run = ledger.get_run("last")
 
-SQLAlchemy is imported only when a ledger is opened, so `import meter` stays cheap.
+SQLAlchemy is imported only when a ledger is opened, so `import joulemeter` stays cheap.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from meter.store.location import default_location
+from joulemeter.meter.store.location import default_location
 
 if TYPE_CHECKING:
-    from meter.store.ledger import Ledger
+    from joulemeter.meter.store.ledger import Ledger
 
 __all__ = ["Ledger", "default_location", "open_ledger"]
 
@@ -26,7 +26,7 @@ def open_ledger(location: str | os.PathLike[str] | None = None) -> Ledger:
     LedgerCorruptError or ForeignLedgerError, leaving the file untouched, when the
     location holds something else.
     """
-    from meter.store.ledger import open_ledger as _open
+    from joulemeter.meter.store.ledger import open_ledger as _open
 
     return _open(location)
 
@@ -34,7 +34,7 @@ def open_ledger(location: str | os.PathLike[str] | None = None) -> Ledger:
 def __getattr__(name: str) -> Any:
     """Load `Ledger` (and with it SQLAlchemy) only when someone asks for it."""
     if name == "Ledger":
-        from meter.store.ledger import Ledger
+        from joulemeter.meter.store.ledger import Ledger
 
         return Ledger
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -22,11 +22,11 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
-from meter.energy import summarise
-from meter.errors import LedgerCorruptError, LedgerError, RunNotFoundError
-from meter.run import Domain, DomainEnergy, Gap, Provenance, Run, Sample, Status, Window
-from meter.store import schema, sqlite_file
-from meter.store.location import resolve
+from joulemeter.meter.energy import summarise
+from joulemeter.meter.errors import LedgerCorruptError, LedgerError, RunNotFoundError
+from joulemeter.meter.run import Domain, DomainEnergy, Gap, Provenance, Run, Sample, Status, Window
+from joulemeter.meter.store import schema, sqlite_file
+from joulemeter.meter.store.location import resolve
 
 log = logging.getLogger("joulemeter.ledger")
 

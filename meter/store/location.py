@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from meter.errors import LedgerError
+from joulemeter.meter.errors import LedgerError
 
 if TYPE_CHECKING:
     import sqlalchemy as sa

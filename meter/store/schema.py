@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from meter.errors import ForeignLedgerError
+from joulemeter.meter.errors import ForeignLedgerError
 
 SCHEMA_VERSION = 1
 

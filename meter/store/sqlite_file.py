@@ -11,8 +11,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from meter.errors import LedgerCorruptError, LedgerError
-from meter.store.schema import read_schema_version
+from joulemeter.meter.errors import LedgerCorruptError, LedgerError
+from joulemeter.meter.store.schema import read_schema_version
 
 _HEADER = b"SQLite format 3\x00"
 _HEADER_SIZE = 100  # https://www.sqlite.org/fileformat.html#the_database_header

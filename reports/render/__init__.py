@@ -11,9 +11,9 @@ from __future__ import annotations
 import importlib
 from collections.abc import Sequence
 
-from meter.errors import ReportError
-from meter.run import Run
-from reports.factors import Factors
+from joulemeter.meter.errors import ReportError
+from joulemeter.meter.run import Run
+from joulemeter.reports.factors import Factors
 
 __all__ = ["FORMATS", "render"]
 
@@ -31,7 +31,7 @@ def render(
     title: str | None = None,
 ) -> str:
     """A report of `runs` in `fmt` (html, md, latex, json or csv), as text."""
-    from reports.render._report import build_report
+    from joulemeter.reports.render._report import build_report
 
     if fmt not in FORMATS:
         raise ReportError(f"unknown report format {fmt!r}; choose one of {', '.join(FORMATS)}")

@@ -8,11 +8,11 @@ import datetime
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from meter.run import Provenance, Run, Status
-from reports.accounting import Equivalence, Footprint, footprint
-from reports.compare import Comparison, compare
-from reports.factors import Citation, Factors, resolve_factors
-from reports.render import formatting as fmt
+from joulemeter.meter.run import Provenance, Run, Status
+from joulemeter.reports.accounting import Equivalence, Footprint, footprint
+from joulemeter.reports.compare import Comparison, compare
+from joulemeter.reports.factors import Citation, Factors, resolve_factors
+from joulemeter.reports.render import formatting as fmt
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from meter.run import Provenance, Run
+from joulemeter.meter.run import Provenance, Run
 
 
 @dataclass

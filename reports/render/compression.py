@@ -11,15 +11,15 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from meter.errors import ReportError
-from meter.run import Provenance, Run
-from reports.accounting import Equivalence, Footprint, footprint, projection
-from reports.compare import BreakEven, Comparison, break_even, compare, ratio_words
-from reports.factors import Factors, resolve_factors
-from reports.render import formatting as fmt
-from reports.render import html as page
-from reports.render import plots
-from reports.render._report import build_report, factor_lines
+from joulemeter.meter.errors import ReportError
+from joulemeter.meter.run import Provenance, Run
+from joulemeter.reports.accounting import Equivalence, Footprint, footprint, projection
+from joulemeter.reports.compare import BreakEven, Comparison, break_even, compare, ratio_words
+from joulemeter.reports.factors import Factors, resolve_factors
+from joulemeter.reports.render import formatting as fmt
+from joulemeter.reports.render import html as page
+from joulemeter.reports.render import plots
+from joulemeter.reports.render._report import build_report, factor_lines
 
 #: run.metadata keys shown in the models table, in this order
 MODEL_COLUMNS = (

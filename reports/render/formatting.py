@@ -5,7 +5,7 @@ Every function takes SI values (J, kg, s, W) and returns "—" for an unknown (N
 
 from __future__ import annotations
 
-from reports.accounting import format_number
+from joulemeter.reports.accounting import format_number
 
 DASH = "—"
 _ROUNDS_UP = 0.9995  # a value that rounds to 1,000 of a unit is shown in the next unit up

@@ -6,11 +6,11 @@ from __future__ import annotations
 import base64
 import html
 
-from reports.compare import frame_records, ratio_words
-from reports.render import formatting as fmt
-from reports.render import plots
-from reports.render._report import Report, RunReport
-from reports.render._tables import domain_rows, window_domains, window_groups
+from joulemeter.reports.compare import frame_records, ratio_words
+from joulemeter.reports.render import formatting as fmt
+from joulemeter.reports.render import plots
+from joulemeter.reports.render._report import Report, RunReport
+from joulemeter.reports.render._tables import domain_rows, window_domains, window_groups
 
 _CSP = (
     "default-src 'none'; img-src data:; style-src 'unsafe-inline'; "

@@ -9,9 +9,9 @@ import json
 import math
 from typing import Any
 
-from reports.accounting import footprint, per_unit
-from reports.render._report import Report
-from reports.render._tables import domain_rows
+from joulemeter.reports.accounting import footprint, per_unit
+from joulemeter.reports.render._report import Report
+from joulemeter.reports.render._tables import domain_rows
 
 SCHEMA = "joulemeter-report/1"
 UNITS = {

@@ -10,14 +10,14 @@ from __future__ import annotations
 import io
 from typing import TYPE_CHECKING
 
-from meter.run import Run
-from reports.render._tables import window_domains, window_groups
+from joulemeter.meter.run import Run
+from joulemeter.reports.render._tables import window_domains, window_groups
 
 if TYPE_CHECKING:
     import numpy
     from matplotlib.figure import Figure
 
-    from reports.compare import Comparison
+    from joulemeter.reports.compare import Comparison
 
 BUCKETS = 800  # envelope buckets across the plot, about one per pixel column
 MAX_BARS = 25  # windows shown in the energy-by-window chart
@@ -80,7 +80,7 @@ def energy_by_window(run: Run) -> bytes | None:
 
 def comparison_bars(comparison: Comparison) -> bytes:
     """Horizontal bars of the compared figure per run, the baseline in grey, ratios written on."""
-    from reports.compare import ratio_words
+    from joulemeter.reports.compare import ratio_words
 
     frame = comparison.frame
     figure = new_figure(height=max(1.6, 0.5 * len(frame) + 1.0))
@@ -109,7 +109,7 @@ def pareto_scatter(comparison: Comparison, y: str = "accuracy") -> bytes | None:
     Pareto frontier highlighted; None when no run has `y`."""
     import pandas
 
-    from reports.compare import pareto_frontier
+    from joulemeter.reports.compare import pareto_frontier
 
     frame = comparison.frame
     if y not in frame.columns or frame[y].isna().all():

@@ -18,7 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from common import exit_without_teardown
-from integrations.pytorch import TrainingMeter
+from joulemeter.integrations.pytorch import TrainingMeter
 
 DATASET_SIZE = 64
 BATCH = 4

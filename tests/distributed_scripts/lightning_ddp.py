@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from common import exit_without_teardown
-from integrations.lightning import JoulemeterCallback
+from joulemeter.integrations.lightning import JoulemeterCallback
 
 DATASET_SIZE = 64
 BATCH = 4

@@ -13,7 +13,7 @@ import torch
 import transformers
 
 from common import exit_without_teardown
-from integrations.transformers import JoulemeterTrainerCallback
+from joulemeter.integrations.transformers import JoulemeterTrainerCallback
 
 DATASET_SIZE = 32
 BATCH = 4

@@ -12,8 +12,8 @@ import difflib
 import functools
 from dataclasses import dataclass
 
-from meter.errors import FactorError, UnknownHardwareError
-from reports.factors import Citation, Factors, citation_from_row, normalise_name, read_table, resolve_factors
+from joulemeter.meter.errors import FactorError, UnknownHardwareError
+from joulemeter.reports.factors import Citation, Factors, citation_from_row, normalise_name, read_table, resolve_factors
 
 J_PER_MWH = 3.6e9
 S_PER_HOUR = 3600.0
