@@ -11,4 +11,4 @@ if [ ! -x "$venv/bin/python" ]; then
     "$python" -m venv --system-site-packages "$venv"
 fi
 "$venv/bin/python" -m pip install --quiet "zeus>=0.16,<0.17"
-"$venv/bin/python" -c "import zeus, codecarbon, meter; print('peers ready:', 'zeus', zeus.__version__, '/ codecarbon', codecarbon.__version__)"
+"$venv/bin/python" -c "import zeus, codecarbon, joulemeter.meter; print('peers ready:', 'zeus', zeus.__version__, '/ codecarbon', codecarbon.__version__)"

@@ -22,7 +22,7 @@ import logging
 import math
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -67,33 +67,40 @@ _ENERGY_TOLERANCE = 1e-6  # relative: energy_consumed vs cpu + gpu + ram, as Cod
 
 @dataclass(frozen=True)
 class _Component:
-    """One of CodeCarbon's three energy columns and how joulemeter records it."""
+    """One of CodeCarbon's three components (columns `<domain>_energy`, `<domain>_power`).
+
+    On import it becomes the domain `domain`; on export it sums the domain kinds `kinds`.
+    """
 
     domain: str  # joulemeter domain name and kind
-    energy_column: str
+    kinds: tuple[str, ...]
     provenance: Provenance
     method: str
+
+    @property
+    def energy_column(self) -> str:
+        return f"{self.domain}_energy"
+
+    @property
+    def power_column(self) -> str:
+        return f"{self.domain}_power"
 
 
 _COMPONENTS = (
     _Component(
-        "cpu", "cpu_energy", Provenance.ESTIMATED,
+        "cpu", ("cpu", "psys"), Provenance.ESTIMATED,  # psys to cpu, as CodeCarbon's rapl_prefer_psys
         "imported from CodeCarbon: RAPL counter or TDP × load model (its CSV does not say which)",
     ),
     _Component(
-        "gpu", "gpu_energy", Provenance.SAMPLED,
+        "gpu", ("gpu",), Provenance.SAMPLED,
         "imported from CodeCarbon: NVML energy counter, or power × time on GPUs without one "
         "(its CSV does not say which)",
     ),
     _Component(
-        "ram", "ram_energy", Provenance.ESTIMATED,
+        "ram", ("ram", "dram"), Provenance.ESTIMATED,
         "imported from CodeCarbon: memory power model, not a measurement",
     ),
 )  # fmt: skip
-
-#: joulemeter domain kinds summed into each of CodeCarbon's energy columns on export
-#: (RAPL psys goes to cpu, as CodeCarbon itself does with rapl_prefer_psys).
-_EXPORT_KINDS = {"cpu": ("cpu", "psys"), "gpu": ("gpu",), "ram": ("ram", "dram")}
 
 #: Descriptive columns of an imported CodeCarbon row, written back as they were on
 #: export (joulemeter's own values fill them for runs it metered).
@@ -309,16 +316,9 @@ def _device_name(domain: str, row: _Row) -> str:
 
 def _host(row: _Row) -> dict[str, Any]:
     """The host fields CodeCarbon records, under meter.hostinfo's key names; unknown is None."""
-    cpus = _optional_number(row, "cpu_count")
     gpu_model = row.text("gpu_model")
-    return {
-        "os": row.text("os"),
-        "python": row.text("python_version"),
-        "cpu_model": row.text("cpu_model"),
-        "logical_cpus": int(cpus) if cpus is not None else None,
-        "ram_gb": _optional_number(row, "ram_total_size"),
-        "gpus": [gpu_model] if gpu_model else [],
-    }
+    host = {key: read(row, column) for key, column, read in _HOST_COLUMNS}
+    return host | {"gpus": [gpu_model] if gpu_model else []}
 
 
 def _optional_number(row: _Row, column: str) -> float | None:
@@ -327,6 +327,23 @@ def _optional_number(row: _Row, column: str) -> float | None:
         return row.number(column)
     except ImportFormatError:
         return None
+
+
+def _optional_count(row: _Row, column: str) -> int | None:
+    """A descriptive whole number (CPU count): None when absent or unreadable."""
+    number = _optional_number(row, column)
+    return None if number is None else int(number)
+
+
+#: The host facts CodeCarbon records, read on import and written on export alike: the key
+#: in Run.host (meter.hostinfo's name), CodeCarbon's column, and how to read its cell.
+_HOST_COLUMNS: tuple[tuple[str, str, Callable[[_Row, str], Any]], ...] = (
+    ("os", "os", _Row.text),
+    ("python", "python_version", _Row.text),
+    ("cpu_model", "cpu_model", _Row.text),
+    ("logical_cpus", "cpu_count", _optional_count),
+    ("ram_gb", "ram_total_size", _optional_number),
+)
 
 
 # -- export ---------------------------------------------------------------------------
@@ -351,11 +368,11 @@ def _codecarbon_row(run: Run, factors: Factors | None) -> dict[str, Any]:
     """One run as a CodeCarbon row; None where joulemeter does not know the value."""
     factors = factors or resolve_factors(run.metadata.get("country"))
     by_kind = run.energy_by_kind_j()
-    left_out = sorted(set(by_kind) - {k for kinds in _EXPORT_KINDS.values() for k in kinds})
+    left_out = sorted(set(by_kind) - {k for c in _COMPONENTS for k in c.kinds})
     if left_out:
         log.warning("run %s: CodeCarbon has no column for %s energy; left out", run.id[:8], ", ".join(left_out))
-    device_j = {column: sum(by_kind.get(k, 0.0) for k in kinds) for column, kinds in _EXPORT_KINDS.items()}
-    facility_j = {column: j * factors.pue for column, j in device_j.items()}
+    device_j = {c: sum(by_kind.get(k, 0.0) for k in c.kinds) for c in _COMPONENTS}
+    facility_j = {c: j * factors.pue for c, j in device_j.items()}
     kg_co2e = footprint(sum(device_j.values()), factors).kg_co2e
     duration_s = run.duration_s
 
@@ -371,19 +388,15 @@ def _codecarbon_row(run: Run, factors: Factors | None) -> dict[str, Any]:
         duration=duration_s,
         emissions=kg_co2e,
         emissions_rate=per_second(kg_co2e),
-        **{f"{column}_power": per_second(j) for column, j in facility_j.items()},
-        **{f"{column}_energy": j / J_PER_KWH for column, j in facility_j.items()},
+        **{c.power_column: per_second(j) for c, j in facility_j.items()},
+        **{c.energy_column: j / J_PER_KWH for c, j in facility_j.items()},
         energy_consumed=sum(facility_j.values()) / J_PER_KWH,
         country_name=None if factors.intensity_is_default else factors.region_name,
         country_iso_code=None if factors.intensity_is_default else factors.region,
         region=run.metadata.get("region"),
-        os=run.host.get("os"),
-        python_version=run.host.get("python"),
-        cpu_count=run.host.get("logical_cpus"),
-        cpu_model=run.host.get("cpu_model"),
+        **{column: run.host.get(key) for key, column, _ in _HOST_COLUMNS},
         gpu_count=len(gpus),
         gpu_model=", ".join(f"{gpus.count(name)} x {name}" for name in dict.fromkeys(gpus)) or None,
-        ram_total_size=run.host.get("ram_gb"),
         on_cloud="N",
         pue=factors.pue,
     )  # water_consumed and wue stay None: joulemeter does not account water

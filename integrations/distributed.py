@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from joulemeter.meter.errors import MeterStateError
 from joulemeter.meter.meter import EnergyMeter
-from joulemeter.meter.run import Domain, Gap, Run, Sample, Status, Window
+from joulemeter.meter.run import Domain, Run, Status, Window
 
 if TYPE_CHECKING:
     from joulemeter.meter.store import Ledger
@@ -184,26 +184,13 @@ def merge_runs(
     ended_at = None
     for run, place, start in zip(runs, placements, starts):
         offset = (start - origin).total_seconds()
-        names = {d.name: place.domain_name(d) for d in run.domains}
         _warn_if_host_domains_off_host(run, place)
-        merged.domains += [dataclasses.replace(d, name=names[d.name]) for d in run.domains]
-        merged.energy.update(
-            {names[k]: dataclasses.replace(e, domain=names[k]) for k, e in run.energy.items()}
-        )
-        merged.samples += [
-            Sample(s.t_s + offset, names.get(s.domain, s.domain), s.power_w, s.energy_j)
-            for s in run.samples
-        ]
-        merged.gaps += [
-            Gap(
-                names.get(g.domain, g.domain),
-                g.start_s + offset,
-                None if g.end_s is None else g.end_s + offset,
-                g.reason,
-            )
-            for g in run.gaps
-        ]
-        _merge_windows(windows, run.windows, names, offset)
+        part = run.relabelled({d.name: place.domain_name(d) for d in run.domains}).shifted(offset)
+        merged.domains += part.domains
+        merged.energy.update(part.energy)
+        merged.samples += part.samples
+        merged.gaps += part.gaps
+        _merge_windows(windows, part.windows)
         for unit, n in run.units.items():
             units[unit] = units.get(unit, 0.0) + n
         end_s = max(end_s, offset + (run.duration_s or 0.0))
@@ -221,7 +208,7 @@ def merge_runs(
             "run_id": run.id,
             "status": run.status.value,
             "units": dict(run.units),
-            "domains": [names[d.name] for d in run.domains],
+            "domains": [d.name for d in part.domains],
             "fallbacks": run.metadata.get("fallbacks", []),
         }
     merged.samples.sort(key=lambda s: s.t_s)
@@ -236,29 +223,23 @@ def merge_runs(
     return merged
 
 
-def _merge_windows(
-    windows: dict[tuple[str, int], Window],
-    rank_windows: Sequence[Window],
-    names: dict[str, str],
-    offset: float,
-) -> None:
-    """Fold one rank's windows into the merged ones, matched by (path, occurrence)."""
+def _merge_windows(windows: dict[tuple[str, int], Window], rank_windows: Sequence[Window]) -> None:
+    """Fold one rank's relabelled, shifted windows into the merged ones, by (path, occurrence)."""
     seen: dict[str, int] = {}
     for w in rank_windows:
         occurrence = seen.get(w.path, 0)
         seen[w.path] = occurrence + 1
-        start = w.start_s + offset
-        end = None if w.end_s is None else w.end_s + offset
         target = windows.get((w.path, occurrence))
         if target is None:
-            target = windows[(w.path, occurrence)] = Window(w.name, w.path, start, end, note=w.note)
-        else:
-            target.start_s = min(target.start_s, start)
-            if end is not None:
-                target.end_s = end if target.end_s is None else max(target.end_s, end)
+            windows[(w.path, occurrence)] = dataclasses.replace(
+                w, energy_j=dict(w.energy_j), units=dict(w.units)
+            )
+            continue
+        target.start_s = min(target.start_s, w.start_s)
+        if w.end_s is not None:
+            target.end_s = w.end_s if target.end_s is None else max(target.end_s, w.end_s)
         for domain, energy in w.energy_j.items():
-            key = names.get(domain, domain)
-            target.energy_j[key] = target.energy_j.get(key, 0.0) + energy
+            target.energy_j[domain] = target.energy_j.get(domain, 0.0) + energy
         for unit, n in w.units.items():
             target.units[unit] = target.units.get(unit, 0.0) + n
 

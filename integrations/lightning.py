@@ -17,13 +17,17 @@ run. Metering only on global rank 0 would be simpler but would miss every other 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning.pytorch as pl
 
 from joulemeter.integrations.distributed import DistributedMeter
 from joulemeter.integrations.pytorch import CudaSync, HookWindows, batch_units, cuda_sync_function, model_metadata
+from joulemeter.meter.meter import MeterOptions, check_meter_options, extend_options
 from joulemeter.meter.run import Run, Status
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 class JoulemeterCallback(pl.Callback):
@@ -34,7 +38,7 @@ class JoulemeterCallback(pl.Callback):
         log_metrics: log energy through the LightningModule (to the Trainer's loggers).
         count_tokens: also count tokens of batches that carry input_ids/attention_mask.
         cuda_sync: True, False or "auto" (synchronise at window edges once CUDA is in use).
-        **meter_options: EnergyMeter options (project, tags, devices, ledger, store, …).
+        **meter_options: EnergyMeter's (`MeterOptions`).
     """
 
     def __init__(
@@ -44,8 +48,9 @@ class JoulemeterCallback(pl.Callback):
         log_metrics: bool = True,
         count_tokens: bool = True,
         cuda_sync: CudaSync = "auto",
-        **meter_options: Any,
+        **meter_options: Unpack[MeterOptions],
     ) -> None:
+        check_meter_options(meter_options, type(self).__name__)
         self.name = name
         self.log_metrics = log_metrics
         self.count_tokens = count_tokens
@@ -63,19 +68,12 @@ class JoulemeterCallback(pl.Callback):
 
     # -- life cycle: one run per trainer entry point ---------------------------------
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        options = dict(self.meter_options)
-        metadata = {
-            **(options.pop("metadata", None) or {}),
-            **model_metadata(pl_module),
-            "framework": "lightning",
-            "stage": stage,
-        }
-        self._meter = DistributedMeter(
-            self.name or type(pl_module).__name__,
-            metadata=metadata,
+        options = extend_options(
+            self.meter_options,
+            metadata={**model_metadata(pl_module), "framework": "lightning", "stage": stage},
             sync=cuda_sync_function(self.cuda_sync),
-            **options,
         )
+        self._meter = DistributedMeter(self.name or type(pl_module).__name__, **options)
         self._meter.start()
         self._windows = HookWindows(self._meter)
 

@@ -22,22 +22,29 @@ import contextlib
 import contextvars
 import functools
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from joulemeter.integrations.distributed import DistributedMeter
+from joulemeter.meter.meter import (
+    MeterOptions,
+    check_meter_options,
+    current,
+    extend_options,
+    pop_running,
+    push_running,
+)
 from joulemeter.meter.run import Run, Status, Window
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 F = TypeVar("F", bound=Callable[..., Any])
 CudaSync = bool | Literal["auto"]
 
-_current: contextvars.ContextVar[TrainingMeter | None] = contextvars.ContextVar(
-    "joulemeter_current_training_meter", default=None
-)
-
 
 def current_training_meter() -> TrainingMeter | None:
     """The TrainingMeter of the innermost `metered_training` call or `with TrainingMeter`."""
-    return _current.get()
+    return current(TrainingMeter)
 
 
 def cuda_sync_function(cuda_sync: CudaSync) -> Callable[[], None] | None:
@@ -126,7 +133,7 @@ class TrainingMeter:
         name: run name.
         model: a torch module; its class name and parameter counts go into run.metadata.
         cuda_sync: True, False or "auto" (synchronise at window edges once CUDA is in use).
-        **meter_options: EnergyMeter options (project, tags, devices, ledger, store, replay, …).
+        **meter_options: EnergyMeter's (`MeterOptions`).
     """
 
     def __init__(
@@ -135,15 +142,13 @@ class TrainingMeter:
         *,
         model: Any = None,
         cuda_sync: CudaSync = "auto",
-        **meter_options: Any,
+        **meter_options: Unpack[MeterOptions],
     ) -> None:
-        metadata = dict(meter_options.pop("metadata", None) or {})
-        if model is not None:
-            metadata.update(model_metadata(model))
-        self.meter = DistributedMeter(
-            name, metadata=metadata, sync=cuda_sync_function(cuda_sync), **meter_options
-        )
-        self._token: contextvars.Token[TrainingMeter | None] | None = None
+        check_meter_options(meter_options, type(self).__name__)
+        metadata = model_metadata(model) if model is not None else None
+        options = extend_options(meter_options, metadata=metadata, sync=cuda_sync_function(cuda_sync))
+        self.meter = DistributedMeter(name, **options)
+        self._token: contextvars.Token[tuple[object, ...]] | None = None
 
     @property
     def run(self) -> Run:
@@ -173,12 +178,12 @@ class TrainingMeter:
 
     def __enter__(self) -> TrainingMeter:
         self.meter.__enter__()
-        self._token = _current.set(self)
+        self._token = push_running(self)
         return self
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         if self._token is not None:
-            _current.reset(self._token)
+            pop_running(self._token)
             self._token = None
         self.meter.__exit__(exc_type, exc, tb)
 
@@ -240,7 +245,7 @@ def metered_training(
     *,
     model: Any = None,
     cuda_sync: CudaSync = "auto",
-    **meter_options: Any,
+    **meter_options: Unpack[MeterOptions],
 ) -> Callable[[F], F]:
     """Decorator: meter each call of a training function as one run.
 
@@ -248,6 +253,7 @@ def metered_training(
     batches. Without `model`, the first torch module among the call's arguments is
     recorded. The latest run is at `fn.last_run`.
     """
+    check_meter_options(meter_options, "metered_training")
 
     def decorate(fn: F) -> F:
         @functools.wraps(fn)

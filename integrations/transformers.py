@@ -21,13 +21,17 @@ process; under torch.distributed an unfinished rank part is lost).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import transformers
 
 from joulemeter.integrations.distributed import DistributedMeter
 from joulemeter.integrations.pytorch import CudaSync, HookWindows, batch_units, cuda_sync_function, model_metadata
+from joulemeter.meter.meter import MeterOptions, check_meter_options, extend_options
 from joulemeter.meter.run import Run, Status
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 class JoulemeterTrainerCallback(transformers.TrainerCallback):
@@ -37,7 +41,7 @@ class JoulemeterTrainerCallback(transformers.TrainerCallback):
         name: run name (default: the model's class name).
         count_tokens: count tokens of inputs that carry input_ids/attention_mask.
         cuda_sync: True, False or "auto" (synchronise at window edges once CUDA is in use).
-        **meter_options: EnergyMeter options (project, tags, devices, ledger, store, …).
+        **meter_options: EnergyMeter's (`MeterOptions`).
     """
 
     def __init__(
@@ -46,8 +50,9 @@ class JoulemeterTrainerCallback(transformers.TrainerCallback):
         *,
         count_tokens: bool = True,
         cuda_sync: CudaSync = "auto",
-        **meter_options: Any,
+        **meter_options: Unpack[MeterOptions],
     ) -> None:
+        check_meter_options(meter_options, type(self).__name__)
         self.name = name
         self.count_tokens = count_tokens
         self.cuda_sync = cuda_sync
@@ -146,20 +151,15 @@ class JoulemeterTrainerCallback(transformers.TrainerCallback):
     def _start(self, stage: str) -> None:
         if self._meter is not None:  # the previous train() never reached on_train_end: it raised
             self._finish(Status.INTERRUPTED, "train() ended without reaching on_train_end (it raised)")
-        options = dict(self.meter_options)
-        metadata = {**(options.pop("metadata", None) or {}), "framework": "transformers"}
+        metadata: dict[str, Any] = {"framework": "transformers"}
         if self._model is not None:
             metadata.update(model_metadata(self._model))
             name_or_path = getattr(getattr(self._model, "config", None), "_name_or_path", "")
             if name_or_path:
                 metadata["model_name_or_path"] = name_or_path
         self._stage = stage
-        self._meter = DistributedMeter(
-            self.name or metadata.get("model"),
-            metadata=metadata,
-            sync=cuda_sync_function(self.cuda_sync),
-            **options,
-        )
+        options = extend_options(self.meter_options, metadata=metadata, sync=cuda_sync_function(self.cuda_sync))
+        self._meter = DistributedMeter(self.name or metadata.get("model"), **options)
         self._meter.start()
         self._windows = HookWindows(self._meter)
 

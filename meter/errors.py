@@ -4,7 +4,7 @@
     ├── SourceUnavailable            a power source cannot read here (carries why and the fix)
     ├── MeterStateError              the meter was used out of order (count() outside a run, …)
     ├── ReplayTraceError             a recorded power trace is malformed
-    ├── LedgerError                  the ledger cannot be used
+    ├── LedgerError                  the ledger cannot be used (carries its path when known)
     │   ├── LedgerCorruptError       the file is not a readable database
     │   ├── ForeignLedgerError       a database, but not a joulemeter ledger (or a newer schema)
     │   └── RunNotFoundError         no run matches the id, prefix or name asked for
@@ -13,18 +13,28 @@
     ├── UnknownHardwareError         a hardware name missing from the hardware table
     ├── ImportFormatError            a foreign file (CodeCarbon CSV, …) is malformed; nothing imported
     ├── ExporterError                a live exporter (Prometheus) cannot serve, e.g. port in use
-    └── ReportError                  a report, comparison or prediction cannot be built as asked
+    └── ReportError                  a report, export, comparison or prediction cannot be built as asked
+        └── UnknownFormatError       an output format that cannot write what was asked (also a ValueError)
 
-Messages say what went wrong and what to do next.
+Messages say what went wrong and what to do next in the library's terms, never a
+command-line flag; `parameter` names the argument that does what the message advises,
+so the CLI can add its flag for it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 
 class JoulemeterError(Exception):
-    """Base of every joulemeter exception."""
+    """Base of every joulemeter exception; `parameter` names the argument that the advice is about."""
+
+    parameter: str | None = None
+
+    def __init__(self, *args: object, parameter: str | None = None) -> None:
+        super().__init__(*args)
+        self.parameter = parameter
 
 
 class SourceUnavailable(JoulemeterError):
@@ -49,17 +59,24 @@ class ReplayTraceError(JoulemeterError):
 
 
 class LedgerError(JoulemeterError):
-    """The ledger cannot be opened, read or written."""
+    """The ledger cannot be opened, read or written; `path` is its path or URL when known."""
+
+    def __init__(
+        self, *args: object, path: Path | str | None = None, parameter: str | None = None
+    ) -> None:
+        super().__init__(*args, parameter=parameter)
+        self.path = None if path is None else str(path)
 
 
 class LedgerCorruptError(LedgerError):
     """The ledger file exists but is not a readable database; it is left untouched."""
 
     def __init__(self, path: Path | str, detail: str) -> None:
-        self.path = str(path)
         super().__init__(
             f"{path} is not a readable joulemeter ledger ({detail}). It was left untouched; "
-            "move it aside or point JOULEMETER_LEDGER at another file."
+            "move it aside or point JOULEMETER_LEDGER at another file.",
+            path=path,
+            parameter="ledger",
         )
 
 
@@ -67,10 +84,11 @@ class ForeignLedgerError(LedgerError):
     """The database exists but belongs to something else, or to a newer joulemeter."""
 
     def __init__(self, path: Path | str, detail: str) -> None:
-        self.path = str(path)
         super().__init__(
             f"{path} is not a joulemeter ledger this version can use ({detail}). It was left "
-            "untouched; choose another path with JOULEMETER_LEDGER or --ledger."
+            "untouched; choose another path with JOULEMETER_LEDGER.",
+            path=path,
+            parameter="ledger",
         )
 
 
@@ -90,8 +108,11 @@ class UnknownRegionError(FactorError):
         self.suggestions = list(suggestions or [])
         message = f"unknown country or region {code!r}"
         message += f"; did you mean {', '.join(self.suggestions)}?" if self.suggestions else "."
-        message += " Run `joulemeter factors --list` to see every known code, or pass --intensity."
-        super().__init__(message)
+        message += (
+            " Run `joulemeter factors --list` to see every known code, "
+            "or give the grid intensity yourself."
+        )
+        super().__init__(message, parameter="intensity_g_per_kwh")
 
 
 class UnknownHardwareError(JoulemeterError):
@@ -103,12 +124,26 @@ class UnknownHardwareError(JoulemeterError):
         message = f"unknown hardware {name!r}"
         if self.suggestions:
             message += f"; did you mean {', '.join(self.suggestions)}?"
-        message += " Pass --power-w to give the board power yourself."
-        super().__init__(message)
+        message += " Give the board power in watts yourself."
+        super().__init__(message, parameter="power_w")
 
 
 class ImportFormatError(JoulemeterError):
-    """A foreign file could not be imported; nothing from it was written."""
+    """A foreign file could not be imported; nothing from it was written.
+
+    `path`, `line` and `column` locate the fault where the importer knows them."""
+
+    def __init__(
+        self,
+        *args: object,
+        path: Path | str | None = None,
+        line: int | None = None,
+        column: str | None = None,
+    ) -> None:
+        super().__init__(*args)
+        self.path = None if path is None else str(path)
+        self.line = line
+        self.column = column
 
 
 class ExporterError(JoulemeterError):
@@ -116,4 +151,17 @@ class ExporterError(JoulemeterError):
 
 
 class ReportError(JoulemeterError):
-    """A report, comparison or prediction cannot be built from the runs and options given."""
+    """A report, export, comparison or prediction cannot be built from the runs and options given."""
+
+
+class UnknownFormatError(ReportError, ValueError):
+    """An output format that cannot write `product` ("export" or "report"); `choices` can."""
+
+    def __init__(self, name: str, product: str, choices: Sequence[str]) -> None:
+        self.name = name
+        self.product = product
+        self.choices = tuple(choices)
+        super().__init__(
+            f"unknown {product} format {name!r}; choose one of {', '.join(self.choices)}",
+            parameter="fmt",
+        )

@@ -1,4 +1,5 @@
-"""Writing runs out: complete JSON, or one table (samples, windows, domains) as CSV or Parquet."""
+"""Writing runs out: complete JSON, one table (samples, windows, domains) as CSV or
+Parquet, or any other export format of the registry in joulemeter.meter.formats."""
 
 from __future__ import annotations
 
@@ -7,29 +8,37 @@ import os
 from collections.abc import Sequence
 from typing import IO
 
+from joulemeter.meter.formats import EXPORT, output_format
 from joulemeter.meter.run import Run
 
-FORMATS = ("json", "csv", "parquet")
 TABLES = ("samples", "windows", "domains")
 
+Destination = str | os.PathLike[str] | IO[str]
 
-def export_runs(
-    runs: Sequence[Run], fmt: str, dest: str | os.PathLike[str] | IO[str], *, table: str = "samples"
-) -> None:
-    """Write `runs` to `dest` (a path or a text stream; Parquet needs a path)."""
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    if fmt == "json":
-        text = json.dumps([r.to_dict() for r in runs], indent=2, default=str)
-        write_text(dest, text + "\n")
-        return
-    frame = runs_frame(runs, table)
-    if fmt == "csv":
-        write_text(dest, frame.to_csv(index=False))
-    elif isinstance(dest, (str, os.PathLike)):
-        frame.to_parquet(dest, index=False)
-    else:
-        raise ValueError("Parquet is binary: give an output file with -o")
+
+def export_runs(runs: Sequence[Run], fmt: str, dest: Destination, *, table: str = "samples") -> None:
+    """Write `runs` to `dest` (a path or a text stream; a binary format needs a path) in
+    `fmt` ("json", "csv", "parquet", "codecarbon"); `table` applies to csv and parquet."""
+    spec = output_format(fmt, EXPORT)
+    options = {"table": table} if spec.tabular else {}
+    spec.writer(EXPORT)(runs, dest, **options)
+
+
+def write_json(runs: Sequence[Run], dest: Destination) -> None:
+    """Every run in full, samples included, as one JSON list."""
+    write_text(dest, json.dumps([r.to_dict() for r in runs], indent=2, default=str) + "\n")
+
+
+def write_csv(runs: Sequence[Run], dest: Destination, *, table: str = "samples") -> None:
+    """One table of every run as CSV."""
+    write_text(dest, runs_frame(runs, table).to_csv(index=False))
+
+
+def write_parquet(runs: Sequence[Run], dest: Destination, *, table: str = "samples") -> None:
+    """One table of every run as Parquet, to a file path."""
+    if not isinstance(dest, (str, os.PathLike)):
+        raise ValueError("Parquet is binary: give a file path, not a text stream")
+    runs_frame(runs, table).to_parquet(dest, index=False)
 
 
 def runs_frame(runs: Sequence[Run], table: str = "samples"):
@@ -51,7 +60,7 @@ def runs_frame(runs: Sequence[Run], table: str = "samples"):
     return pandas.concat(frames, ignore_index=True) if frames else pandas.DataFrame()
 
 
-def write_text(dest: str | os.PathLike[str] | IO[str], text: str) -> None:
+def write_text(dest: Destination, text: str) -> None:
     """Write `text` to a path (UTF-8) or to an open text stream."""
     if isinstance(dest, (str, os.PathLike)):
         with open(dest, "w", encoding="utf-8") as f:

@@ -13,8 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from joulemeter.meter.units import BYTES_PER_GB
+
 _CPUINFO = Path("/proc/cpuinfo")
-_BYTES_PER_GB = 1e9
 
 
 def host_info() -> dict[str, Any]:
@@ -27,7 +28,7 @@ def host_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "cpu_model": cpu_model(),
         "logical_cpus": psutil.cpu_count(logical=True),
-        "ram_gb": psutil.virtual_memory().total / _BYTES_PER_GB,
+        "ram_gb": psutil.virtual_memory().total / BYTES_PER_GB,
         "virtual_machine": is_virtual_machine(),
         "gpus": _gpu_names(),
     }

@@ -16,6 +16,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import contextvars
+import difflib
 import functools
 import inspect
 import logging
@@ -24,9 +25,9 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
 from joulemeter.meter.energy import EnergyTimeline, summarise
 from joulemeter.meter.errors import LedgerError, MeterStateError
@@ -35,78 +36,129 @@ from joulemeter.meter.sampler import Sampler
 from joulemeter.meter.sources.base import Source
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from joulemeter.meter.store import Ledger
 
 log = logging.getLogger("joulemeter")
 
 F = TypeVar("F", bound=Callable[..., Any])
+M = TypeVar("M")
 
 #: NVML's energy counter updates about every 100 ms (docs/measuring.md, "NVML"): shorter
 #: windows on a counter GPU can read 0 J, so they get a note.
 _COUNTER_UPDATE_S = 0.1
 
-_current: contextvars.ContextVar[EnergyMeter | None] = contextvars.ContextVar(
-    "joulemeter_current_meter", default=None
+#: The meters running in this context, innermost last: EnergyMeters and the integrations'
+#: meters around them (TrainingMeter), so each is found by its type (`current`).
+_running: contextvars.ContextVar[tuple[object, ...]] = contextvars.ContextVar(
+    "joulemeter_running_meters", default=()
 )
 
 
+def current(kind: type[M]) -> M | None:
+    """The innermost meter of type `kind` running in this context, if any."""
+    return next((m for m in reversed(_running.get()) if isinstance(m, kind)), None)
+
+
+def push_running(meter: object) -> contextvars.Token[tuple[object, ...]]:
+    """Make `meter` the innermost running meter; pass the token to `pop_running` on exit."""
+    return _running.set((*_running.get(), meter))
+
+
+def pop_running(token: contextvars.Token[tuple[object, ...]]) -> None:
+    """Undo the `push_running` that gave `token`."""
+    _running.reset(token)
+
+
 def current_meter() -> EnergyMeter | None:
-    """The innermost meter running in this context, if any."""
-    return _current.get()
+    """The innermost EnergyMeter running in this context, if any."""
+    return current(EnergyMeter)
+
+
+class MeterOptions(TypedDict, total=False):
+    """EnergyMeter's options, defaults in brackets; integrations take them as they are.
+
+    project ("default"), tags, metadata: stored with the run for filtering and reports.
+    devices: kinds or domains to meter, e.g. ["gpu"], ["gpu:0", "cpu"] (None: all).
+    interval_s: sampling interval (0.1 s). flush_interval_s: ledger writes (2 s).
+    idle_baseline_s: seconds of idle power to measure before the run (0: off).
+    ledger: ledger path or database URL (None: $JOULEMETER_LEDGER or the user default).
+    store: False keeps the run in memory only (True).
+    pid: estimate CPU/RAM of this process tree instead of the whole machine.
+    replay: a recorded power trace (CSV) to play back instead of real sources.
+    sync: called at every window edge, e.g. torch.cuda.synchronize.
+    sources: already opened sources (tests, custom hardware); skips discovery.
+    """
+
+    project: str
+    tags: Sequence[str]
+    metadata: dict[str, Any] | None
+    devices: Sequence[str] | None
+    interval_s: float
+    idle_baseline_s: float
+    ledger: str | os.PathLike[str] | Ledger | None
+    store: bool
+    pid: int | None
+    replay: str | os.PathLike[str] | None
+    sync: Callable[[], None] | None
+    sources: Sequence[Source] | None
+    flush_interval_s: float
+
+
+def check_meter_options(options: Mapping[str, object], caller: str = "EnergyMeter") -> None:
+    """Raise TypeError naming any key of `options` that is not an EnergyMeter option."""
+    known = MeterOptions.__optional_keys__
+    for name in options:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; the options are {sorted(known)}"
+            raise TypeError(f"{caller}() got an unknown meter option {name!r}{hint}")
+
+
+def extend_options(
+    options: MeterOptions,
+    *,
+    tags: Sequence[str] = (),
+    metadata: Mapping[str, Any] | None = None,
+    sync: Callable[[], None] | None = None,
+) -> MeterOptions:
+    """A copy of a caller's options with an integration's tags and metadata added, and its sync."""
+    extended = options.copy()
+    extended["tags"] = [*options.get("tags", ()), *tags]
+    extended["metadata"] = {**(options.get("metadata") or {}), **(metadata or {})}
+    extended["sync"] = sync
+    return extended
 
 
 class EnergyMeter:
     """Meters energy of the code it wraps and produces a `Run`.
 
-    Args:
-        name: run name (defaults to "run").
-        project, tags, metadata: stored with the run for filtering and reports.
-        devices: kinds or domains to meter, e.g. ["gpu"], ["gpu:0", "cpu"]; None = all.
-        interval_s: sampling interval (default 0.1 s).
-        idle_baseline_s: seconds of idle power to measure before the run (0 = off).
-        ledger: ledger path or database URL; None = $JOULEMETER_LEDGER or the user default.
-        store: False keeps the run in memory only.
-        pid: estimate CPU/RAM of this process tree instead of the whole machine.
-        replay: a recorded power trace (CSV) to play back instead of real sources.
-        sync: called at every window edge, e.g. torch.cuda.synchronize.
-        sources: already opened sources (tests, custom hardware); skips discovery.
+    `name` defaults to "run"; the options are those of `MeterOptions`.
     """
 
-    def __init__(
-        self,
-        name: str | None = None,
-        *,
-        project: str = "default",
-        tags: Sequence[str] = (),
-        metadata: dict[str, Any] | None = None,
-        devices: Sequence[str] | None = None,
-        interval_s: float = 0.1,
-        idle_baseline_s: float = 0.0,
-        ledger: str | os.PathLike[str] | Ledger | None = None,
-        store: bool = True,
-        pid: int | None = None,
-        replay: str | os.PathLike[str] | None = None,
-        sync: Callable[[], None] | None = None,
-        sources: Sequence[Source] | None = None,
-        flush_interval_s: float = 2.0,
-    ) -> None:
+    def __init__(self, name: str | None = None, **options: Unpack[MeterOptions]) -> None:
+        check_meter_options(options)
+        interval_s = options.get("interval_s", 0.1)
+        idle_baseline_s = options.get("idle_baseline_s", 0.0)
         if interval_s <= 0:
             raise ValueError(f"interval_s must be positive, got {interval_s!r}")
         if idle_baseline_s < 0:
             raise ValueError(f"idle_baseline_s must be >= 0, got {idle_baseline_s!r}")
+        devices, sources = options.get("devices"), options.get("sources")
         self.name = name or "run"
-        self.project = project
-        self.tags = list(tags)
-        self.metadata = dict(metadata or {})
+        self.project = options.get("project", "default")
+        self.tags = list(options.get("tags", ()))
+        self.metadata = dict(options.get("metadata") or {})
         self.devices = list(devices) if devices is not None else None
         self.interval_s = interval_s
         self.idle_baseline_s = idle_baseline_s
-        self.store = store
-        self.pid = pid
-        self.replay = replay
-        self.sync = sync
-        self.flush_interval_s = flush_interval_s
-        self._ledger_location = ledger
+        self.store = options.get("store", True)
+        self.pid = options.get("pid")
+        self.replay = options.get("replay")
+        self.sync = options.get("sync")
+        self.flush_interval_s = options.get("flush_interval_s", 2.0)
+        self._ledger_location = options.get("ledger")
         self._given_sources = list(sources) if sources is not None else None
         self._sources: list[Source] = []
         self._domains: list[Domain] = []
@@ -116,7 +168,7 @@ class EnergyMeter:
         self._run: Run | None = None
         self._open_windows: list[Window] = []
         self._idle_power_w: dict[str, float] | None = None
-        self._token: contextvars.Token[EnergyMeter | None] | None = None
+        self._token: contextvars.Token[tuple[object, ...]] | None = None
         self._previous_sigterm: Any = None
         self._lock = threading.Lock()
 
@@ -237,12 +289,12 @@ class EnergyMeter:
     # -- context manager and decorator ------------------------------------------
     def __enter__(self) -> EnergyMeter:
         self.start()
-        self._token = _current.set(self)
+        self._token = push_running(self)
         return self
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         if self._token is not None:
-            _current.reset(self._token)
+            pop_running(self._token)
             self._token = None
         if exc is None:
             status, error = Status.COMPLETED, None
@@ -361,14 +413,13 @@ class EnergyMeter:
             self.stop(Status.INTERRUPTED, "interpreter exited before the meter was stopped")
 
 
-def metered(
-    name: str | None = None, **meter_options: Any
-) -> Callable[[F], F]:
+def metered(name: str | None = None, **meter_options: Unpack[MeterOptions]) -> Callable[[F], F]:
     """Decorator: meter every call of a function (sync or async) as its own run.
 
     The latest run is at `fn.last_run`; inside the function `current_meter()` gives
-    the meter, for windows and counts. Options are those of EnergyMeter.
+    the meter, for windows and counts.
     """
+    check_meter_options(meter_options, "metered")
 
     def decorate(fn: F) -> F:
         run_name = name or fn.__qualname__

@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
+import types
+import typing
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:  # pandas is imported only by the *_frame() methods
     import pandas
+
+T = TypeVar("T")
 
 
 class _Word(str, enum.Enum):
@@ -27,16 +33,24 @@ class _Word(str, enum.Enum):
 
 
 class Provenance(_Word):
-    """How an energy figure was obtained, from most to least direct."""
+    """How an energy figure was obtained, from most to least direct.
+
+    A domain is one of the first four; MIXED and PUBLISHED describe footprints only.
+    """
 
     COUNTER = "counter"  # a hardware energy counter (NVML total energy, RAPL)
     SAMPLED = "sampled"  # power readings integrated over time
     REPLAYED = "replayed"  # a recorded power trace played back
     ESTIMATED = "estimated"  # a model (e.g. per-core power × utilisation)
+    MIXED = "mixed"  # a total over domains obtained in different ways
+    PUBLISHED = "published"  # a figure a paper or model card reported, by a method not ours to check
 
     @property
     def rank(self) -> int:
-        """Smaller is more direct; used to name the weakest provenance of a sum."""
+        """Smaller is more direct; used to name the weakest provenance of a sum.
+
+        MIXED and PUBLISHED rank after the domain kinds: neither can claim more than those.
+        """
         return list(Provenance).index(self)
 
 
@@ -49,8 +63,82 @@ class Status(_Word):
     FAILED = "failed"  # the metered code raised
 
 
+# -- records <-> plain data ------------------------------------------------------------
+def fields_dict(record: Any, names: Iterable[str] | None = None) -> dict[str, Any]:
+    """A dataclass's fields (all, or those in `names`) as JSON-ready data, by field name."""
+    if names is None:
+        names = [f.name for f in dataclasses.fields(record)]
+    return {name: _plain(getattr(record, name)) for name in names}
+
+
+def from_fields(cls: type[T], values: Mapping[str, Any]) -> T:
+    """A dataclass `cls` built by keyword from the entries of `values` named like its fields.
+
+    Each is read back by its type (enums from their value, records from their dict); other
+    entries are ignored and a field missing from `values` takes its default.
+    """
+    return cls(**{name: read(values[name]) for name, read in _readers(cls) if name in values})
+
+
+def _plain(value: Any) -> Any:
+    """Enums by value, records by their to_dict, lists and dicts copied with plain items."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, _Record):
+        return value.to_dict()
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+@functools.cache
+def _readers(cls: type) -> tuple[tuple[str, Callable[[Any], Any]], ...]:
+    """(field name, how to read it from plain data) for every field of dataclass `cls`."""
+    hints = typing.get_type_hints(cls)
+    return tuple((f.name, _reader(hints[f.name])) for f in dataclasses.fields(cls))
+
+
+def _reader(hint: Any) -> Callable[[Any], Any]:
+    """How to turn plain data back into a value of type `hint`; inverse of `_plain`."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        kinds = [a for a in args if a is not type(None)]
+        inner = _reader(kinds[0]) if len(kinds) == 1 else _same
+        return _same if inner is _same else lambda v: None if v is None else inner(v)
+    if origin is list:
+        item = _reader(args[0])
+        return lambda v: [item(x) for x in v]
+    if origin is dict:
+        item = _reader(args[1])
+        return lambda v: {k: item(x) for k, x in v.items()}
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return hint
+    if isinstance(hint, type) and issubclass(hint, _Record):
+        return hint.from_dict
+    return _same
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+class _Record:
+    """The model's dataclasses: to_dict and from_dict derived from their fields."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field by name, JSON-ready (enums by value, nested records as dicts)."""
+        return fields_dict(self)
+
+    @classmethod
+    def from_dict(cls: type[T], d: Mapping[str, Any]) -> T:
+        """Inverse of to_dict; keys that are no field are ignored."""
+        return from_fields(cls, d)
+
+
 @dataclass(frozen=True)
-class Domain:
+class Domain(_Record):
     """One thing that draws power, e.g. `gpu:0`, `cpu:package-0`, `dram:0`, `ram`.
 
     `counter_range_j` is the value at which the domain's energy counter wraps
@@ -65,18 +153,9 @@ class Domain:
     counter_range_j: float | None = None
     note: str | None = None  # e.g. "MIG instance: power and energy are board-level"
 
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["provenance"] = self.provenance.value
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Domain:
-        return cls(**{**d, "provenance": Provenance(d["provenance"])})
-
 
 @dataclass(frozen=True)
-class Sample:
+class Sample(_Record):
     """One reading of one domain.
 
     `t_s` is seconds since the run started (monotonic). `power_w` is the power the
@@ -92,7 +171,7 @@ class Sample:
 
 
 @dataclass(frozen=True)
-class Gap:
+class Gap(_Record):
     """A span in which a domain could not be read (GPU lost, counter reset, read error)."""
 
     domain: str
@@ -102,7 +181,7 @@ class Gap:
 
 
 @dataclass
-class Window:
+class Window(_Record):
     """A named span (a phase like `train`, or a step) with its energy and units of work.
 
     `path` names the window within its parents ("train/epoch-2"); a repeated name gets
@@ -132,16 +211,9 @@ class Window:
             return None
         return self.total_energy_j / count
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Window:
-        return cls(**d)
-
 
 @dataclass
-class DomainEnergy:
+class DomainEnergy(_Record):
     """Energy and power of one domain over the whole run."""
 
     domain: str
@@ -151,18 +223,9 @@ class DomainEnergy:
     peak_power_w: float | None
     idle_power_w: float | None = None  # measured idle baseline, None if not measured
 
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["provenance"] = self.provenance.value
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> DomainEnergy:
-        return cls(**{**d, "provenance": Provenance(d["provenance"])})
-
 
 @dataclass
-class Run:
+class Run(_Record):
     """One metered run: its identity, hardware, energy per domain, windows and samples."""
 
     id: str
@@ -243,85 +306,99 @@ class Run:
 
     # -- frames --------------------------------------------------------------
     def samples_frame(self) -> pandas.DataFrame:
-        """Samples as a DataFrame: t_s, domain, power_w, energy_j."""
+        """Samples as a DataFrame, one column per field of Sample (t_s, domain, power_w, energy_j)."""
         import pandas
 
-        return pandas.DataFrame(
-            [dataclasses.asdict(s) for s in self.samples],
-            columns=["t_s", "domain", "power_w", "energy_j"],
-        )
+        columns = [f.name for f in dataclasses.fields(Sample)]
+        return pandas.DataFrame([s.to_dict() for s in self.samples], columns=columns)
 
     def windows_frame(self) -> pandas.DataFrame:
-        """One row per window and domain: name, path, start_s, end_s, domain, energy_j, units."""
+        """One row per window and domain: Window's other fields, duration_s, domain, energy_j, units_*."""
         import pandas
 
         rows = []
         for w in self.windows:
-            for domain, energy in (w.energy_j or {"": 0.0}).items():
+            row = w.to_dict()
+            energy, units = row.pop("energy_j"), row.pop("units")
+            row["duration_s"] = w.duration_s
+            for domain, joules in (energy or {None: None}).items():
                 rows.append(
-                    {
-                        "name": w.name,
-                        "path": w.path,
-                        "start_s": w.start_s,
-                        "end_s": w.end_s,
-                        "duration_s": w.duration_s,
-                        "domain": domain or None,
-                        "energy_j": energy if domain else None,
-                        **{f"units_{k}": v for k, v in w.units.items()},
-                    }
+                    {**row, "domain": domain, "energy_j": joules}
+                    | {f"units_{k}": v for k, v in units.items()}
                 )
         return pandas.DataFrame(rows)
 
+    # -- copies ----------------------------------------------------------------
+    def relabelled(self, names: Mapping[str, str]) -> Run:
+        """A copy with domains renamed by `names` in domains, energy, windows, samples and gaps.
+
+        Domains not in `names` keep their name; host, metadata, tags and units are shared.
+        """
+
+        def new(name: str) -> str:
+            return names.get(name, name)
+
+        return dataclasses.replace(
+            self,
+            domains=[dataclasses.replace(d, name=new(d.name)) for d in self.domains],
+            energy={new(k): dataclasses.replace(e, domain=new(e.domain)) for k, e in self.energy.items()},
+            windows=[
+                dataclasses.replace(
+                    w, energy_j={new(k): j for k, j in w.energy_j.items()}, units=dict(w.units)
+                )
+                for w in self.windows
+            ],
+            samples=[dataclasses.replace(s, domain=new(s.domain)) for s in self.samples],
+            gaps=[dataclasses.replace(g, domain=new(g.domain)) for g in self.gaps],
+        )
+
+    def shifted(self, offset_s: float) -> Run:
+        """A copy with every time in windows, samples and gaps later by `offset_s` seconds.
+
+        Wall-clock times and duration_s are kept; host, metadata, tags and units are shared.
+        """
+
+        def later(t_s: float | None) -> float | None:
+            return None if t_s is None else t_s + offset_s
+
+        return dataclasses.replace(
+            self,
+            windows=[
+                dataclasses.replace(
+                    w,
+                    start_s=w.start_s + offset_s,
+                    end_s=later(w.end_s),
+                    energy_j=dict(w.energy_j),
+                    units=dict(w.units),
+                )
+                for w in self.windows
+            ],
+            samples=[dataclasses.replace(s, t_s=s.t_s + offset_s) for s in self.samples],
+            gaps=[
+                dataclasses.replace(g, start_s=g.start_s + offset_s, end_s=later(g.end_s))
+                for g in self.gaps
+            ],
+        )
+
     # -- serialisation -------------------------------------------------------
     def to_dict(self, samples: bool = True) -> dict[str, Any]:
-        """A JSON-ready dict; figures in SI units with their provenance."""
+        """A JSON-ready dict: every field, and the derived figures in SI units with their provenance.
+
+        `samples=False` leaves the samples out (None), as listings do.
+        """
+        names = [f.name for f in dataclasses.fields(self) if f.name != "samples"]
         return {
-            "id": self.id,
-            "name": self.name,
-            "project": self.project,
-            "tags": list(self.tags),
-            "status": self.status.value,
-            "started_at": self.started_at,
-            "ended_at": self.ended_at,
-            "duration_s": self.duration_s,
-            "interval_s": self.interval_s,
-            "host": self.host,
-            "domains": [d.to_dict() for d in self.domains],
-            "energy": {k: v.to_dict() for k, v in self.energy.items()},
+            **fields_dict(self, names),
             "total_energy_j": self.total_energy_j,
             "total_provenance": self.provenance.value if self.provenance else None,
             "idle_energy_j": self.idle_energy_j,
             "attributable_energy_j": self.attributable_energy_j,
             "avg_power_w": self.avg_power_w,
             "peak_power_w": self.peak_power_w,
-            "windows": [w.to_dict() for w in self.windows],
-            "units": dict(self.units),
-            "gaps": [dataclasses.asdict(g) for g in self.gaps],
-            "metadata": self.metadata,
-            "error": self.error,
-            "samples": [dataclasses.asdict(s) for s in self.samples] if samples else None,
+            "samples": [s.to_dict() for s in self.samples] if samples else None,
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Run:
-        """Inverse of to_dict (derived figures are recomputed, not read)."""
-        return cls(
-            id=d["id"],
-            name=d["name"],
-            project=d.get("project", "default"),
-            tags=list(d.get("tags", [])),
-            status=Status(d.get("status", "running")),
-            started_at=d.get("started_at", ""),
-            ended_at=d.get("ended_at"),
-            duration_s=d.get("duration_s"),
-            interval_s=d.get("interval_s", 0.1),
-            host=dict(d.get("host", {})),
-            domains=[Domain.from_dict(x) for x in d.get("domains", [])],
-            energy={k: DomainEnergy.from_dict(v) for k, v in d.get("energy", {}).items()},
-            windows=[Window.from_dict(x) for x in d.get("windows", [])],
-            units=dict(d.get("units", {})),
-            samples=[Sample(**x) for x in (d.get("samples") or [])],
-            gaps=[Gap(**x) for x in d.get("gaps", [])],
-            metadata=dict(d.get("metadata", {})),
-            error=d.get("error"),
-        )
+    def from_dict(cls, d: Mapping[str, Any]) -> Run:
+        """Inverse of to_dict: derived figures are recomputed, not read; no samples read as none."""
+        return from_fields(cls, {**d, "samples": d.get("samples") or []})

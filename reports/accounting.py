@@ -17,20 +17,28 @@ in `reports/data/uncertainty.csv`:
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from joulemeter.meter.errors import FactorError
 from joulemeter.meter.run import Provenance, Run
-from joulemeter.reports.factors import Citation, Factors, citation_from_row, read_table, resolve_factors
+from joulemeter.meter.tables import Citation
+from joulemeter.meter.units import (
+    G_PER_KG,
+    HOURS_PER_DAY,
+    HOURS_PER_YEAR,
+    J_PER_KWH,
+    J_PER_WH,
+    MINUTES_PER_HOUR,
+    S_PER_HOUR,
+)
+from joulemeter.reports.factors import EquivalenceFactor, Factors, data_table, resolve_factors
 
 if TYPE_CHECKING:
     from joulemeter.reports.estimates import Estimate, PublishedRun
 
-J_PER_KWH = 3.6e6
-PROVENANCES = ("counter", "sampled", "estimated", "replayed", "mixed", "published")
+PROVENANCES = tuple(Provenance)
 READABLE_RANGE = (0.1, 1000.0)  # values a reader grasps at once
 
 
@@ -65,35 +73,35 @@ class Footprint:
     kg_co2e: float
     cost: float | None
     currency: str | None
-    provenance: str  # counter / sampled / estimated / replayed / mixed / published
+    provenance: Provenance
     factors: Factors
     energy_kwh_range: tuple[float, float] | None  # facility kWh, None where no band applies
     kg_co2e_range: tuple[float, float] | None
 
     def equivalences(self) -> list[Equivalence]:
         """Every equivalence in equivalences.csv, in file order."""
-        return [self._equivalence(row) for row in read_table("equivalences.csv")]
+        return [self._equivalence(factor) for factor in _equivalence_factors()]
 
     def equivalence(self, key: str) -> Equivalence:
         """The equivalence named `key` (e.g. "household_us", "car_km")."""
-        for row in read_table("equivalences.csv"):
-            if row["key"] == key:
-                return self._equivalence(row)
-        keys = ", ".join(row["key"] for row in read_table("equivalences.csv"))
+        for factor in _equivalence_factors():
+            if factor.key == key:
+                return self._equivalence(factor)
+        keys = ", ".join(factor.key for factor in _equivalence_factors())
         raise FactorError(f"unknown equivalence {key!r}; known: {keys}")
 
     def ranked_equivalences(self) -> list[Equivalence]:
         """Equivalences for the preferred household country and the country-free ones,
         those that read best first: readable values (0.1–1000) by preference, then the
         closest to readable."""
-        rows = [
-            row for row in read_table("equivalences.csv")
-            if row["country"] in ("", self.factors.household_country)
+        factors = [
+            factor for factor in _equivalence_factors()
+            if factor.country in (None, self.factors.household_country)
         ]
         ranked = sorted(
-            ((self._equivalence(row), row) for row in rows),
-            key=lambda pair: (_distance_from_readable(_shown_number(pair[0].value, pair[1]["style"])),
-                              int(pair[1]["rank"])),
+            ((self._equivalence(factor), factor) for factor in factors),
+            key=lambda pair: (_distance_from_readable(_shown_number(pair[0].value, pair[1].style)),
+                              pair[1].rank),
         )
         return [equivalence for equivalence, _ in ranked]
 
@@ -111,7 +119,7 @@ class Footprint:
             "kg_co2e": self.kg_co2e,
             "cost": self.cost,
             "currency": self.currency,
-            "provenance": self.provenance,
+            "provenance": self.provenance.value,
             "energy_kwh_range": list(self.energy_kwh_range) if self.energy_kwh_range else None,
             "kg_co2e_range": list(self.kg_co2e_range) if self.kg_co2e_range else None,
             "factors": self.factors.to_dict(),
@@ -119,21 +127,22 @@ class Footprint:
             "equivalences": [e.to_dict() for e in self.equivalences()],
         }
 
-    def _equivalence(self, row: dict[str, str]) -> Equivalence:
-        factor = float(row["factor"])
-        amount = self.energy_kwh if row["basis"] == "energy" else self.kg_co2e
-        value = amount / factor
-        citation = citation_from_row(row)
-        assert citation is not None, f"equivalences.csv row {row['key']} has no source"
+    def _equivalence(self, factor: EquivalenceFactor) -> Equivalence:
+        amount = self.energy_kwh if factor.basis == "energy" else self.kg_co2e
+        value = amount / factor.factor
         return Equivalence(
-            key=row["key"],
+            key=factor.key,
             value=value,
-            text=_equivalence_text(value, row["style"], row["phrase"]),
-            factor=factor,
-            factor_unit=row["factor_unit"],
-            citation=citation,
-            basis=row["basis"],
+            text=_equivalence_text(value, factor.style, factor.phrase),
+            factor=factor.factor,
+            factor_unit=factor.factor_unit,
+            citation=factor.citation,
+            basis=factor.basis,
         )
+
+
+def _equivalence_factors() -> tuple[EquivalenceFactor, ...]:
+    return data_table("equivalences.csv", EquivalenceFactor)
 
 
 def _distance_from_readable(value: float) -> float:
@@ -161,7 +170,8 @@ def format_number(value: float) -> str:
 
 
 # Units a duration equivalence (value in hours) is written in, largest first.
-_TIME_UNITS = (("years", 24 * 365.25), ("days", 24.0), ("hours", 1.0), ("minutes", 1 / 60), ("seconds", 1 / 3600))
+_TIME_UNITS = (("years", HOURS_PER_YEAR), ("days", HOURS_PER_DAY), ("hours", 1.0),
+               ("minutes", 1 / MINUTES_PER_HOUR), ("seconds", 1 / S_PER_HOUR))
 
 
 def _in_time_unit(hours: float) -> tuple[float, str]:
@@ -169,7 +179,7 @@ def _in_time_unit(hours: float) -> tuple[float, str]:
     for name, size in _TIME_UNITS:
         if hours >= size:
             return hours / size, name
-    return hours * 3600, "seconds"
+    return hours * S_PER_HOUR, "seconds"
 
 
 def _shown_number(value: float, style: str) -> float:
@@ -191,34 +201,43 @@ def _equivalence_text(value: float, style: str, phrase: str) -> str:
 
 
 # -- uncertainty bands -------------------------------------------------------------
-@functools.cache
-def uncertainty_bands() -> dict[str, tuple[float, float, Citation | None]]:
+@dataclass(frozen=True)
+class UncertaintyBand:
+    """A row of uncertainty.csv: true energy lies within low_factor–high_factor × the figure."""
+
+    provenance: Provenance
+    low_factor: float
+    high_factor: float
+    citation: Citation
+
+
+def uncertainty_bands() -> dict[str, tuple[float, float, Citation]]:
     """Provenance -> (low factor, high factor, citation) from uncertainty.csv."""
     return {
-        row["provenance"]: (float(row["low_factor"]), float(row["high_factor"]), citation_from_row(row))
-        for row in read_table("uncertainty.csv")
+        band.provenance.value: (band.low_factor, band.high_factor, band.citation)
+        for band in data_table("uncertainty.csv", UncertaintyBand)
     }
 
 
-def _band(provenance: str) -> tuple[float, float] | None:
-    """(low, high) multipliers for a provenance; "mixed" without detail takes the widest."""
+def _band(provenance: Provenance) -> tuple[float, float] | None:
+    """(low, high) multipliers for a provenance; MIXED without detail takes the widest."""
     bands = uncertainty_bands()
-    if provenance == "mixed":
+    if provenance is Provenance.MIXED:
         return min(b[0] for b in bands.values()), max(b[1] for b in bands.values())
     if provenance in bands:
         return bands[provenance][:2]
     return None  # counter, published
 
 
-def _run_energy(run: Run) -> tuple[float, str, tuple[float, float] | None]:
+def _run_energy(run: Run) -> tuple[float, Provenance, tuple[float, float] | None]:
     """Run energy (J), its provenance, and its (low, high) range in J from per-domain bands."""
     energies = list(run.energy.values())
-    kinds = {e.provenance.value for e in energies}
-    provenance = kinds.pop() if len(kinds) == 1 else ("mixed" if kinds else Provenance.COUNTER.value)
+    kinds = {e.provenance for e in energies}
+    provenance = kinds.pop() if len(kinds) == 1 else (Provenance.MIXED if kinds else Provenance.COUNTER)
     low = high = 0.0
     banded = False
     for e in energies:
-        band = _band(e.provenance.value)
+        band = _band(e.provenance)
         banded = banded or band is not None
         lo, hi = band or (1.0, 1.0)
         low += e.energy_j * lo
@@ -231,7 +250,7 @@ def footprint(
     subject: Run | Estimate | PublishedRun | float,
     factors: Factors | None = None,
     *,
-    provenance: str | None = None,
+    provenance: Provenance | str | None = None,
 ) -> Footprint:
     """Footprint of a Run, an Estimate, a PublishedRun or a number of device joules.
 
@@ -244,34 +263,35 @@ def footprint(
     if provenance is not None and provenance not in PROVENANCES:
         raise FactorError(f"unknown provenance {provenance!r}: use one of {', '.join(PROVENANCES)}")
     range_j: tuple[float, float] | None
+    kind: Provenance
     if isinstance(subject, Run):
         energy_j, kind, range_j = _run_energy(subject)
     elif isinstance(subject, Estimate):
-        energy_j, kind, range_j = subject.energy_j, "estimated", None
+        energy_j, kind, range_j = subject.energy_j, Provenance.ESTIMATED, None
     elif isinstance(subject, PublishedRun):
         energy_j, kind, range_j = subject.energy_j, subject.provenance, None
         if factors is None:
             factors = subject.factors()
     elif isinstance(subject, (int, float)) and not isinstance(subject, bool):
-        energy_j, kind, range_j = float(subject), "estimated", None
+        energy_j, kind, range_j = float(subject), Provenance.ESTIMATED, None
     else:
         raise TypeError(f"footprint() takes a Run, Estimate, PublishedRun or joules, not {type(subject).__name__}")
     if not energy_j >= 0:
         raise FactorError(f"energy {energy_j} J is negative or not a number: nothing to account")
 
     if provenance is not None and provenance != kind:
-        kind, range_j = provenance, None
+        kind, range_j = Provenance(provenance), None
     if range_j is None and (band := _band(kind)) is not None:
         range_j = (energy_j * band[0], energy_j * band[1])
     return _account(energy_j, kind, factors or resolve_factors(), range_j)
 
 
 def _account(
-    energy_j: float, provenance: str, factors: Factors, range_j: tuple[float, float] | None
+    energy_j: float, provenance: Provenance, factors: Factors, range_j: tuple[float, float] | None
 ) -> Footprint:
     facility_j = energy_j * factors.pue
     kwh = facility_j / J_PER_KWH
-    kg_per_kwh = factors.intensity_g_per_kwh / 1000.0
+    kg_per_kwh = factors.intensity_g_per_kwh / G_PER_KG
     kwh_range = None if range_j is None else tuple(j * factors.pue / J_PER_KWH for j in range_j)
     return Footprint(
         energy_j=energy_j,
@@ -303,9 +323,9 @@ def per_unit(run: Run, unit: str, factors: Factors | None = None) -> dict[str, A
         "count": count,
         "provenance": whole.provenance,
         "j_per_unit": per_unit_j,
-        "wh_per_unit": per_unit_j / 3600.0,
+        "wh_per_unit": per_unit_j / J_PER_WH,
         "j_per_1000": per_unit_j * 1000,
-        "wh_per_1000": per_unit_j * 1000 / 3600.0,
+        "wh_per_1000": per_unit_j * 1000 / J_PER_WH,
         "facility_kwh_per_1000": whole.energy_kwh / count * 1000,
         "kg_co2e_per_1000": whole.kg_co2e / count * 1000,
     }
@@ -322,4 +342,4 @@ def projection(
                         ("inferences_per_day", inferences_per_day), ("days", days)):
         if not value >= 0:
             raise FactorError(f"{name} = {value} is negative or not a number: give a value ≥ 0")
-    return footprint(energy_per_inference_j * inferences_per_day * days, factors, provenance="estimated")
+    return footprint(energy_per_inference_j * inferences_per_day * days, factors, provenance=Provenance.ESTIMATED)

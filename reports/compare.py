@@ -1,7 +1,9 @@
 """Comparisons between runs: side-by-side figures, ratios to a baseline, Pareto frontier,
 the break-even of a compressed model, and carbontracker-style training prediction.
 
-pandas is imported inside the functions that build frames, so importing this is cheap.
+The figures are computed here; their words (phrases, texts) come from
+joulemeter.reports.render.wording. pandas is imported inside the functions that build
+frames, so importing this is cheap.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from joulemeter.meter.errors import ReportError
 from joulemeter.meter.run import Provenance, Run
 from joulemeter.reports.accounting import Footprint, footprint
 from joulemeter.reports.factors import Factors, resolve_factors
-from joulemeter.reports.render.formatting import duration, energy, number
+from joulemeter.reports.render import frame_records
+from joulemeter.reports.render.wording import break_even_text, comparison_phrase, prediction_text
 
 if TYPE_CHECKING:
     import pandas
@@ -110,9 +113,20 @@ def compare(
 
     compared = per_column or "energy_j"
     base_value = frame.loc[next(i for i, run in enumerate(runs) if run is base), compared]
-    frame["ratio"] = [_ratio(v, base_value) for v in frame[compared]]
+    ratios = [_ratio(v, base_value) for v in frame[compared]]
+    frame["ratio"] = ratios
     phrases = [
-        _phrase(run, base, frame.loc[i, compared], base_value, unit, per_label, footprints)
+        comparison_phrase(
+            run,
+            base,
+            ratio=ratios[i],
+            has_value=not _missing(frame.loc[i, compared]),
+            base_value=base_value,
+            unit=unit,
+            per_label=per_label,
+            provenance=footprints[run.id].provenance,
+            base_provenance=footprints[base.id].provenance,
+        )
         for i, run in enumerate(runs)
         if run is not base
     ]
@@ -191,10 +205,7 @@ def break_even(
         )
     factors = factors or resolve_factors()
     if saving_per_inference_j <= 0:
-        text = (
-            "never: the compressed model saves no energy per inference "
-            f"({energy(saving_per_inference_j)}), so its production never pays off"
-        )
+        text = break_even_text(extra_energy_j, saving_per_inference_j, None)
         return BreakEven(
             extra_energy_j, saving_per_inference_j, None, None, None, factors.currency, text
         )
@@ -203,10 +214,7 @@ def break_even(
     energy_count = extra_energy_j / saving_per_inference_j
     co2e_count = _quotient(spent.kg_co2e, saved.kg_co2e)
     cost_count = _quotient(spent.cost, saved.cost)
-    text = (
-        f"pays off after {number(math.ceil(energy_count))} inferences "
-        f"({energy(extra_energy_j)} spent, {energy(saving_per_inference_j)} saved per inference)"
-    )
+    text = break_even_text(extra_energy_j, saving_per_inference_j, energy_count)
     return BreakEven(
         extra_energy_j,
         saving_per_inference_j,
@@ -243,11 +251,7 @@ class TrainingPrediction:
 
     @property
     def text(self) -> str:
-        return (
-            f"{self.total_epochs} epochs predicted to use {energy(self.predicted_energy_j)} "
-            f"over {duration(self.predicted_duration_s)}, from {self.completed_epochs} "
-            f"completed epoch(s) at {energy(self.energy_per_epoch_j)} each"
-        )
+        return prediction_text(self)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -310,36 +314,7 @@ def predict_training(
     )
 
 
-# -- helpers shared with the renderers -------------------------------------------------
-
-
-def ratio_words(ratio: float | None) -> str:
-    """A ratio to the baseline in words: '3.4× less', '1.5× more', 'about the same', '—'."""
-    if ratio is None or math.isnan(ratio):
-        return "—"
-    if ratio == 0:
-        return "none"
-    factor = max(ratio, 1 / ratio)
-    text = f"{factor:.1f}×" if factor < 10 else f"{factor:,.0f}×"
-    if text == "1.0×":
-        return "about the same"
-    return f"{text} {'less' if ratio < 1 else 'more'}"
-
-
-def frame_records(frame: pandas.DataFrame) -> list[dict[str, Any]]:
-    """DataFrame rows as JSON-ready dicts: NaN becomes None, numpy scalars become Python."""
-    records = []
-    for row in frame.to_dict("records"):
-        records.append({key: _plain(value) for key, value in row.items()})
-    return records
-
-
-def _plain(value: Any) -> Any:
-    if hasattr(value, "item") and not isinstance(value, (list, dict, str)):
-        value = value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
+# -- helpers ---------------------------------------------------------------------------
 
 
 def _resolve_baseline(runs: list[Run], baseline: Run | str | None) -> Run:
@@ -376,14 +351,19 @@ def _per_unit(runs: list[Run], per: str | None) -> tuple[str | None, str | None,
     if per is None:
         return None, None, ""
     if per not in _PER_UNITS:
-        raise ReportError(f"unknown unit {per!r} for --per; choose one of {', '.join(_PER_UNITS)}")
+        raise ReportError(
+            f"unknown unit {per!r} to compare per; choose one of {', '.join(_PER_UNITS)}, "
+            "or compare whole runs",
+            parameter="per",
+        )
     candidates, count = _PER_UNITS[per]
     counted = [u for u in candidates if any(r.units.get(u) for r in runs)]
     in_all = [u for u in counted if all(r.units.get(u) for r in runs)]
     if not counted:
         raise ReportError(
             f"none of the runs counted {' or '.join(candidates)}; count units of work with "
-            "meter.count(...) or compare without --per"
+            "meter.count(...) or compare whole runs",
+            parameter="per",
         )
     unit = (in_all or counted)[0]
     label = f"per 1,000 {unit}" if count == 1000 else f"per {unit.removesuffix('s')}"
@@ -439,34 +419,3 @@ def _quotient(numerator: float | None, denominator: float | None) -> float | Non
     if numerator is None or not denominator:
         return None
     return numerator / denominator
-
-
-def _phrase(
-    run: Run,
-    base: Run,
-    value: Any,
-    base_value: Any,
-    unit: str | None,
-    per_label: str,
-    footprints: dict[str, Footprint],
-) -> str:
-    """'pruned: 3.4× less energy per 1,000 inferences than full (accuracy 0.90 vs 0.91)'."""
-    what = f"energy {per_label}".strip()
-    ratio = _ratio(value, base_value)
-    words = ratio_words(ratio)
-    if ratio is None:
-        missing = f"no {unit} counted" if _missing(value) and unit else "no figure"
-        text = f"{run.name}: {missing}, so no {what} to compare with {base.name}"
-    elif ratio == 0:
-        text = f"{run.name}: no {what} measured, against {number(base_value)} J for {base.name}"
-    elif words == "about the same":
-        text = f"{run.name}: about the same {what} as {base.name}"
-    else:
-        text = f"{run.name}: {words} {what} than {base.name}"
-    accuracy, base_accuracy = run.metadata.get("accuracy"), base.metadata.get("accuracy")
-    if isinstance(accuracy, (int, float)) and isinstance(base_accuracy, (int, float)):
-        text += f" (accuracy {accuracy:.4g} vs {base_accuracy:.4g})"
-    provenance, base_provenance = footprints[run.id].provenance, footprints[base.id].provenance
-    if provenance != base_provenance:
-        text += f"; mind the provenance: {provenance} here, {base_provenance} for {base.name}"
-    return text

@@ -13,22 +13,22 @@ import functools
 from dataclasses import dataclass
 
 from joulemeter.meter.errors import FactorError, UnknownHardwareError
-from joulemeter.reports.factors import Citation, Factors, citation_from_row, normalise_name, read_table, resolve_factors
-
-J_PER_MWH = 3.6e9
-S_PER_HOUR = 3600.0
+from joulemeter.meter.run import Provenance
+from joulemeter.meter.tables import Citation
+from joulemeter.meter.units import J_PER_KWH, KWH_PER_MWH, S_PER_HOUR
+from joulemeter.reports.factors import Factors, data_table, normalise_name, resolve_factors
 
 
 @dataclass(frozen=True)
 class Hardware:
-    """One row of the hardware table: board power of an accelerator, with its source."""
+    """A row of hardware.csv: board power of an accelerator, with its source."""
 
     name: str
     power_w: float
     vendor: str
     aliases: tuple[str, ...]
     citation: Citation
-    note: str
+    note: str | None
 
 
 @dataclass(frozen=True)
@@ -48,14 +48,7 @@ class Estimate:
 @functools.cache
 def hardware_table() -> dict[str, Hardware]:
     """Canonical name -> Hardware, from hardware.csv."""
-    table = {}
-    for row in read_table("hardware.csv"):
-        citation = citation_from_row(row)
-        assert citation is not None, f"hardware.csv row {row['name']} has no source"
-        aliases = tuple(a.strip() for a in row["aliases"].split(";") if a.strip())
-        table[row["name"]] = Hardware(row["name"], float(row["power_w"]), row["vendor"], aliases,
-                                      citation, row["note"])
-    return table
+    return {hw.name: hw for hw in data_table("hardware.csv", Hardware)}
 
 
 @functools.cache
@@ -113,7 +106,7 @@ def estimate(
 # -- published runs ----------------------------------------------------------------
 @dataclass(frozen=True)
 class PublishedRun:
-    """A training run as its paper or model card reported it.
+    """A row of published_runs.csv: a training run as its paper or model card reported it.
 
     `hours` is wall-clock time and `device_hours` the accelerator-hours (count × hours,
     or as reported). `reported_energy_mwh` is what the source states; whether it
@@ -136,15 +129,15 @@ class PublishedRun:
     notes: str
 
     @property
-    def provenance(self) -> str:
-        """"published" when the source reports energy, else "estimated" from its hours × power."""
-        return "published" if self.reported_energy_mwh is not None else "estimated"
+    def provenance(self) -> Provenance:
+        """PUBLISHED when the source reports energy, else ESTIMATED from its hours × power."""
+        return Provenance.PUBLISHED if self.reported_energy_mwh is not None else Provenance.ESTIMATED
 
     @property
     def energy_j(self) -> float:
         """Device-level energy (J): the reported figure without PUE, else device-hours × power."""
         if self.reported_energy_mwh is not None:
-            energy = self.reported_energy_mwh * J_PER_MWH
+            energy = self.reported_energy_mwh * KWH_PER_MWH * J_PER_KWH
             return energy / self.pue if self.energy_includes_pue and self.pue else energy
         power = self.power_w if self.power_w is not None else find_hardware(self.hardware).power_w
         if self.device_hours is None:
@@ -156,41 +149,9 @@ class PublishedRun:
         return resolve_factors(intensity_g_per_kwh=self.intensity_g_per_kwh, pue=self.pue or "device")
 
 
-def _optional_float(text: str) -> float | None:
-    return float(text) if text.strip() else None
-
-
 def published_runs() -> list[PublishedRun]:
     """Every run in published_runs.csv, in file order."""
-    return list(_published_runs())
-
-
-@functools.cache
-def _published_runs() -> tuple[PublishedRun, ...]:
-    runs = []
-    for row in read_table("published_runs.csv"):
-        citation = citation_from_row(row)
-        assert citation is not None, f"published_runs.csv row {row['name']} has no source"
-        count = _optional_float(row["count"])
-        runs.append(
-            PublishedRun(
-                name=row["name"],
-                model=row["model"],
-                hardware=row["hardware"],
-                count=None if count is None else int(count),
-                hours=_optional_float(row["hours"]),
-                device_hours=_optional_float(row["device_hours"]),
-                power_w=_optional_float(row["power_w"]),
-                reported_energy_mwh=_optional_float(row["reported_energy_mwh"]),
-                energy_includes_pue=row["energy_includes_pue"].strip().lower() == "yes",
-                reported_co2e_t=_optional_float(row["reported_co2e_t"]),
-                pue=_optional_float(row["pue"]),
-                intensity_g_per_kwh=_optional_float(row["intensity_g_per_kwh"]),
-                citation=citation,
-                notes=row["notes"],
-            )
-        )
-    return tuple(runs)
+    return list(data_table("published_runs.csv", PublishedRun))
 
 
 def published_run(name: str) -> PublishedRun:

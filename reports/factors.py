@@ -4,30 +4,29 @@ Grid intensity comes from the data CodeCarbon ships, read through its public get
 (countries: Our World in Data / Ember; US states: EPA eGRID; Canadian provinces: the
 generation mix × CodeCarbon's lifecycle factor per source; Chinese provinces: MEE/NBS;
 Nordic bidding zones: ENTSO-E). PUE presets, prices and equivalences live in
-`reports/data/*.csv`, each row with its source and year.
+`reports/data/*.csv`, each row with its source and year, read once into the records below.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import difflib
 import functools
-import importlib.resources
 import logging
 import unicodedata
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 from joulemeter.meter.errors import FactorError, UnknownRegionError
+from joulemeter.meter.tables import Citation, load_table, read_rows
+from joulemeter.meter.units import G_PER_POUND, KWH_PER_MWH
 
 logger = logging.getLogger("joulemeter.reports")
 
 WORLD = "WORLD"
 EU = "EU"
 DEFAULT_HOUSEHOLD_COUNTRY = "US"  # see _household_country: the reference most ML-energy papers use
-GRAMS_PER_POUND = 453.59237  # exact, by the 1959 international yard and pound agreement
-KWH_PER_MWH = 1000.0
+R = TypeVar("R")
 
 _CANADA_SOURCE_FACTORS = {  # canada_energy_mix.json key -> carbon_intensity_per_source.json key
     "coal": "coal",
@@ -39,21 +38,6 @@ _CANADA_SOURCE_FACTORS = {  # canada_energy_mix.json key -> carbon_intensity_per
     "solar": "solar",
     "biomass": "biomass",
 }
-
-
-@dataclass(frozen=True)
-class Citation:
-    """Where a number comes from: the source in words, its year, and a link."""
-
-    source: str
-    year: int | None
-    url: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def __str__(self) -> str:
-        return f"{self.source} ({self.year})" if self.year else self.source
 
 
 @dataclass(frozen=True)
@@ -78,19 +62,70 @@ class Factors:
 
 
 # -- data files ----------------------------------------------------------------
-@functools.cache
+def data_table(name: str, record: type[R]) -> tuple[R, ...]:
+    """`reports/data/<name>` as one `record` per row, each row checked (read once)."""
+    return load_table("joulemeter.reports", name, record)
+
+
 def read_table(name: str) -> tuple[dict[str, str], ...]:
-    """Rows of `reports/data/<name>` as dicts of strings (cached; read-only)."""
-    text = importlib.resources.files("joulemeter.reports").joinpath("data", name).read_text(encoding="utf-8")
-    return tuple(csv.DictReader(text.splitlines()))
+    """Rows of `reports/data/<name>` as dicts of strings, for checks of the file itself (cached)."""
+    return read_rows("joulemeter.reports", name)
 
 
-def citation_from_row(row: dict[str, str]) -> Citation | None:
-    """The Citation of a data-file row (columns source, year, url); None if it has no source."""
-    if not row.get("source"):
-        return None
-    year = row.get("year")
-    return Citation(row["source"], int(year) if year else None, row.get("url") or None)
+@dataclass(frozen=True)
+class PuePreset:
+    """A row of pue.csv: a named PUE, what it stands for, and its source (None for a definition)."""
+
+    preset: str
+    pue: float
+    description: str
+    citation: Citation | None
+
+
+@dataclass(frozen=True)
+class Price:
+    """A row of prices.csv: the electricity price of a country (alpha-3), "EU" or "WORLD"."""
+
+    region: str
+    price_per_kwh: float
+    currency: str
+    citation: Citation
+
+
+@dataclass(frozen=True)
+class EuMember:
+    """A row of eu_members.csv: a member state by ISO alpha-3 code."""
+
+    alpha3: str
+    name: str
+    citation: Citation
+
+
+@dataclass(frozen=True)
+class RegionAlias:
+    """A row of region_aliases.csv: a name people use ("UK") for a region code ("GBR")."""
+
+    alias: str
+    code: str
+
+
+@dataclass(frozen=True)
+class EquivalenceFactor:
+    """A row of equivalences.csv: facility kWh (basis "energy") or kg CO2e ("co2") per `factor_unit`.
+
+    `country` (alpha-2, "EU" or "WORLD") says whose household or person it describes;
+    None for a comparison that holds anywhere. `rank` orders the equally readable ones.
+    """
+
+    key: str
+    basis: Literal["energy", "co2"]
+    country: str | None
+    rank: int
+    style: Literal["times", "count", "duration"]
+    phrase: str
+    factor: float
+    factor_unit: str
+    citation: Citation
 
 
 # -- grid intensity ------------------------------------------------------------
@@ -159,7 +194,7 @@ def _us_state_regions() -> list[_Region]:
     for key, row in data.items():
         if key.startswith("_") or key == "usa":  # metadata; national figure comes from OWID
             continue
-        g_per_kwh = row["emissions"] * GRAMS_PER_POUND / KWH_PER_MWH  # lbs/MWh -> g/kWh
+        g_per_kwh = row["emissions"] * G_PER_POUND / KWH_PER_MWH  # lbs/MWh -> g/kWh
         code = f"US-{row['regionCode']}"
         out.append(_Region(code, f"{key.title()}, United States", "USA", g_per_kwh, citation, (key,)))
     return out
@@ -236,8 +271,8 @@ def _alias_index() -> dict[str, str]:
     """Normalised alias -> region code. Countries win over sub-national names ("Georgia")."""
     index: dict[str, str] = {}
     regions = _regions()
-    for row in read_table("region_aliases.csv"):
-        index[normalise_name(row["alias"])] = row["code"]
+    for alias in data_table("region_aliases.csv", RegionAlias):
+        index[normalise_name(alias.alias)] = alias.code
     for region in sorted(regions.values(), key=lambda r: len(r.code) != 3):  # countries first
         for alias in (region.code, region.name, *region.aliases):
             index.setdefault(normalise_name(alias), region.code)
@@ -267,10 +302,7 @@ def known_regions() -> list[tuple[str, str]]:
 # -- PUE and price ---------------------------------------------------------------
 def pue_presets() -> dict[str, tuple[float, Citation | None, str]]:
     """Preset name -> (PUE, citation, description), from pue.csv."""
-    return {
-        row["preset"]: (float(row["pue"]), citation_from_row(row), row["description"])
-        for row in read_table("pue.csv")
-    }
+    return {p.preset: (p.pue, p.citation, p.description) for p in data_table("pue.csv", PuePreset)}
 
 
 def _resolve_pue(pue: float | str | None) -> tuple[float, Citation | None]:
@@ -295,16 +327,16 @@ def _resolve_pue(pue: float | str | None) -> tuple[float, Citation | None]:
 
 @functools.cache
 def _eu_members() -> frozenset[str]:
-    return frozenset(row["alpha3"] for row in read_table("eu_members.csv"))
+    return frozenset(member.alpha3 for member in data_table("eu_members.csv", EuMember))
 
 
 def _price_for(country: str) -> tuple[float, str, Citation | None]:
     """Price row for the country (alpha-3), else the EU average for members, else the world."""
-    rows = {row["region"]: row for row in read_table("prices.csv")}
+    prices = {price.region: price for price in data_table("prices.csv", Price)}
     for key in (country, EU if country in _eu_members() else None, WORLD):
-        if key in rows:
-            row = rows[key]
-            return float(row["price_per_kwh"]), row["currency"], citation_from_row(row)
+        if key in prices:
+            price = prices[key]
+            return price.price_per_kwh, price.currency, price.citation
     raise FactorError("prices.csv has no WORLD row: reinstall joulemeter")
 
 
@@ -320,7 +352,7 @@ def _household_country(country: str | None) -> str:
         return WORLD
     import pycountry
 
-    available = {row["country"] for row in read_table("equivalences.csv") if row["country"]}
+    available = {e.country for e in data_table("equivalences.csv", EquivalenceFactor) if e.country}
     alpha2 = pycountry.countries.get(alpha_3=country).alpha_2
     if alpha2 in available:
         return alpha2

@@ -1,6 +1,6 @@
 """Comparisons: side-by-side figures and ratios, Pareto frontier, break-even, training prediction.
 
-Runs are built directly from meter.run dataclasses with round numbers, so every expected
+Runs are built directly from joulemeter.meter.run dataclasses with round numbers, so every expected
 figure below is hand arithmetic on those numbers and the factors given explicitly.
 """
 

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from joulemeter.meter.errors import JoulemeterError
+from joulemeter.meter.errors import JoulemeterError, UnknownFormatError
 
 if TYPE_CHECKING:
     from joulemeter.reports import Factors
@@ -41,15 +41,38 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+#: the library argument an error's advice is about (JoulemeterError.parameter) -> its flag here
+FLAG_HINTS = {
+    "intensity_g_per_kwh": "--intensity",
+    "power_w": "--power-w",
+    "per": "--per run",
+    "ledger": "or --ledger",
+    "port": "--prometheus-port",
+    "output": "--output",
+}
+
+
+def error_message(exc: JoulemeterError) -> str:
+    """The library's message with the flag that does what it advises, before its final full stop."""
+    if isinstance(exc, UnknownFormatError):
+        return f"unknown format {exc.name!r}: --format takes {', '.join(exc.choices)}"
+    message = str(exc)
+    flag = FLAG_HINTS.get(exc.parameter or "")
+    if flag is None:
+        return message
+    body, stop = (message[:-1], ".") if message.endswith(".") else (message, "")
+    return f"{body} ({flag}){stop}"
+
+
 def handle_errors(fn: F) -> F:
-    """Turn joulemeter's own errors into a red message and exit code 2, no traceback."""
+    """Turn joulemeter's own errors into a red message with its flag hint and exit code 2, no traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except JoulemeterError as exc:
-            raise fail(str(exc)) from None
+            raise fail(error_message(exc)) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -116,8 +116,8 @@ def _print_summary(result: DemoResult) -> None:
     from rich import box
     from rich.table import Table
 
-    from joulemeter.reports.compare import ratio_words
     from joulemeter.reports.render import formatting as fmt
+    from joulemeter.reports.render.wording import ratio_words
 
     summary = result.summary
     provenances = sorted(

@@ -95,20 +95,19 @@ def factors(
 def _footprint_table(fp: Footprint, title: str) -> object:
     from rich.table import Table
 
-    from joulemeter.reports import format_number
     from joulemeter.reports.render import formatting as fmt
 
     def ranged(value: float, bounds: tuple[float, float] | None, unit: str) -> str:
-        text = f"{format_number(value)} {unit}"
+        text = f"{fmt.number(value)} {unit}"
         if bounds:
-            text += f"  (range {format_number(bounds[0])}–{format_number(bounds[1])})"
+            text += f"  (range {fmt.number(bounds[0])}–{fmt.number(bounds[1])})"
         return text
 
     table = Table("figure", "value", title=title)
     table.add_row("energy at the device", fmt.energy_with_kwh(fp.energy_j))
     table.add_row("facility energy (× PUE)", ranged(fp.energy_kwh, fp.energy_kwh_range, "kWh"))
     table.add_row("emissions", ranged(fp.kg_co2e, fp.kg_co2e_range, "kg CO2e"))
-    table.add_row("cost", "—" if fp.cost is None else f"{format_number(fp.cost)} {fp.currency or ''}".strip())
+    table.add_row("cost", "—" if fp.cost is None else f"{fmt.number(fp.cost)} {fp.currency or ''}".strip())
     table.add_row("provenance", fp.provenance)
     return table
 
@@ -171,7 +170,8 @@ def published(json_output: bool = JsonOption) -> None:
     """Published training runs with what their papers or model cards reported, each with its source."""
     from rich.table import Table
 
-    from joulemeter.reports import footprint, format_number, published_runs
+    from joulemeter.reports import footprint, published_runs
+    from joulemeter.reports.render import formatting as fmt
 
     runs = published_runs()
     if json_output:
@@ -191,9 +191,9 @@ def published(json_output: bool = JsonOption) -> None:
     table = Table("run", "hardware", "device-hours", "energy (MWh)", "CO2e (t)", "source", title="Published training runs")
     for r in runs:
         fp = footprint(r)
-        energy = f"{format_number(fp.energy_kwh / 1000)}" + ("" if r.provenance == "published" else " (est.)")
-        co2 = "—" if r.reported_co2e_t is None else format_number(r.reported_co2e_t)
-        hours = "—" if r.device_hours is None else format_number(r.device_hours)
+        energy = f"{fmt.number(fp.energy_kwh / 1000)}" + ("" if r.provenance == "published" else " (est.)")
+        co2 = fmt.number(r.reported_co2e_t)
+        hours = fmt.number(r.device_hours)
         count = f"{r.count:,} × " if r.count else ""
         short_source = f"{r.citation.source.split(',')[0]} ({r.citation.year})"
         table.add_row(escape(r.model), escape(f"{count}{r.hardware}"), hours, energy, co2, escape(short_source))

@@ -20,6 +20,7 @@ from joulemeter.integrations.cli._common import (
     stderr,
     stdout,
 )
+from joulemeter.meter.formats import EXPORT, format_names, output_format
 from joulemeter.reports.render import formatting as fmt
 
 if TYPE_CHECKING:
@@ -203,29 +204,23 @@ def show(
 @handle_errors
 def export(
     run_refs: list[str] = typer.Argument(..., metavar="RUN...", help="Run ids, prefixes, or `last`."),
-    fmt: str = typer.Option("json", "--format", "-f", help="json, csv, parquet or codecarbon."),
+    fmt: str = typer.Option("json", "--format", "-f", help=", ".join(format_names(EXPORT)) + "."),
     table: str = typer.Option("samples", "--table", help="For csv/parquet: samples, windows or domains."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="File to write (default: stdout for json/csv)."),
     ledger: Optional[str] = LedgerOption,
 ) -> None:
     """Export runs: full JSON, a CSV/Parquet table, or CodeCarbon's emissions.csv format."""
-    from joulemeter.meter.export import FORMATS, TABLES, export_runs
+    from joulemeter.meter.export import TABLES, export_runs
     from joulemeter.meter.store import open_ledger
 
-    if fmt not in (*FORMATS, "codecarbon"):
-        raise fail(f"unknown format {fmt!r}: choose one of {', '.join((*FORMATS, 'codecarbon'))}")
+    spec = output_format(fmt, EXPORT)
     if table not in TABLES:
         raise fail(f"unknown table {table!r}: choose one of {', '.join(TABLES)}")
-    if fmt == "parquet" and output is None:
-        raise fail("Parquet is binary: give an output file with -o")
+    if spec.binary and output is None:
+        raise fail(f"{fmt} is binary: give an output file with -o")
     with open_ledger(ledger) as book:
         found = [book.get_run(ref) for ref in run_refs]
-    if fmt == "codecarbon":
-        from joulemeter.integrations.codecarbon import export_codecarbon_csv
-
-        export_codecarbon_csv(found, output or sys.stdout)
-    else:
-        export_runs(found, fmt, output if output else sys.stdout, table=table)
+    export_runs(found, fmt, output or sys.stdout, table=table)
     if output:
         stderr.print(f"wrote {len(found)} run(s) to {output}", markup=False)
 

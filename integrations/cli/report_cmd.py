@@ -23,6 +23,7 @@ from joulemeter.integrations.cli._common import (
     stderr,
     stdout,
 )
+from joulemeter.meter.formats import REPORT, format_names, output_format
 
 if TYPE_CHECKING:
     from joulemeter.meter.run import Run
@@ -45,7 +46,7 @@ def register(app: typer.Typer) -> None:
 @handle_errors
 def report(
     run_refs: list[str] = RunsArgument,
-    fmt: str = typer.Option("html", "--format", "-f", help="html, md, latex, json or csv."),
+    fmt: str = typer.Option("html", "--format", "-f", help=", ".join(format_names(REPORT)) + "."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="File to write (default: html to ./joulemeter-report-<id>.html, the rest to stdout)."),
     baseline: Optional[str] = BaselineOption,
     per: Optional[str] = PerOption,
@@ -58,10 +59,9 @@ def report(
     ledger: Optional[str] = LedgerOption,
 ) -> None:
     """A report of one run (figures, plots, windows) or several (comparison, ratios, Pareto)."""
-    from joulemeter.reports.render import FORMATS, render
+    from joulemeter.reports.render import render
 
-    if fmt not in FORMATS:
-        raise fail(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    suffix = output_format(fmt, REPORT).suffix
     factors = resolve_factor_options(country, pue, price, currency, intensity)
     runs, base = _load(run_refs, baseline, ledger)
     per = _chosen_per(per, runs, base)
@@ -69,7 +69,7 @@ def report(
     if output is None and fmt != "html":
         typer.echo(text, nl=False)
         return
-    path = output or Path(f"joulemeter-report-{_file_stem(runs)}.html")
+    path = output or Path(f"joulemeter-report-{_file_stem(runs)}{suffix}")
     _write_whole(path, text)
     stdout.print(f"report written to [bold]{escape(str(path))}[/]", highlight=False)
 
@@ -140,8 +140,8 @@ def _comparison_tables(result: Comparison) -> list[object]:
     in a third with a row per key, so that many keys stay readable in a terminal."""
     from rich.table import Table
 
-    from joulemeter.reports.compare import frame_records, ratio_words
-    from joulemeter.reports.render import formatting
+    from joulemeter.reports.render import formatting, frame_records
+    from joulemeter.reports.render.wording import ratio_words
 
     per = result.per_column
     energy = Table(title=f"Energy {result.per_label}".strip())

@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from joulemeter.integrations.compression.stats import (
@@ -26,10 +26,14 @@ from joulemeter.integrations.compression.stats import (
 from joulemeter.integrations.compression.training import accuracy, model_dtype, resolve_device, window_sync
 from joulemeter.integrations.compression.variants import is_quantized
 from joulemeter.meter import EnergyMeter, Run
+from joulemeter.meter.meter import MeterOptions, check_meter_options, extend_options
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
+    from typing_extensions import Unpack
+
+    from joulemeter.meter.store import Ledger
 
 log = logging.getLogger("joulemeter.compression")
 
@@ -47,12 +51,9 @@ def benchmark_inference(
     trials: int = 3,
     min_trial_s: float = 1.0,
     base_model: str = "model",
-    project: str = "default",
-    ledger: str | os.PathLike[str] | None = None,
     device: str = "auto",
-    tags: Sequence[str] = (),
     on_variant: Callable[[str, Run], None] | None = None,
-    **meter_options: Any,
+    **meter_options: Unpack[MeterOptions],
 ) -> list[Run]:
     """Meter inference of each named model over `data`; one ledger run per variant.
 
@@ -65,10 +66,12 @@ def benchmark_inference(
     and accuracy when labels are given.
     Each model is moved to the device and put in eval mode (in place, as nn.Module.to
     does); quantized models stay on the CPU whatever `device` says (CPU-only kernels).
-    `meter_options` go to EnergyMeter (interval_s, devices, sources, store, …).
+    The other options are EnergyMeter's (`MeterOptions`): `tags` and `metadata` add to
+    the variant's, window edges wait for the device.
     """
     import torch
 
+    check_meter_options(meter_options, "benchmark_inference")
     if trials < 1 or batch_size < 1 or warmup_batches < 0 or min_trial_s <= 0:
         raise ValueError(
             "need trials ≥ 1, batch_size ≥ 1, warmup_batches ≥ 0 and min_trial_s > 0; got "
@@ -94,9 +97,6 @@ def benchmark_inference(
             trials=trials,
             min_trial_s=min_trial_s,
             base_model=base_model,
-            project=project,
-            ledger=ledger,
-            tags=tags,
             meter_options=meter_options,
         )
         runs.append(run)
@@ -117,10 +117,7 @@ def _benchmark_one(
     trials: int,
     min_trial_s: float,
     base_model: str,
-    project: str,
-    ledger: str | os.PathLike[str] | None,
-    tags: Sequence[str],
-    meter_options: dict[str, Any],
+    meter_options: MeterOptions,
 ) -> Run:
     import torch
 
@@ -150,15 +147,10 @@ def _benchmark_one(
     metadata["peak_memory_method"] = method
 
     latencies: list[float] = []
-    meter = EnergyMeter(
-        f"{base_model}/{variant}",
-        project=project,
-        tags=[*tags, variant, base_model, "inference"],
-        metadata=metadata,
-        ledger=ledger,
-        sync=sync,
-        **meter_options,
+    options = extend_options(
+        meter_options, tags=[variant, base_model, "inference"], metadata=metadata, sync=sync
     )
+    meter = EnergyMeter(f"{base_model}/{variant}", **options)
     with meter, torch.inference_mode():
         with meter.window(INFERENCE_WINDOW):
             for trial in range(1, trials + 1):
@@ -168,7 +160,7 @@ def _benchmark_one(
     measured = {**_latency_figures(latencies), **_steady_state_figures(run)}
     run.metadata.update(measured)
     if meter.store:
-        _store_metadata(ledger, run.id, measured)
+        _store_metadata(meter_options.get("ledger"), run.id, measured)
     log.info(
         "%s: %s J per 1,000 inferences over %d trials",
         variant,
@@ -233,10 +225,13 @@ def _steady_state_figures(run: Run) -> dict[str, Any]:
 
 
 def _store_metadata(
-    ledger: str | os.PathLike[str] | None, run_id: str, figures: dict[str, Any]
+    ledger: str | os.PathLike[str] | Ledger | None, run_id: str, figures: dict[str, Any]
 ) -> None:
-    from joulemeter.meter.store import open_ledger
+    from joulemeter.meter.store import Ledger, open_ledger
 
+    if isinstance(ledger, Ledger):
+        ledger.update_metadata(run_id, figures)
+        return
     store = open_ledger(ledger)
     try:
         store.update_metadata(run_id, figures)

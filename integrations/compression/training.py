@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 from joulemeter.integrations.pytorch import cuda_sync_function
 from joulemeter.meter import EnergyMeter, current_meter
+from joulemeter.meter.meter import MeterOptions, extend_options
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
+    from typing_extensions import Unpack
 
 log = logging.getLogger("joulemeter.compression")
 
@@ -143,25 +145,21 @@ def production_meter(
     *,
     kind: str = "production",
     device: torch.device | str = "cpu",
-    project: str = "default",
-    tags: tuple[str, ...] | list[str] = (),
-    metadata: dict[str, Any] | None = None,
-    **meter_options: Any,
+    **meter_options: Unpack[MeterOptions],
 ) -> EnergyMeter:
     """A meter for the energy spent producing a variant: `kind` "training" for the full
     model, "production" for fine-tuning after pruning, distillation, conversion.
 
     Its run carries kind, variant and base_model in metadata and tags, so break-even
-    and lifetime comparisons find the production energy of each variant; `metadata`
-    adds to them (e.g. a "recipe" saying how the variant was made).
+    and lifetime comparisons find the production energy of each variant; `tags` and
+    `metadata` add to them (e.g. a "recipe" saying how the variant was made).
     """
     import torch
 
-    return EnergyMeter(
-        f"{base_model}/{variant} {kind}",
-        project=project,
-        tags=[*tags, variant, base_model, kind],
-        metadata={**(metadata or {}), "kind": kind, "variant": variant, "base_model": base_model},
+    options = extend_options(
+        meter_options,
+        tags=[variant, base_model, kind],
+        metadata={"kind": kind, "variant": variant, "base_model": base_model},
         sync=window_sync(torch.device(device)),
-        **meter_options,
     )
+    return EnergyMeter(f"{base_model}/{variant} {kind}", **options)

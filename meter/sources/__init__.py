@@ -1,6 +1,8 @@
 """Power sources and the one place that knows them all: discovery.
 
-Preference, per kind of device:
+Each source module registers its class for the kinds it meters (`register_source`);
+discovery imports every module of this package and, per kind, opens the registered
+sources in order of preference until one reads:
 - GPUs: NVML (no estimate stands in for a GPU).
 - CPU: RAPL packages (or psys), else the utilisation estimate.
 - Memory: RAPL dram, else the memory-in-use estimate.
@@ -14,17 +16,60 @@ words, with the reason the better source could not read.
 
 from __future__ import annotations
 
+import importlib
+import os
+import pkgutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from joulemeter.meter.errors import SourceUnavailable
 from joulemeter.meter.run import Domain
-from joulemeter.meter.sources.base import Reading, Source, SourceStatus
+from joulemeter.meter.sources.base import (
+    ESTIMATED,
+    MEASURED,
+    Reading,
+    Source,
+    SourceEntry,
+    SourceStatus,
+    register_source,
+    registered,
+)
 
-__all__ = ["Discovery", "Reading", "Source", "SourceStatus", "discover", "statuses"]
+__all__ = [
+    "ESTIMATED",
+    "MEASURED",
+    "Discovery",
+    "Reading",
+    "Source",
+    "SourceEntry",
+    "SourceStatus",
+    "discover",
+    "register_source",
+    "registry",
+    "statuses",
+]
 
-_KIND_ALIASES = {"cpu": {"cpu", "psys"}, "ram": {"ram", "dram"}}
+
+@dataclass(frozen=True)
+class _Kind:
+    """How fallback notes speak of a kind, and the domain kinds that meter it."""
+
+    domain_kinds: frozenset[str]
+    words: str  # "RAM" in "RAPL has no dram zone; RAM estimate: …"
+    missing: str  # what a source without it lacks: "RAPL has no CPU zone"
+    unmetered: str  # "GPUs are not metered"
+
+
+_KINDS = {
+    "gpu": _Kind(frozenset({"gpu"}), "GPU", "GPU asked for", "GPUs are not metered"),
+    "cpu": _Kind(frozenset({"cpu", "psys"}), "CPU", "CPU zone", "CPU not metered"),
+    "ram": _Kind(frozenset({"ram", "dram"}), "RAM", "dram zone", "RAM not metered"),
+}
+
+
+def _kind(name: str) -> _Kind:
+    """The words for a kind; a kind without an entry above is spoken of by its name."""
+    return _KINDS.get(name) or _Kind(frozenset({name}), name, name, f"{name} not metered")
 
 
 @dataclass
@@ -40,69 +85,87 @@ class Discovery:
         self.domains.extend(domains)
 
 
+def registry() -> dict[str, list[SourceEntry]]:
+    """Each kind (GPU, CPU, memory, then any other) with its sources, best first.
+
+    Imports every module of this package first, so each registers its sources.
+    """
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
+    entries = sorted(registered(), key=lambda e: (e.preference, e.label))
+    order = list(_KINDS)
+    kinds = sorted(
+        {k for e in entries for k in e.kinds},
+        key=lambda k: (order.index(k) if k in order else len(order), k),
+    )
+    return {k: [e for e in entries if k in e.kinds] for k in kinds}
+
+
 def discover(
     devices: Sequence[str] | None = None,
     *,
     pid: int | None = None,
-    replay: str | Path | None = None,
+    replay: str | os.PathLike[str] | None = None,
 ) -> Discovery:
     """Open the best source that reads each wanted device here; the caller closes them.
 
     `pid` makes the CPU and memory estimates follow that process and its children.
     A malformed replay trace raises ReplayTraceError rather than metering something else.
     """
-    from joulemeter.meter.sources.estimate import CpuEstimate, RamEstimate
-    from joulemeter.meter.sources.nvml import NvmlSource
-    from joulemeter.meter.sources.rapl import RaplSource
-    from joulemeter.meter.sources.replay import ReplaySource
-
     found = Discovery()
     if replay is not None:
+        from joulemeter.meter.sources.replay import ReplaySource
+
         _open_filtered(found, ReplaySource(replay), devices)
         return found
-
-    if _wants_kind(devices, "gpu"):
-        _, problem = _open_filtered(found, NvmlSource(), devices)
-        if problem:
-            found.fallbacks.append(f"NVML unavailable: {problem}; GPUs are not metered")
-
-    want_cpu, want_ram = _wants_kind(devices, "cpu"), _wants_kind(devices, "ram")
-    if not (want_cpu or want_ram):
-        return found
-    _, rapl_problem = _open_filtered(found, RaplSource(), devices)
-    kinds = {d.kind for d in found.domains}
-    if want_cpu and not kinds & _KIND_ALIASES["cpu"]:
-        why = f"RAPL unavailable: {rapl_problem}" if rapl_problem else "RAPL has no CPU zone"
-        _fall_back(found, CpuEstimate(pid), devices, why, "CPU")
-    if want_ram and "dram" not in kinds:
-        why = f"RAPL unavailable: {rapl_problem}" if rapl_problem else "RAPL has no dram zone"
-        _fall_back(found, RamEstimate(pid), devices, why, "RAM")
+    tried: dict[SourceEntry, tuple[list[Domain], str | None]] = {}
+    for kind, entries in registry().items():
+        if _wants_kind(devices, kind):
+            _meter_kind(found, kind, entries, tried, devices, pid)
     return found
 
 
 def statuses() -> list[SourceStatus]:
     """Whether each source reads on this machine, with its domains, or why not and the fix."""
-    from joulemeter.meter.sources.estimate import CpuEstimate, RamEstimate
-    from joulemeter.meter.sources.nvml import NvmlSource
-    from joulemeter.meter.sources.rapl import RaplSource
-
-    sources = (NvmlSource(), RaplSource(), CpuEstimate(), RamEstimate())
-    return [source.status() for source in sources]
+    entries = dict.fromkeys(e for by_kind in registry().values() for e in by_kind)
+    return [entry.make(None).status() for entry in entries]
 
 
-def _fall_back(
-    found: Discovery, estimate: Source, devices: Sequence[str] | None, why: str, what: str
+def _meter_kind(
+    found: Discovery,
+    kind: str,
+    entries: list[SourceEntry],
+    tried: dict[SourceEntry, tuple[list[Domain], str | None]],
+    devices: Sequence[str] | None,
+    pid: int | None,
 ) -> None:
-    """Open an estimate in place of a better source and record the fallback in words."""
-    added, problem = _open_filtered(found, estimate, devices)
-    if problem:
-        found.fallbacks.append(f"{why}; {what} not metered: the estimate cannot read ({problem})")
-    elif not added:
-        found.fallbacks.append(
-            f"{why}; {what} not metered: no estimated domain matches {list(devices or [])}"
-        )
-    else:
-        found.fallbacks.extend(f"{why}; {what} {d.method}" for d in added)
+    """Open `kind`'s sources best first until one meters it; note each fallback in words.
+
+    A source of several kinds (RAPL: CPU and memory) is opened once and kept for all.
+    """
+    words = _kind(kind)
+    reasons: list[str] = []  # why each better source could not meter the kind
+    for entry in entries:
+        if entry not in tried:
+            tried[entry] = _open_filtered(found, entry.make(pid), devices)
+        domains, problem = tried[entry]
+        added = [d for d in domains if d.kind in words.domain_kinds]
+        if added:
+            if reasons:
+                why = "; ".join(reasons)
+                found.fallbacks.extend(f"{why}; {words.words} {d.method}" for d in added)
+            return
+        if not entry.estimated:
+            reasons.append(
+                f"{entry.label} unavailable: {problem}" if problem else f"{entry.label} has no {words.missing}"
+            )
+        elif problem:
+            reasons.append(f"{words.unmetered}: the estimate cannot read ({problem})")
+        else:
+            reasons.append(f"{words.unmetered}: no estimated domain matches {list(devices or [])}")
+    if not any(e.estimated for e in entries):
+        reasons.append(words.unmetered)
+    found.fallbacks.append("; ".join(reasons))
 
 
 def _open_filtered(
@@ -128,16 +191,14 @@ def _wants_kind(devices: Sequence[str] | None, kind: str) -> bool:
     """Whether any requested device is of this kind (or of a kind it stands for)."""
     if devices is None:
         return True
-    kinds = _KIND_ALIASES.get(kind, {kind})
-    return any(d.split(":")[0] in kinds | {kind} for d in devices)
+    kinds = _kind(kind).domain_kinds | {kind}
+    return any(d.split(":")[0] in kinds for d in devices)
 
 
 def _wanted(domain: Domain, devices: Sequence[str] | None) -> bool:
     if devices is None:
         return True
-    return any(
-        d == domain.name or domain.kind in _KIND_ALIASES.get(d, {d}) for d in devices
-    )
+    return any(d == domain.name or domain.kind in _kind(d).domain_kinds for d in devices)
 
 
 class _DomainFilter(Source):

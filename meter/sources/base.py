@@ -1,15 +1,24 @@
-"""The one interface every power source implements.
+"""The one interface every power source implements, and the registry discovery walks.
 
 A source owns one or more domains (all GPUs NVML sees, all RAPL zones, …). The
 sampler calls `read()` on a background thread and never asks which vendor it holds.
+A source module registers its class with `@register_source(kinds, …)`: discovery
+finds it there, so adding a vendor is adding a module.
 """
 
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from joulemeter.meter.run import Domain
+
+#: Preferences: lower is tried first. Measured sources (hardware counters and sensors)
+#: come before estimates, which stand in only where no measured source reads.
+MEASURED = 0
+ESTIMATED = 100
 
 
 @dataclass(frozen=True)
@@ -66,3 +75,48 @@ class Source(abc.ABC):
         finally:
             self.close()
         return SourceStatus(self.name, True, tuple(domains))
+
+
+S = TypeVar("S", bound=type[Source])
+
+
+@dataclass(frozen=True)
+class SourceEntry:
+    """A registered source: the kinds it meters ("gpu", "cpu", "ram"), in what preference.
+
+    `label` names it in fallback notes ("NVML unavailable: …"); `per_process` sources
+    are made with the pid to follow (None: machine-wide), the others with no argument.
+    """
+
+    source: type[Source]
+    kinds: tuple[str, ...]
+    label: str
+    preference: int = MEASURED
+    per_process: bool = False
+
+    @property
+    def estimated(self) -> bool:
+        return self.preference >= ESTIMATED
+
+    def make(self, pid: int | None) -> Source:
+        return self.source(pid) if self.per_process else self.source()  # type: ignore[call-arg]
+
+
+_registry: list[SourceEntry] = []
+
+
+def register_source(
+    *kinds: str, label: str, preference: int = MEASURED, per_process: bool = False
+) -> Callable[[S], S]:
+    """Class decorator: make discovery and `statuses()` try this source for `kinds`."""
+
+    def register(source: S) -> S:
+        _registry.append(SourceEntry(source, kinds, label, preference, per_process))
+        return source
+
+    return register
+
+
+def registered() -> list[SourceEntry]:
+    """Every source registered so far, in registration order."""
+    return list(_registry)

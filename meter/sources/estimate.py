@@ -26,7 +26,8 @@ from dataclasses import dataclass
 
 from joulemeter.meter.errors import SourceUnavailable
 from joulemeter.meter.run import Domain, Provenance
-from joulemeter.meter.sources.base import Reading, Source
+from joulemeter.meter.sources.base import ESTIMATED, Reading, Source, register_source
+from joulemeter.meter.tables import Citation, load_table
 
 log = logging.getLogger("joulemeter.sources.estimate")
 
@@ -39,11 +40,19 @@ BytesReader = Callable[[], float]
 """Returns bytes of memory in use now; raises OSError if unreadable."""
 
 
-@functools.lru_cache(maxsize=1)
+@dataclass(frozen=True)
+class PowerModelFigure:
+    """A row of meter/data/cpu_power_model.csv: one figure of the CPU/RAM power model."""
+
+    quantity: str
+    value: float
+    unit: str
+    citation: Citation
+
+
 def power_model_constants() -> dict[str, float]:
     """The per-vCPU and per-GB figures of meter/data/cpu_power_model.csv, by quantity."""
-    text = importlib.resources.files("joulemeter.meter").joinpath("data/cpu_power_model.csv").read_text()
-    return {row["quantity"]: float(row["value"]) for row in csv.DictReader(text.splitlines())}
+    return {f.quantity: f.value for f in load_table("joulemeter.meter", "cpu_power_model.csv", PowerModelFigure)}
 
 
 @dataclass(frozen=True)
@@ -204,6 +213,7 @@ def _logical_cpus() -> int:
 
 
 # -- sources --------------------------------------------------------------------
+@register_source("cpu", label="CPU estimate", preference=ESTIMATED, per_process=True)
 class CpuEstimate(Source):
     """Domain `cpu`: power estimated from CPU utilisation (provenance ESTIMATED)."""
 
@@ -276,6 +286,7 @@ class CpuEstimate(Source):
         self._last = None
 
 
+@register_source("ram", label="RAM estimate", preference=ESTIMATED, per_process=True)
 class RamEstimate(Source):
     """Domain `ram`: power estimated from memory in use (provenance ESTIMATED)."""
 

@@ -16,11 +16,11 @@ from typing import Any
 
 from joulemeter.meter.errors import SourceUnavailable
 from joulemeter.meter.run import Domain, Provenance
-from joulemeter.meter.sources.base import Reading, Source
+from joulemeter.meter.sources.base import Reading, Source, register_source
+from joulemeter.meter.units import J_PER_MILLIJOULE, W_PER_MILLIWATT
 
 log = logging.getLogger("joulemeter.sources.nvml")
 
-_MILLI = 1e-3  # NVML reports mW and mJ
 _MIG_NOTE = (
     "MIG mode is on: NVML gives power and energy for the whole board only, shared by "
     "every MIG instance on it"
@@ -37,6 +37,7 @@ class _Gpu:
     power_field: bool  # NVML_FI_DEV_POWER_INSTANT works; else nvmlDeviceGetPowerUsage
 
 
+@register_source("gpu", label="NVML")
 class NvmlSource(Source):
     """Every NVIDIA GPU this process can see, read through NVML."""
 
@@ -82,7 +83,7 @@ class NvmlSource(Source):
             try:
                 energy_j = None
                 if gpu.has_counter:
-                    energy_j = pynvml.nvmlDeviceGetTotalEnergyConsumption(gpu.handle) * _MILLI
+                    energy_j = pynvml.nvmlDeviceGetTotalEnergyConsumption(gpu.handle) * J_PER_MILLIJOULE
                 power_w = _power_w(pynvml, gpu)
             except pynvml.NVMLError as exc:
                 readings.append(Reading(gpu.domain.name, error=f"GPU lost: {exc}"))
@@ -254,7 +255,7 @@ def _power_w(pynvml: Any, gpu: _Gpu) -> float | None:
         if power is not None:
             return power
     try:
-        return pynvml.nvmlDeviceGetPowerUsage(gpu.handle) * _MILLI
+        return pynvml.nvmlDeviceGetPowerUsage(gpu.handle) * W_PER_MILLIWATT
     except pynvml.NVMLError_NotSupported:
         return None
 
@@ -264,7 +265,7 @@ def _power_field_w(pynvml: Any, handle: Any) -> float | None:
     (entry,) = pynvml.nvmlDeviceGetFieldValues(handle, [pynvml.NVML_FI_DEV_POWER_INSTANT])
     if entry.nvmlReturn != pynvml.NVML_SUCCESS:
         return None
-    return _field_number(pynvml, entry) * _MILLI
+    return _field_number(pynvml, entry) * W_PER_MILLIWATT
 
 
 def _field_number(pynvml: Any, entry: Any) -> float:

@@ -23,12 +23,12 @@ from pathlib import Path
 
 from joulemeter.meter.errors import SourceUnavailable
 from joulemeter.meter.run import Domain, Provenance
-from joulemeter.meter.sources.base import Reading, Source
+from joulemeter.meter.sources.base import Reading, Source, register_source
+from joulemeter.meter.units import J_PER_MICROJOULE
 
 log = logging.getLogger("joulemeter.sources.rapl")
 
 DEFAULT_ROOT = Path("/sys/class/powercap")
-_MICRO = 1e-6
 _ZONE = re.compile(r"intel-rapl:(\d+)")
 _PERMISSION_FIX = (
     "run as root, or grant read access until the next reboot with "
@@ -49,6 +49,7 @@ class _Zone:
     energy_file: Path
 
 
+@register_source("cpu", "ram", label="RAPL")
 class RaplSource(Source):
     """RAPL package and DRAM counters; `root` and `read_text` can be swapped for tests."""
 
@@ -93,7 +94,7 @@ class RaplSource(Source):
         readings = []
         for zone in self._zones:
             try:
-                energy_j = int(self._read_text(zone.energy_file)) * _MICRO
+                energy_j = int(self._read_text(zone.energy_file)) * J_PER_MICROJOULE
             except (OSError, ValueError) as exc:
                 readings.append(Reading(zone.domain.name, error=f"RAPL read failed: {exc}"))
                 continue
@@ -154,7 +155,7 @@ class RaplSource(Source):
     def _range_j(self, zone_dir: Path) -> float | None:
         """Where the counter wraps, in J; None if unreadable (a wrap then reads as a reset)."""
         try:
-            return int(self._read_text(zone_dir / "max_energy_range_uj")) * _MICRO
+            return int(self._read_text(zone_dir / "max_energy_range_uj")) * J_PER_MICROJOULE
         except (OSError, ValueError):
             return None
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import bisect
 import csv
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ class TraceRow:
     line: int = 0
 
 
-def load_trace(path: str | Path) -> list[TraceRow]:
+def load_trace(path: str | os.PathLike[str]) -> list[TraceRow]:
     """Read and validate a power trace; every row, in file order, or ReplayTraceError."""
     path = Path(path)
     try:
@@ -154,7 +155,7 @@ class ReplaySource(Source):
 
     def __init__(
         self,
-        path: str | Path,
+        path: str | os.PathLike[str],
         *,
         speed: float = 1.0,
         clock: Callable[[], float] = time.monotonic,

@@ -24,7 +24,9 @@ import sqlalchemy as sa
 
 from joulemeter.meter.energy import summarise
 from joulemeter.meter.errors import LedgerCorruptError, LedgerError, RunNotFoundError
-from joulemeter.meter.run import Domain, DomainEnergy, Gap, Provenance, Run, Sample, Status, Window
+from joulemeter.meter.run import (
+    Domain, DomainEnergy, Gap, Run, Sample, Status, Window, fields_dict, from_fields
+)
 from joulemeter.meter.store import schema, sqlite_file
 from joulemeter.meter.store.location import resolve
 
@@ -156,7 +158,7 @@ class Ledger:
             last = conn.execute(
                 sa.select(sa.func.max(position)).where(schema.gaps.c.run_id == run_id)
             ).scalar()
-            rows = (dataclasses.asdict(g) for g in gaps)
+            rows = (g.to_dict() for g in gaps)
             _insert_rows(conn, schema.gaps, run_id, rows, start=0 if last is None else last + 1)
 
         self._transaction(work, write=True)
@@ -431,23 +433,13 @@ def _check_json(run_id: str, field: str, value: Any) -> None:
 
 
 # -- data model -> rows ----------------------------------------------------------------
+#: The fields of Run that the runs table holds, matched by name (the others have tables).
+_RUN_COLUMNS = tuple(f.name for f in dataclasses.fields(Run) if f.name in schema.runs.c)
+
+
 def _run_row(run: Run, status: Status) -> dict[str, Any]:
-    """The runs-table row of a run, marked alive now."""
-    return {
-        "id": run.id,
-        "name": run.name,
-        "project": run.project,
-        "status": status.value,
-        "started_at": run.started_at,
-        "ended_at": run.ended_at,
-        "duration_s": run.duration_s,
-        "interval_s": run.interval_s,
-        "host": run.host,
-        "units": run.units,
-        "metadata": run.metadata,
-        "error": run.error,
-        "heartbeat_at": _now_iso(),
-    }
+    """The runs-table row of a run with `status`, marked alive now."""
+    return fields_dict(run, _RUN_COLUMNS) | {"status": status.value, "heartbeat_at": _now_iso()}
 
 
 def _insert_run(conn: sa.Connection, run: Run) -> None:
@@ -462,7 +454,7 @@ def _insert_parts(conn: sa.Connection, run: Run) -> None:
     _insert_rows(conn, schema.domains, run.id, (d.to_dict() for d in run.domains))
     _insert_rows(conn, schema.energy, run.id, (e.to_dict() for e in run.energy.values()))
     _insert_rows(conn, schema.windows, run.id, (w.to_dict() for w in run.windows))
-    _insert_rows(conn, schema.gaps, run.id, (dataclasses.asdict(g) for g in run.gaps))
+    _insert_rows(conn, schema.gaps, run.id, (g.to_dict() for g in run.gaps))
 
 
 def _insert_rows(
@@ -479,7 +471,7 @@ def _insert_rows(
 
 
 def _insert_samples(conn: sa.Connection, run_id: str, samples: Sequence[Sample]) -> None:
-    rows = [{**dataclasses.asdict(s), "run_id": run_id} for s in samples]
+    rows = [{**s.to_dict(), "run_id": run_id} for s in samples]
     if rows:
         conn.execute(sa.insert(schema.samples), rows)
 
@@ -487,7 +479,7 @@ def _insert_samples(conn: sa.Connection, run_id: str, samples: Sequence[Sample])
 # -- rows -> data model ----------------------------------------------------------------
 def _load_runs(conn: sa.Connection, rows: Sequence[sa.Row], with_samples: bool) -> list[Run]:
     """Build Runs from their rows, reading each child table once per chunk of run ids."""
-    runs = {row.id: _run_from_row(row) for row in rows}
+    runs = {row.id: from_fields(Run, row._mapping) for row in rows}
     ids = list(runs)
     for chunk in (ids[i : i + _ID_CHUNK] for i in range(0, len(ids), _ID_CHUNK)):
         for table, add in _PART_READERS:
@@ -498,50 +490,28 @@ def _load_runs(conn: sa.Connection, rows: Sequence[sa.Row], with_samples: bool) 
             s = schema.samples
             query = sa.select(s).where(s.c.run_id.in_(chunk)).order_by(s.c.id)
             for r in conn.execute(query):
-                runs[r.run_id].samples.append(Sample(r.t_s, r.domain, r.power_w, r.energy_j))
+                runs[r.run_id].samples.append(from_fields(Sample, r._mapping))
     return list(runs.values())
 
 
-def _run_from_row(row: sa.Row) -> Run:
-    return Run(
-        id=row.id,
-        name=row.name,
-        project=row.project,
-        status=Status(row.status),
-        started_at=row.started_at,
-        ended_at=row.ended_at,
-        duration_s=row.duration_s,
-        interval_s=row.interval_s,
-        host=dict(row.host),
-        units=dict(row.units),
-        metadata=dict(row.metadata),
-        error=row.error,
-    )
-
-
 def _add_domain(run: Run, r: sa.Row) -> None:
-    provenance = Provenance(r.provenance)
-    run.domains.append(
-        Domain(r.name, r.kind, r.device, provenance, r.method, r.counter_range_j, r.note)
-    )
+    run.domains.append(from_fields(Domain, r._mapping))
 
 
 def _add_energy(run: Run, r: sa.Row) -> None:
-    provenance = Provenance(r.provenance)
-    run.energy[r.domain] = DomainEnergy(
-        r.domain, r.energy_j, provenance, r.avg_power_w, r.peak_power_w, r.idle_power_w
-    )
+    energy = from_fields(DomainEnergy, r._mapping)
+    run.energy[energy.domain] = energy
 
 
 def _add_window(run: Run, r: sa.Row) -> None:
-    window = Window(r.name, r.path, r.start_s, r.end_s, dict(r.energy_j), dict(r.units), r.note)
-    run.windows.append(window)
+    run.windows.append(from_fields(Window, r._mapping))
 
 
 def _add_gap(run: Run, r: sa.Row) -> None:
-    run.gaps.append(Gap(r.domain, r.start_s, r.end_s, r.reason))
+    run.gaps.append(from_fields(Gap, r._mapping))
 
 
+#: Each child table and how its rows (fields matched by name) join their run.
 _PART_READERS: tuple[tuple[sa.Table, Callable[[Run, sa.Row], None]], ...] = (
     (schema.tags, lambda run, r: run.tags.append(r.tag)),
     (schema.domains, _add_domain),

@@ -22,6 +22,17 @@ def _run_id(**kwargs: object) -> sa.Column:
     )
 
 
+def _run_part(name: str, *columns: sa.Column) -> sa.Table:
+    """A table of one kind of part of a run, kept in order: keyed by (run_id, position)."""
+    return sa.Table(
+        name,
+        tables,
+        _run_id(primary_key=True),
+        sa.Column("position", sa.Integer, primary_key=True),
+        *columns,
+    )
+
+
 meta = sa.Table(
     "joulemeter_meta",
     tables,
@@ -51,20 +62,11 @@ runs = sa.Table(
     sa.Column("heartbeat_at", sa.String),  # ISO 8601 UTC of the last write
 )
 
-tags = sa.Table(
-    "tags",
-    tables,
-    _run_id(primary_key=True),
-    sa.Column("position", sa.Integer, primary_key=True),
-    sa.Column("tag", sa.String, nullable=False, index=True),
-)
+tags = _run_part("tags", sa.Column("tag", sa.String, nullable=False, index=True))
 
 # The devices a run measured: one row per domain.
-domains = sa.Table(
+domains = _run_part(
     "domains",
-    tables,
-    _run_id(primary_key=True),
-    sa.Column("position", sa.Integer, primary_key=True),
     sa.Column("name", sa.String, nullable=False),
     sa.Column("kind", sa.String, nullable=False),
     sa.Column("device", sa.String, nullable=False),
@@ -74,11 +76,8 @@ domains = sa.Table(
     sa.Column("note", sa.Text),
 )
 
-energy = sa.Table(
+energy = _run_part(
     "energy",
-    tables,
-    _run_id(primary_key=True),
-    sa.Column("position", sa.Integer, primary_key=True),
     sa.Column("domain", sa.String, nullable=False),
     sa.Column("energy_j", sa.Double, nullable=False),
     sa.Column("provenance", sa.String, nullable=False),
@@ -87,11 +86,8 @@ energy = sa.Table(
     sa.Column("idle_power_w", sa.Double),
 )
 
-windows = sa.Table(
+windows = _run_part(
     "windows",
-    tables,
-    _run_id(primary_key=True),
-    sa.Column("position", sa.Integer, primary_key=True),
     sa.Column("name", sa.String, nullable=False),
     sa.Column("path", sa.String, nullable=False),
     sa.Column("start_s", sa.Double, nullable=False),
@@ -101,11 +97,8 @@ windows = sa.Table(
     sa.Column("note", sa.Text),
 )
 
-gaps = sa.Table(
+gaps = _run_part(
     "gaps",
-    tables,
-    _run_id(primary_key=True),
-    sa.Column("position", sa.Integer, primary_key=True),
     sa.Column("domain", sa.String, nullable=False),
     sa.Column("start_s", sa.Double, nullable=False),
     sa.Column("end_s", sa.Double),

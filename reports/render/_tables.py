@@ -1,13 +1,19 @@
-"""Table rows the renderers share: energy per domain and per window of a run.
+"""Table rows the renderers share: energy per domain and per window of a run, and a
+comparison's frame as records.
 
 Plain lists of dicts in SI units; each renderer formats them its own way.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from joulemeter.meter.run import Provenance, Run
+
+if TYPE_CHECKING:
+    import pandas
 
 
 @dataclass
@@ -94,3 +100,16 @@ def methods_text(run: Run) -> str:
     """How the run was measured, in words: 'NVML total energy counter; RAPL counter'."""
     methods = dict.fromkeys(d.method for d in run.domains if d.method)
     return "; ".join(methods) or "unknown method"
+
+
+def frame_records(frame: pandas.DataFrame) -> list[dict[str, Any]]:
+    """DataFrame rows as JSON-ready dicts: NaN becomes None, numpy scalars become Python."""
+    return [{key: _plain(value) for key, value in row.items()} for row in frame.to_dict("records")]
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "item") and not isinstance(value, (list, dict, str)):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value

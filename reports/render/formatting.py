@@ -84,6 +84,11 @@ def duration(duration_s: float | None) -> str:
     return f"{duration_s / 86400:.1f} days"
 
 
+def count(value: float) -> str:
+    """'1,000,000', '30', or '2.5' when not whole."""
+    return f"{value:,.0f}" if float(value).is_integer() else number(value)
+
+
 def quantity(value: float | None, unit: str) -> str:
     """A number with its unit, e.g. '1.2 g CO2e/kWh'."""
     return DASH if value is None else f"{number(value)} {unit}"

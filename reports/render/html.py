@@ -6,22 +6,28 @@ from __future__ import annotations
 import base64
 import html
 
-from joulemeter.reports.compare import frame_records, ratio_words
+from joulemeter.meter.run import Provenance
 from joulemeter.reports.render import formatting as fmt
 from joulemeter.reports.render import plots
 from joulemeter.reports.render._report import Report, RunReport
-from joulemeter.reports.render._tables import domain_rows, window_domains, window_groups
+from joulemeter.reports.render._tables import (
+    domain_rows,
+    frame_records,
+    window_domains,
+    window_groups,
+)
+from joulemeter.reports.render.wording import ratio_words
 
 _CSP = (
     "default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
     "base-uri 'none'; form-action 'none'"
 )
 _PROVENANCE_HELP = {
-    "counter": "read from a hardware energy counter (NVML total energy, RAPL)",
-    "sampled": "power readings integrated over time",
-    "replayed": "a recorded power trace played back",
-    "estimated": "a model (e.g. board power × utilisation), not a measurement",
-    "mixed": "domains measured in different ways; see the domain table",
+    Provenance.COUNTER: "read from a hardware energy counter (NVML total energy, RAPL)",
+    Provenance.SAMPLED: "power readings integrated over time",
+    Provenance.REPLAYED: "a recorded power trace played back",
+    Provenance.ESTIMATED: "a model (e.g. board power × utilisation), not a measurement",
+    Provenance.MIXED: "domains measured in different ways; see the domain table",
 }
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;

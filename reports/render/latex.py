@@ -6,10 +6,9 @@ names with `_`, `%`, `&` or `\\` compile as written.
 
 from __future__ import annotations
 
-from joulemeter.reports.compare import frame_records
 from joulemeter.reports.render import formatting as fmt
 from joulemeter.reports.render._report import Report, RunReport
-from joulemeter.reports.render._tables import methods_text
+from joulemeter.reports.render._tables import frame_records, methods_text
 
 _ESCAPES = {
     "\\": r"\textbackslash{}",

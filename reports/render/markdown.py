@@ -9,10 +9,15 @@ from __future__ import annotations
 import re
 from collections.abc import Container
 
-from joulemeter.reports.compare import frame_records, ratio_words
 from joulemeter.reports.render import formatting as fmt
 from joulemeter.reports.render._report import Report, RunReport
-from joulemeter.reports.render._tables import domain_rows, window_domains, window_groups
+from joulemeter.reports.render._tables import (
+    domain_rows,
+    frame_records,
+    window_domains,
+    window_groups,
+)
+from joulemeter.reports.render.wording import ratio_words
 
 _SPECIAL = re.compile(r"([\\`*_\[\]|~#])")  # the punctuation that changes meaning mid-line
 _PLAIN_URL = re.compile(r"https?://[^\s<>]+")

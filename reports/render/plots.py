@@ -80,7 +80,7 @@ def energy_by_window(run: Run) -> bytes | None:
 
 def comparison_bars(comparison: Comparison) -> bytes:
     """Horizontal bars of the compared figure per run, the baseline in grey, ratios written on."""
-    from joulemeter.reports.compare import ratio_words
+    from joulemeter.reports.render.wording import ratio_words
 
     frame = comparison.frame
     figure = new_figure(height=max(1.6, 0.5 * len(frame) + 1.0))
