@@ -31,7 +31,8 @@ from typing import IO, TYPE_CHECKING, Any, NamedTuple
 from joulemeter.meter.errors import ImportFormatError
 from joulemeter.meter.export import write_text
 from joulemeter.meter.run import Domain, DomainEnergy, Provenance, Run, Status
-from joulemeter.reports.accounting import J_PER_KWH, footprint
+from joulemeter.meter.units import J_PER_KWH
+from joulemeter.reports.accounting import footprint
 from joulemeter.reports.factors import Factors, resolve_factors
 
 if TYPE_CHECKING:

@@ -304,7 +304,7 @@ def _check_output(path: Path) -> Path:
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     if not os.access(path.parent, os.W_OK):
-        raise ReportError(f"cannot write to {path.parent}; choose another place with --output")
+        raise ReportError(f"cannot write to {path.parent}; choose another place", parameter="output")
     return path
 
 

@@ -33,11 +33,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from joulemeter.meter.errors import MeterStateError
-from joulemeter.meter.meter import EnergyMeter
+from joulemeter.meter.meter import EnergyMeter, MeterOptions, check_meter_options
 from joulemeter.meter.run import Domain, Run, Status, Window
 
 if TYPE_CHECKING:
     from joulemeter.meter.store import Ledger
+    from typing_extensions import Unpack
 
 log = logging.getLogger("joulemeter.distributed")
 
@@ -308,8 +309,7 @@ class DistributedMeter:
             LOCAL_RANK / CUDA_VISIBLE_DEVICES rule of `place_ranks`.
         devices: restrict metering to these kinds or domains (as EnergyMeter's devices).
         ledger, store: where rank 0 saves the merged run (store=False: keep it in memory).
-        **meter_options: the other EnergyMeter options (project, tags, metadata, interval_s,
-            replay, sync, …), applied on every rank.
+        **meter_options: the other EnergyMeter options (MeterOptions), applied on every rank.
     """
 
     def __init__(
@@ -320,8 +320,9 @@ class DistributedMeter:
         devices: Sequence[str] | None = None,
         ledger: str | os.PathLike[str] | Ledger | None = None,
         store: bool = True,
-        **meter_options: Any,
+        **meter_options: Unpack[MeterOptions],
     ) -> None:
+        check_meter_options(meter_options, "DistributedMeter")
         self.name = name
         self.gpus = list(gpus) if gpus is not None else None
         self.devices = list(devices) if devices is not None else None

@@ -95,7 +95,8 @@ class PrometheusExporter:
         except OSError as exc:
             raise ExporterError(
                 f"cannot serve Prometheus metrics on {self.addr}:{self.port} ({exc.strerror or exc}); "
-                "choose another port (--prometheus-port) or stop what is listening there"
+                "stop what is listening there or choose another port",
+                parameter="port",
             ) from None
         self.port = self._server.server_port
         log.info("serving Prometheus metrics at %s", self.url)

@@ -9,7 +9,7 @@
 import logging
 
 from joulemeter.meter.errors import JoulemeterError
-from joulemeter.meter.meter import EnergyMeter, current_meter, metered
+from joulemeter.meter.meter import EnergyMeter, MeterOptions, current_meter, metered
 from joulemeter.meter.run import Domain, DomainEnergy, Gap, Provenance, Run, Sample, Status, Window
 
 # A library logs, it does not print: without the application's own logging set-up,
@@ -22,6 +22,7 @@ __all__ = [
     "EnergyMeter",
     "Gap",
     "JoulemeterError",
+    "MeterOptions",
     "Provenance",
     "Run",
     "Sample",

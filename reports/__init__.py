@@ -4,7 +4,6 @@ from joulemeter.reports.accounting import (
     Equivalence,
     Footprint,
     footprint,
-    format_number,
     per_unit,
     projection,
     uncertainty_bands,
@@ -20,6 +19,7 @@ from joulemeter.reports.estimates import (
     published_runs,
 )
 from joulemeter.reports.factors import Citation, Factors, known_regions, pue_presets, resolve_factors
+from joulemeter.reports.render.formatting import format_number
 
 __all__ = [
     "Citation",

@@ -33,7 +33,13 @@ from joulemeter.meter.units import (
     MINUTES_PER_HOUR,
     S_PER_HOUR,
 )
-from joulemeter.reports.factors import EquivalenceFactor, Factors, data_table, resolve_factors
+from joulemeter.reports.factors import (
+    EquivalenceFactor,
+    Factors,
+    data_table,
+    resolve_factors,
+)
+from joulemeter.reports.render.formatting import format_number
 
 if TYPE_CHECKING:
     from joulemeter.reports.estimates import Estimate, PublishedRun
@@ -155,18 +161,6 @@ def _distance_from_readable(value: float) -> float:
     if value > high:
         return math.log10(value / high)
     return 0.0
-
-
-def format_number(value: float) -> str:
-    """Three significant figures with thousands separators: 33.9, 2.68, 12,300, 0.000412."""
-    if value == 0 or not math.isfinite(value):
-        return f"{value:g}"
-    digits = 2 - math.floor(math.log10(abs(value)))
-    rounded = round(value, digits)
-    if math.floor(math.log10(abs(rounded))) > math.floor(math.log10(abs(value))):  # 0.9996 -> 1.00, not 1.000
-        digits -= 1
-        rounded = round(value, digits)
-    return f"{rounded:,.{max(digits, 0)}f}"
 
 
 # Units a duration equivalence (value in hours) is written in, largest first.

@@ -83,7 +83,7 @@ class CompressionSummary:
         if variant is base or variant.lifetime_energy_j is None or base.serving is None:
             return None
         saved = base.serving.energy_j - variant.lifetime_energy_j
-        return footprint(saved, self.factors, provenance="estimated") if saved > 0 else None
+        return footprint(saved, self.factors, provenance=Provenance.ESTIMATED) if saved > 0 else None
 
     def break_even_days(self, variant: VariantFigures) -> float | None:
         """Days of serving at queries_per_day until the variant's production has paid off."""

@@ -10,6 +10,7 @@ from tests.doubles import LinearCounterSource
 torch = pytest.importorskip("torch")
 
 from joulemeter.integrations.compression import benchmark_inference  # noqa: E402
+from joulemeter.integrations.distributed import DistributedMeter  # noqa: E402
 from joulemeter.integrations.pytorch import TrainingMeter, current_training_meter, metered_training  # noqa: E402
 
 
@@ -25,8 +26,9 @@ def test_a_misspelt_option_names_itself_and_the_option_meant():
         lambda: TrainingMeter("x", store=False, sources=[LinearCounterSource()], intervl_s=0.01),
         lambda: metered_training("x", intervl_s=0.01),
         lambda: benchmark_inference({}, torch.zeros(1, 2), intervl_s=0.01),
+        lambda: DistributedMeter("x", store=False, intervl_s=0.01),
     ],
-    ids=["metered", "TrainingMeter", "metered_training", "benchmark_inference"],
+    ids=["metered", "TrainingMeter", "metered_training", "benchmark_inference", "DistributedMeter"],
 )
 def test_a_misspelt_option_fails_at_the_integration_call_not_when_metering_starts(make):
     with pytest.raises(TypeError, match="unknown meter option 'intervl_s'; did you mean 'interval_s'"):

@@ -5,8 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Optional
 
 import typer
-from rich.markup import escape
-
 from joulemeter.integrations.cli._common import (
     CountryOption,
     CurrencyOption,
@@ -19,6 +17,9 @@ from joulemeter.integrations.cli._common import (
     resolve_factor_options,
     stdout,
 )
+from joulemeter.meter.run import Provenance
+from joulemeter.meter.units import KWH_PER_MWH
+from rich.markup import escape
 
 if TYPE_CHECKING:
     from joulemeter.reports import Citation, Factors, Footprint
@@ -66,9 +67,8 @@ def factors(
     json_output: bool = JsonOption,
 ) -> None:
     """The grid intensity, PUE and price that reports will use, each with its source."""
-    from rich.table import Table
-
     from joulemeter.reports import known_regions, pue_presets
+    from rich.table import Table
 
     if list_regions:
         regions = known_regions()
@@ -93,9 +93,8 @@ def factors(
 
 
 def _footprint_table(fp: Footprint, title: str) -> object:
-    from rich.table import Table
-
     from joulemeter.reports.render import formatting as fmt
+    from rich.table import Table
 
     def ranged(value: float, bounds: tuple[float, float] | None, unit: str) -> str:
         text = f"{fmt.number(value)} {unit}"
@@ -168,10 +167,9 @@ def estimate(
 @handle_errors
 def published(json_output: bool = JsonOption) -> None:
     """Published training runs with what their papers or model cards reported, each with its source."""
-    from rich.table import Table
-
     from joulemeter.reports import footprint, published_runs
     from joulemeter.reports.render import formatting as fmt
+    from rich.table import Table
 
     runs = published_runs()
     if json_output:
@@ -191,7 +189,7 @@ def published(json_output: bool = JsonOption) -> None:
     table = Table("run", "hardware", "device-hours", "energy (MWh)", "CO2e (t)", "source", title="Published training runs")
     for r in runs:
         fp = footprint(r)
-        energy = f"{fmt.number(fp.energy_kwh / 1000)}" + ("" if r.provenance == "published" else " (est.)")
+        energy = f"{fmt.number(fp.energy_kwh / KWH_PER_MWH)}" + ("" if r.provenance is Provenance.PUBLISHED else " (est.)")
         co2 = fmt.number(r.reported_co2e_t)
         hours = fmt.number(r.device_hours)
         count = f"{r.count:,} × " if r.count else ""

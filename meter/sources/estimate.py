@@ -28,10 +28,10 @@ from joulemeter.meter.errors import SourceUnavailable
 from joulemeter.meter.run import Domain, Provenance
 from joulemeter.meter.sources.base import ESTIMATED, Reading, Source, register_source
 from joulemeter.meter.tables import Citation, load_table
+from joulemeter.meter.units import BYTES_PER_GB
 
 log = logging.getLogger("joulemeter.sources.estimate")
 
-_BYTES_PER_GB = 1e9
 
 CpuSecondsReader = Callable[[], tuple[float, float]]
 """Returns cumulative (busy CPU-seconds, capacity CPU-seconds); raises OSError if unreadable."""
@@ -322,7 +322,7 @@ class RamEstimate(Source):
     def read(self) -> list[Reading]:
         assert self._used_bytes is not None, "read() before open()"
         try:
-            used_gb = self._used_bytes() / _BYTES_PER_GB
+            used_gb = self._used_bytes() / BYTES_PER_GB
         except OSError as exc:
             return [Reading("ram", error=f"memory use unreadable: {exc}")]
         return [Reading("ram", power_w=used_gb * self._w_per_gb)]

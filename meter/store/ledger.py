@@ -403,7 +403,9 @@ def _as_ledger_error(exc: sa.exc.DBAPIError, location: str) -> LedgerError:
         return LedgerCorruptError(location, str(exc.orig))
     return LedgerError(
         f"cannot use the ledger {location}: {exc.orig}. Check that the file or server is "
-        "reachable and writable, or choose another ledger with JOULEMETER_LEDGER or --ledger."
+        "reachable and writable, or choose another ledger with JOULEMETER_LEDGER.",
+        path=location,
+        parameter="ledger",
     )
 
 

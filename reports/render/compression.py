@@ -9,6 +9,7 @@ import dataclasses
 import math
 
 from joulemeter.meter.run import Run
+from joulemeter.meter.units import J_PER_MILLIJOULE
 from joulemeter.reports.accounting import Equivalence
 from joulemeter.reports.compression import (
     CompressionSummary,
@@ -269,7 +270,7 @@ def _break_even_plot(summary: CompressionSummary) -> bytes | None:
 
 
 def _millijoules(energy_j: float | None) -> str:
-    return fmt.DASH if energy_j is None else f"{fmt.number(energy_j * 1000)} mJ"
+    return fmt.DASH if energy_j is None else f"{fmt.number(energy_j / J_PER_MILLIJOULE)} mJ"
 
 
 def _run_badge(run: Run | None) -> str:

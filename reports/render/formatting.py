@@ -5,15 +5,29 @@ Every function takes SI values (J, kg, s, W) and returns "—" for an unknown (N
 
 from __future__ import annotations
 
-from joulemeter.reports.accounting import format_number
+import math
+
+from joulemeter.meter.units import G_PER_KG, J_PER_KWH, J_PER_WH, S_PER_HOUR
 
 DASH = "—"
 _ROUNDS_UP = 0.9995  # a value that rounds to 1,000 of a unit is shown in the next unit up
 _ENERGY_PREFIXES = ((1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""), (1e-3, "m"))
 
 
+def format_number(value: float) -> str:
+    """Three significant figures with thousands separators: 33.9, 2.68, 12,300, 0.000412."""
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g}"
+    digits = 2 - math.floor(math.log10(abs(value)))
+    rounded = round(value, digits)
+    if math.floor(math.log10(abs(rounded))) > math.floor(math.log10(abs(value))):  # 0.9996 -> 1.00, not 1.000
+        digits -= 1
+        rounded = round(value, digits)
+    return f"{rounded:,.{max(digits, 0)}f}"
+
+
 def number(value: float | None) -> str:
-    """Three significant figures, thousands separated (accounting's format), or a dash."""
+    """format_number(value), or a dash for an unknown value."""
     return DASH if value is None else format_number(value)
 
 
@@ -32,8 +46,8 @@ def energy(energy_j: float | None) -> str:
 def energy_with_kwh(energy_j: float | None) -> str:
     """energy() with kWh beside it from 3.6 kJ (1 Wh) up, the unit bills and papers use."""
     text = energy(energy_j)
-    if energy_j is not None and abs(energy_j) >= 3.6e3:
-        text += f" ({kwh(energy_j / 3.6e6)})"
+    if energy_j is not None and abs(energy_j) >= J_PER_WH:
+        text += f" ({kwh(energy_j / J_PER_KWH)})"
     return text
 
 
@@ -45,11 +59,11 @@ def co2e(kg: float | None) -> str:
     """'312 g CO2e', '4.21 kg CO2e', '552 t CO2e'."""
     if kg is None:
         return DASH
-    if abs(kg) >= 1000 * _ROUNDS_UP:
-        return f"{number(kg / 1000)} t CO2e"
+    if abs(kg) >= G_PER_KG * _ROUNDS_UP:  # kg per tonne, as g per kg
+        return f"{number(kg / G_PER_KG)} t CO2e"
     if abs(kg) >= _ROUNDS_UP:
         return f"{number(kg)} kg CO2e"
-    return f"{number(kg * 1000)} g CO2e"
+    return f"{number(kg * G_PER_KG)} g CO2e"
 
 
 def money(amount: float | None, currency: str | None) -> str:
@@ -75,13 +89,13 @@ def duration(duration_s: float | None) -> str:
         return f"{number(duration_s * 1e3)} ms"
     if duration_s < 60:
         return f"{duration_s:.1f} s"
-    if duration_s < 3600:
+    if duration_s < S_PER_HOUR:
         minutes, seconds = divmod(round(duration_s), 60)
         return f"{minutes} min {seconds:02d} s"
-    if duration_s < 48 * 3600:
+    if duration_s < 48 * S_PER_HOUR:
         hours, minutes = divmod(round(duration_s / 60), 60)
         return f"{hours} h {minutes:02d} min"
-    return f"{duration_s / 86400:.1f} days"
+    return f"{duration_s / (24 * S_PER_HOUR):.1f} days"
 
 
 def count(value: float) -> str:

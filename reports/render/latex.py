@@ -6,6 +6,7 @@ names with `_`, `%`, `&` or `\\` compile as written.
 
 from __future__ import annotations
 
+from joulemeter.meter.units import S_PER_HOUR
 from joulemeter.reports.render import formatting as fmt
 from joulemeter.reports.render._report import Report, RunReport
 from joulemeter.reports.render._tables import frame_records, methods_text
@@ -66,7 +67,7 @@ def _table(report: Report) -> list[str]:
         cells = [run.name, fp.provenance, fmt.number(fp.energy_kwh), fmt.number(fp.kg_co2e)]
         if report.factors.price_per_kwh is not None:
             cells.append(fmt.number(fp.cost))
-        cells.append(fmt.number(None if run.duration_s is None else run.duration_s / 3600))
+        cells.append(fmt.number(None if run.duration_s is None else run.duration_s / S_PER_HOUR))
         if per:
             cells.append(fmt.number(record.get(per)))
         if comparison and "accuracy" in comparison.metadata_columns:
