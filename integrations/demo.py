@@ -114,7 +114,10 @@ def run_demo(options: DemoOptions, *, on_progress: Progress | None = None) -> De
     import torch
 
     from joulemeter.reports.factors import resolve_factors
-    from joulemeter.reports.render.compression import render_compression_html, summarise_compression
+    from joulemeter.reports.render.compression import (
+        render_compression_html,
+        summarise_compression,
+    )
 
     began = time.monotonic()
     plan = QUICK if options.quick else FULL

@@ -37,10 +37,17 @@ from joulemeter.meter.meter import EnergyMeter, MeterOptions, check_meter_option
 from joulemeter.meter.run import Domain, Run, Status, Window
 
 if TYPE_CHECKING:
-    from joulemeter.meter.store import Ledger
     from typing_extensions import Unpack
 
+    from joulemeter.meter.store import Ledger
+
 log = logging.getLogger("joulemeter.distributed")
+
+
+class DistributedOptions(MeterOptions, total=False):
+    """MeterOptions plus `gpus`: the CUDA indices one rank meters (see DistributedMeter)."""
+
+    gpus: Sequence[int] | None
 
 #: Domain kinds that belong to a whole node rather than to one rank's GPU.
 HOST_KINDS = ("cpu", "dram", "ram", "psys")
@@ -322,7 +329,7 @@ class DistributedMeter:
         store: bool = True,
         **meter_options: Unpack[MeterOptions],
     ) -> None:
-        check_meter_options(meter_options, "DistributedMeter")
+        check_meter_options(meter_options, "DistributedMeter", DistributedOptions)
         self.name = name
         self.gpus = list(gpus) if gpus is not None else None
         self.devices = list(devices) if devices is not None else None

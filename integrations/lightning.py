@@ -21,9 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 import lightning.pytorch as pl
 
-from joulemeter.integrations.distributed import DistributedMeter
-from joulemeter.integrations.pytorch import CudaSync, HookWindows, batch_units, cuda_sync_function, model_metadata
-from joulemeter.meter.meter import MeterOptions, check_meter_options, extend_options
+from joulemeter.integrations.distributed import DistributedMeter, DistributedOptions
+from joulemeter.integrations.pytorch import (
+    CudaSync,
+    HookWindows,
+    batch_units,
+    cuda_sync_function,
+    model_metadata,
+)
+from joulemeter.meter.meter import check_meter_options, extend_options
 from joulemeter.meter.run import Run, Status
 
 if TYPE_CHECKING:
@@ -38,7 +44,7 @@ class JoulemeterCallback(pl.Callback):
         log_metrics: log energy through the LightningModule (to the Trainer's loggers).
         count_tokens: also count tokens of batches that carry input_ids/attention_mask.
         cuda_sync: True, False or "auto" (synchronise at window edges once CUDA is in use).
-        **meter_options: EnergyMeter's (`MeterOptions`).
+        **meter_options: EnergyMeter's options (`MeterOptions`), and `gpus` (`DistributedOptions`).
     """
 
     def __init__(
@@ -48,9 +54,9 @@ class JoulemeterCallback(pl.Callback):
         log_metrics: bool = True,
         count_tokens: bool = True,
         cuda_sync: CudaSync = "auto",
-        **meter_options: Unpack[MeterOptions],
+        **meter_options: Unpack[DistributedOptions],
     ) -> None:
-        check_meter_options(meter_options, type(self).__name__)
+        check_meter_options(meter_options, type(self).__name__, DistributedOptions)
         self.name = name
         self.log_metrics = log_metrics
         self.count_tokens = count_tokens

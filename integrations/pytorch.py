@@ -24,9 +24,8 @@ import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from joulemeter.integrations.distributed import DistributedMeter
+from joulemeter.integrations.distributed import DistributedMeter, DistributedOptions
 from joulemeter.meter.meter import (
-    MeterOptions,
     check_meter_options,
     current,
     extend_options,
@@ -133,7 +132,7 @@ class TrainingMeter:
         name: run name.
         model: a torch module; its class name and parameter counts go into run.metadata.
         cuda_sync: True, False or "auto" (synchronise at window edges once CUDA is in use).
-        **meter_options: EnergyMeter's (`MeterOptions`).
+        **meter_options: EnergyMeter's options (`MeterOptions`), and `gpus` (`DistributedOptions`).
     """
 
     def __init__(
@@ -142,9 +141,9 @@ class TrainingMeter:
         *,
         model: Any = None,
         cuda_sync: CudaSync = "auto",
-        **meter_options: Unpack[MeterOptions],
+        **meter_options: Unpack[DistributedOptions],
     ) -> None:
-        check_meter_options(meter_options, type(self).__name__)
+        check_meter_options(meter_options, type(self).__name__, DistributedOptions)
         metadata = model_metadata(model) if model is not None else None
         options = extend_options(meter_options, metadata=metadata, sync=cuda_sync_function(cuda_sync))
         self.meter = DistributedMeter(name, **options)
@@ -245,7 +244,7 @@ def metered_training(
     *,
     model: Any = None,
     cuda_sync: CudaSync = "auto",
-    **meter_options: Unpack[MeterOptions],
+    **meter_options: Unpack[DistributedOptions],
 ) -> Callable[[F], F]:
     """Decorator: meter each call of a training function as one run.
 
@@ -253,7 +252,7 @@ def metered_training(
     batches. Without `model`, the first torch module among the call's arguments is
     recorded. The latest run is at `fn.last_run`.
     """
-    check_meter_options(meter_options, "metered_training")
+    check_meter_options(meter_options, "metered_training", DistributedOptions)
 
     def decorate(fn: F) -> F:
         @functools.wraps(fn)

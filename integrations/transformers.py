@@ -25,9 +25,15 @@ from typing import TYPE_CHECKING, Any
 
 import transformers
 
-from joulemeter.integrations.distributed import DistributedMeter
-from joulemeter.integrations.pytorch import CudaSync, HookWindows, batch_units, cuda_sync_function, model_metadata
-from joulemeter.meter.meter import MeterOptions, check_meter_options, extend_options
+from joulemeter.integrations.distributed import DistributedMeter, DistributedOptions
+from joulemeter.integrations.pytorch import (
+    CudaSync,
+    HookWindows,
+    batch_units,
+    cuda_sync_function,
+    model_metadata,
+)
+from joulemeter.meter.meter import check_meter_options, extend_options
 from joulemeter.meter.run import Run, Status
 
 if TYPE_CHECKING:
@@ -41,7 +47,7 @@ class JoulemeterTrainerCallback(transformers.TrainerCallback):
         name: run name (default: the model's class name).
         count_tokens: count tokens of inputs that carry input_ids/attention_mask.
         cuda_sync: True, False or "auto" (synchronise at window edges once CUDA is in use).
-        **meter_options: EnergyMeter's (`MeterOptions`).
+        **meter_options: EnergyMeter's options (`MeterOptions`), and `gpus` (`DistributedOptions`).
     """
 
     def __init__(
@@ -50,9 +56,9 @@ class JoulemeterTrainerCallback(transformers.TrainerCallback):
         *,
         count_tokens: bool = True,
         cuda_sync: CudaSync = "auto",
-        **meter_options: Unpack[MeterOptions],
+        **meter_options: Unpack[DistributedOptions],
     ) -> None:
-        check_meter_options(meter_options, type(self).__name__)
+        check_meter_options(meter_options, type(self).__name__, DistributedOptions)
         self.name = name
         self.count_tokens = count_tokens
         self.cuda_sync = cuda_sync

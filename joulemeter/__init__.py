@@ -39,7 +39,27 @@ _EXPORTS = {
     "benchmark_inference": "joulemeter.integrations.compression",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "Domain",
+    "EnergyMeter",
+    "Factors",
+    "Footprint",
+    "JoulemeterError",
+    "Provenance",
+    "Run",
+    "Status",
+    "TrainingMeter",
+    "Window",
+    "benchmark_inference",
+    "compare",
+    "current_meter",
+    "estimate",
+    "footprint",
+    "metered",
+    "open_ledger",
+    "render",
+    "resolve_factors",
+]
 
 if TYPE_CHECKING:
     from joulemeter.integrations.compression import benchmark_inference

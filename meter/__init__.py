@@ -10,7 +10,16 @@ import logging
 
 from joulemeter.meter.errors import JoulemeterError
 from joulemeter.meter.meter import EnergyMeter, MeterOptions, current_meter, metered
-from joulemeter.meter.run import Domain, DomainEnergy, Gap, Provenance, Run, Sample, Status, Window
+from joulemeter.meter.run import (
+    Domain,
+    DomainEnergy,
+    Gap,
+    Provenance,
+    Run,
+    Sample,
+    Status,
+    Window,
+)
 
 # A library logs, it does not print: without the application's own logging set-up,
 # nothing from the "joulemeter" logger reaches the terminal.

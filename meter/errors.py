@@ -165,3 +165,7 @@ class UnknownFormatError(ReportError, ValueError):
             f"unknown {product} format {name!r}; choose one of {', '.join(self.choices)}",
             parameter="fmt",
         )
+
+    def __reduce__(self) -> tuple[type, tuple[str, str, tuple[str, ...]]]:
+        """Rebuilt from its fields, so it crosses process boundaries (DDP, multiprocessing)."""
+        return type(self), (self.name, self.product, self.choices)

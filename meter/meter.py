@@ -106,9 +106,11 @@ class MeterOptions(TypedDict, total=False):
     flush_interval_s: float
 
 
-def check_meter_options(options: Mapping[str, object], caller: str = "EnergyMeter") -> None:
-    """Raise TypeError naming any key of `options` that is not an EnergyMeter option."""
-    known = MeterOptions.__optional_keys__
+def check_meter_options(
+    options: Mapping[str, object], caller: str = "EnergyMeter", accepted: type = MeterOptions
+) -> None:
+    """Raise TypeError naming any key of `options` that the TypedDict `accepted` lacks."""
+    known = accepted.__optional_keys__
     for name in options:
         if name not in known:
             close = difflib.get_close_matches(name, known, n=1)
@@ -123,12 +125,24 @@ def extend_options(
     metadata: Mapping[str, Any] | None = None,
     sync: Callable[[], None] | None = None,
 ) -> MeterOptions:
-    """A copy of a caller's options with an integration's tags and metadata added, and its sync."""
+    """A copy of a caller's options with an integration's tags and metadata added, and its sync
+    (run after the caller's own, when both are given)."""
     extended = options.copy()
     extended["tags"] = [*options.get("tags", ()), *tags]
     extended["metadata"] = {**(options.get("metadata") or {}), **(metadata or {})}
-    extended["sync"] = sync
+    callers_sync = options.get("sync")
+    extended["sync"] = sync if callers_sync is None or sync is None else _in_turn(callers_sync, sync)
     return extended
+
+
+def _in_turn(*syncs: Callable[[], None]) -> Callable[[], None]:
+    """One sync function that calls each of `syncs` in order."""
+
+    def sync_all() -> None:
+        for sync in syncs:
+            sync()
+
+    return sync_all
 
 
 class EnergyMeter:

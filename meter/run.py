@@ -313,18 +313,19 @@ class Run(_Record):
         return pandas.DataFrame([s.to_dict() for s in self.samples], columns=columns)
 
     def windows_frame(self) -> pandas.DataFrame:
-        """One row per window and domain: Window's other fields, duration_s, domain, energy_j, units_*."""
+        """One row per window and domain: Window's other fields, duration_s, domain, energy_j, units_*, note."""
         import pandas
 
         rows = []
         for w in self.windows:
             row = w.to_dict()
-            energy, units = row.pop("energy_j"), row.pop("units")
+            energy, units, note = row.pop("energy_j"), row.pop("units"), row.pop("note")
             row["duration_s"] = w.duration_s
             for domain, joules in (energy or {None: None}).items():
                 rows.append(
                     {**row, "domain": domain, "energy_j": joules}
                     | {f"units_{k}": v for k, v in units.items()}
+                    | {"note": note}  # last: the columns before it keep their place
                 )
         return pandas.DataFrame(rows)
 

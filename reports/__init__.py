@@ -18,7 +18,13 @@ from joulemeter.reports.estimates import (
     published_run,
     published_runs,
 )
-from joulemeter.reports.factors import Citation, Factors, known_regions, pue_presets, resolve_factors
+from joulemeter.reports.factors import (
+    Citation,
+    Factors,
+    known_regions,
+    pue_presets,
+    resolve_factors,
+)
 from joulemeter.reports.render.formatting import format_number
 
 __all__ = [

@@ -17,6 +17,7 @@ in `reports/data/uncertainty.csv`:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -205,6 +206,7 @@ class UncertaintyBand:
     citation: Citation
 
 
+@functools.cache
 def uncertainty_bands() -> dict[str, tuple[float, float, Citation]]:
     """Provenance -> (low factor, high factor, citation) from uncertainty.csv."""
     return {

@@ -102,3 +102,13 @@ def test_an_unknown_country_on_the_command_line_gets_the_intensity_flag():
     result = runner.invoke(app, ["factors", "--country", "Atlantis"])
     assert result.exit_code == 2
     assert "or give the grid intensity yourself (--intensity)." in result.output
+
+
+def test_an_unknown_format_error_survives_pickling_with_its_fields():
+    import pickle
+
+    from joulemeter.meter.errors import UnknownFormatError
+
+    copy = pickle.loads(pickle.dumps(UnknownFormatError("xlsx", "export", ("json", "csv"))))
+    assert (copy.name, copy.product, copy.choices) == ("xlsx", "export", ("json", "csv"))
+    assert "choose one of json, csv" in str(copy)

@@ -11,7 +11,11 @@ torch = pytest.importorskip("torch")
 
 from joulemeter.integrations.compression import benchmark_inference  # noqa: E402
 from joulemeter.integrations.distributed import DistributedMeter  # noqa: E402
-from joulemeter.integrations.pytorch import TrainingMeter, current_training_meter, metered_training  # noqa: E402
+from joulemeter.integrations.pytorch import (  # noqa: E402
+    TrainingMeter,
+    current_training_meter,
+    metered_training,
+)
 
 
 def test_a_misspelt_option_names_itself_and_the_option_meant():
@@ -52,3 +56,17 @@ def test_the_training_meter_and_a_meter_inside_it_are_both_current():
             assert (current_training_meter(), current_meter()) == (tm, inner)
         assert current_meter() is tm.meter.meter
     assert (current_training_meter(), current_meter()) == (None, None)
+
+
+def test_the_training_integrations_still_take_distributed_meters_gpus_option():
+    tm = TrainingMeter("x", store=False, sources=[LinearCounterSource()], gpus=[0])
+    assert tm.meter.gpus == [0]
+
+
+def test_a_callers_sync_runs_before_the_integrations_own_and_neither_is_dropped():
+    from joulemeter.meter.meter import extend_options
+
+    calls: list[str] = []
+    options = extend_options({"sync": lambda: calls.append("caller")}, sync=lambda: calls.append("cuda"))
+    options["sync"]()
+    assert calls == ["caller", "cuda"]

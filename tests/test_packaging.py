@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -13,14 +14,21 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 LAYERS = ("meter", "reports", "integrations")
+PACKAGE_SOURCES = ("joulemeter", *LAYERS)
 
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel built from a copy of the sources, so no stale build/ folder can leak into it."""
+    source = tmp_path_factory.mktemp("source")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    for name in PACKAGE_SOURCES:
+        shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-         "-w", str(out), str(REPO)],
+         "-w", str(out), str(source)],
         check=True, capture_output=True, text=True, timeout=300,
     )
     (built,) = out.glob("joulemeter-*.whl")
@@ -41,9 +49,10 @@ def test_the_wheel_installs_only_the_joulemeter_package_with_every_data_file(whe
     assert top_level == ["joulemeter"]
     outside = {n.split("/")[0] for n in names} - {"joulemeter"}
     assert all(top.endswith(".dist-info") for top in outside), outside
-    for layer in LAYERS:
-        assert f"joulemeter/{layer}/__init__.py" in names
-    data_files = [p.relative_to(REPO).as_posix() for p in REPO.glob("*/data/*.csv")]
+    modules = [p.relative_to(REPO) for layer in LAYERS for p in (REPO / layer).rglob("*.py")]
+    for module in modules:  # every module of every subpackage, listed in pyproject or not
+        assert f"joulemeter/{module.as_posix()}" in names, module
+    data_files = [p.relative_to(REPO).as_posix() for p in REPO.glob("*/data/*") if p.is_file()]
     assert data_files, "the repository has data files"
     for data_file in data_files:
         assert f"joulemeter/{data_file}" in names
@@ -107,3 +116,14 @@ def test_no_module_imports_a_layer_under_its_bare_name() -> None:
         capture_output=True, text=True, timeout=120, cwd=REPO,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_name_the_facade_lists_resolves_to_its_layers_object() -> None:
+    import importlib
+
+    import joulemeter
+
+    assert sorted(joulemeter.__all__) == sorted(joulemeter._EXPORTS)
+    for name in joulemeter.__all__:
+        module = importlib.import_module(joulemeter._EXPORTS[name])
+        assert getattr(joulemeter, name) is getattr(module, name)

@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING, Optional
 import typer
 from rich.markup import escape
 
-from joulemeter.integrations.cli._common import CountryOption, LedgerOption, fail, handle_errors, stderr, stdout
+from joulemeter.integrations.cli._common import (
+    CountryOption,
+    LedgerOption,
+    fail,
+    handle_errors,
+    stderr,
+    stdout,
+)
 
 if TYPE_CHECKING:
     from joulemeter.integrations.demo import DemoResult

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Optional
 
 import typer
+from rich.markup import escape
+
 from joulemeter.integrations.cli._common import (
     CountryOption,
     CurrencyOption,
@@ -19,7 +21,6 @@ from joulemeter.integrations.cli._common import (
 )
 from joulemeter.meter.run import Provenance
 from joulemeter.meter.units import KWH_PER_MWH
-from rich.markup import escape
 
 if TYPE_CHECKING:
     from joulemeter.reports import Citation, Factors, Footprint
@@ -67,8 +68,9 @@ def factors(
     json_output: bool = JsonOption,
 ) -> None:
     """The grid intensity, PUE and price that reports will use, each with its source."""
-    from joulemeter.reports import known_regions, pue_presets
     from rich.table import Table
+
+    from joulemeter.reports import known_regions, pue_presets
 
     if list_regions:
         regions = known_regions()
@@ -93,8 +95,9 @@ def factors(
 
 
 def _footprint_table(fp: Footprint, title: str) -> object:
-    from joulemeter.reports.render import formatting as fmt
     from rich.table import Table
+
+    from joulemeter.reports.render import formatting as fmt
 
     def ranged(value: float, bounds: tuple[float, float] | None, unit: str) -> str:
         text = f"{fmt.number(value)} {unit}"
@@ -167,9 +170,10 @@ def estimate(
 @handle_errors
 def published(json_output: bool = JsonOption) -> None:
     """Published training runs with what their papers or model cards reported, each with its source."""
+    from rich.table import Table
+
     from joulemeter.reports import footprint, published_runs
     from joulemeter.reports.render import formatting as fmt
-    from rich.table import Table
 
     runs = published_runs()
     if json_output:

@@ -23,7 +23,12 @@ from joulemeter.integrations.compression.stats import (
     size_on_disk_bytes,
     state_bytes,
 )
-from joulemeter.integrations.compression.training import accuracy, model_dtype, resolve_device, window_sync
+from joulemeter.integrations.compression.training import (
+    accuracy,
+    model_dtype,
+    resolve_device,
+    window_sync,
+)
 from joulemeter.integrations.compression.variants import is_quantized
 from joulemeter.meter import EnergyMeter, Run
 from joulemeter.meter.meter import MeterOptions, check_meter_options, extend_options

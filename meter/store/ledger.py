@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import json
 import logging
+import operator
 import os
 import random
 import socket
@@ -25,7 +26,15 @@ import sqlalchemy as sa
 from joulemeter.meter.energy import summarise
 from joulemeter.meter.errors import LedgerCorruptError, LedgerError, RunNotFoundError
 from joulemeter.meter.run import (
-    Domain, DomainEnergy, Gap, Run, Sample, Status, Window, fields_dict, from_fields
+    Domain,
+    DomainEnergy,
+    Gap,
+    Run,
+    Sample,
+    Status,
+    Window,
+    fields_dict,
+    from_fields,
 )
 from joulemeter.meter.store import schema, sqlite_file
 from joulemeter.meter.store.location import resolve
@@ -472,8 +481,14 @@ def _insert_rows(
         conn.execute(sa.insert(table), numbered)
 
 
+#: Sample's fields, in order: its values are plain (floats, a name), so rows map them as
+#: they are; the hot path of a long run, kept free of per-value conversion.
+_SAMPLE_FIELDS = tuple(f.name for f in dataclasses.fields(Sample))
+_sample_values = operator.attrgetter(*_SAMPLE_FIELDS)
+
+
 def _insert_samples(conn: sa.Connection, run_id: str, samples: Sequence[Sample]) -> None:
-    rows = [{**s.to_dict(), "run_id": run_id} for s in samples]
+    rows = [{**dict(zip(_SAMPLE_FIELDS, _sample_values(s))), "run_id": run_id} for s in samples]
     if rows:
         conn.execute(sa.insert(schema.samples), rows)
 
@@ -490,9 +505,10 @@ def _load_runs(conn: sa.Connection, rows: Sequence[sa.Row], with_samples: bool) 
                 add(runs[part.run_id], part)
         if with_samples:
             s = schema.samples
-            query = sa.select(s).where(s.c.run_id.in_(chunk)).order_by(s.c.id)
-            for r in conn.execute(query):
-                runs[r.run_id].samples.append(from_fields(Sample, r._mapping))
+            columns = [s.c[name] for name in _SAMPLE_FIELDS]
+            query = sa.select(s.c.run_id, *columns).where(s.c.run_id.in_(chunk)).order_by(s.c.id)
+            for run_id, *values in conn.execute(query):
+                runs[run_id].samples.append(Sample(*values))
     return list(runs.values())
 
 

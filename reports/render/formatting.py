@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from joulemeter.meter.units import G_PER_KG, J_PER_KWH, J_PER_WH, S_PER_HOUR
+from joulemeter.meter.units import G_PER_KG, HOURS_PER_DAY, J_PER_KWH, J_PER_WH, S_PER_HOUR
 
 DASH = "—"
 _ROUNDS_UP = 0.9995  # a value that rounds to 1,000 of a unit is shown in the next unit up
@@ -95,7 +95,7 @@ def duration(duration_s: float | None) -> str:
     if duration_s < 48 * S_PER_HOUR:
         hours, minutes = divmod(round(duration_s / 60), 60)
         return f"{hours} h {minutes:02d} min"
-    return f"{duration_s / (24 * S_PER_HOUR):.1f} days"
+    return f"{duration_s / (HOURS_PER_DAY * S_PER_HOUR):.1f} days"
 
 
 def count(value: float) -> str:

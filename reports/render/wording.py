@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from joulemeter.meter.units import HOURS_PER_DAY, S_PER_HOUR
 from joulemeter.reports.render import formatting as fmt
 
 if TYPE_CHECKING:
@@ -97,5 +98,5 @@ def variant_break_even(summary: CompressionSummary, variant: VariantFigures) -> 
         return "never: it saves no energy per inference"
     count = fmt.number(math.ceil(be.inferences_for_energy))
     days = summary.break_even_days(variant)
-    when = "" if days is None else f" ({fmt.duration(days * 86400)} at {fmt.count(summary.queries_per_day)}/day)"
+    when = "" if days is None else f" ({fmt.duration(days * HOURS_PER_DAY * S_PER_HOUR)} at {fmt.count(summary.queries_per_day)}/day)"
     return f"pays off after {count} inferences{when}"
