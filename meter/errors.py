@@ -68,28 +68,31 @@ class LedgerError(JoulemeterError):
         self.path = None if path is None else str(path)
 
 
-class LedgerCorruptError(LedgerError):
+class _UnusableLedgerFile(LedgerError):
+    """A ledger at `path` that is left untouched; `advice` says how to go on."""
+
+    advice = ""
+
+    def __init__(self, path: Path | str, detail: str) -> None:
+        super().__init__(self.advice.format(path=path, detail=detail), path=path, parameter="ledger")
+
+
+class LedgerCorruptError(_UnusableLedgerFile):
     """The ledger file exists but is not a readable database; it is left untouched."""
 
-    def __init__(self, path: Path | str, detail: str) -> None:
-        super().__init__(
-            f"{path} is not a readable joulemeter ledger ({detail}). It was left untouched; "
-            "move it aside or point JOULEMETER_LEDGER at another file.",
-            path=path,
-            parameter="ledger",
-        )
+    advice = (
+        "{path} is not a readable joulemeter ledger ({detail}). It was left untouched; "
+        "move it aside or point JOULEMETER_LEDGER at another file."
+    )
 
 
-class ForeignLedgerError(LedgerError):
+class ForeignLedgerError(_UnusableLedgerFile):
     """The database exists but belongs to something else, or to a newer joulemeter."""
 
-    def __init__(self, path: Path | str, detail: str) -> None:
-        super().__init__(
-            f"{path} is not a joulemeter ledger this version can use ({detail}). It was left "
-            "untouched; choose another path with JOULEMETER_LEDGER.",
-            path=path,
-            parameter="ledger",
-        )
+    advice = (
+        "{path} is not a joulemeter ledger this version can use ({detail}). It was left "
+        "untouched; choose another path with JOULEMETER_LEDGER."
+    )
 
 
 class RunNotFoundError(LedgerError):
