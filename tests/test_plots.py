@@ -107,3 +107,28 @@ def test_importing_the_report_layer_loads_neither_matplotlib_nor_pandas():
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+MATH_TEXT = ["$\\frac$", "a $^$ b", "cost $5 or $6"]
+
+
+@pytest.mark.parametrize("hostile", MATH_TEXT)
+def test_names_that_look_like_matplotlib_math_are_drawn_literally_not_parsed(factors, hostile):
+    window = Window(hostile, hostile, 10.0, 60.0, energy_j={"gpu:0": 5.0}, units={hostile: 3.0})
+    run = make_run("m1", hostile, windows=[window])
+    other = make_run("m2", hostile, energy_j=500.0, metadata={"variant": hostile, hostile: 0.9})
+    assert png_size(plots.power_over_time(run))[0] == 1000
+    assert plots.energy_by_window(run) is not None
+    result = compare([run, other], run, factors=factors)
+    assert plots.comparison_bars(result)[:8] == PNG_SIGNATURE
+    assert plots.pareto_scatter(result, y=hostile)[:8] == PNG_SIGNATURE
+    from joulemeter.reports.render import render
+
+    assert "<img" in render([run, other], "html", factors=factors)
+
+
+def test_literal_text_keeps_every_dollar_sign_as_written():
+    from matplotlib.text import Text
+
+    text = Text(0, 0, plots.literal("a $^$ b"))
+    assert text._preprocess_math(text.get_text()) == ("a $^$ b", False)

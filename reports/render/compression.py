@@ -245,7 +245,7 @@ def _break_even_plot(summary: CompressionSummary) -> bytes | None:
             n,
             made + n * v.energy_per_inference_j,
             style,
-            label=v.variant,
+            label=plots.literal(v.variant),
             color=plots.PALETTE[i % len(plots.PALETTE)],
         )
         be = v.break_even

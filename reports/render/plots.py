@@ -38,9 +38,9 @@ def power_over_time(run: Run, *, buckets: int = BUCKETS) -> bytes | None:
         centres, low, high, mean = envelope(t, p, buckets)
         if len(centres) < len(t):  # reduced: show the spread and the mean
             ax.fill_between(centres, low, high, color=colour, alpha=0.25, linewidth=0)
-            ax.plot(centres, mean, color=colour, linewidth=1.0, label=domain)
+            ax.plot(centres, mean, color=colour, linewidth=1.0, label=literal(domain))
         else:
-            ax.plot(t, p, color=colour, linewidth=1.0, label=domain)
+            ax.plot(t, p, color=colour, linewidth=1.0, label=literal(domain))
     _shade_windows(ax, run)
     _hatch_gaps(ax, run)
     ax.set_xlabel("time since start (s)")
@@ -69,9 +69,9 @@ def energy_by_window(run: Run) -> bytes | None:
     bottom = [0.0] * len(groups)
     for i, domain in enumerate(domains):
         heights = [g.energy_j.get(domain, 0.0) / scale for g in groups]
-        ax.bar(positions, heights, bottom=bottom, color=PALETTE[i % len(PALETTE)], label=domain)
+        ax.bar(positions, heights, bottom=bottom, color=PALETTE[i % len(PALETTE)], label=literal(domain))
         bottom = [b + h for b, h in zip(bottom, heights)]
-    ax.set_xticks(positions, [g.label for g in groups], rotation=30, ha="right", fontsize="small")
+    ax.set_xticks(positions, [literal(g.label) for g in groups], rotation=30, ha="right", fontsize="small")
     ax.set_ylabel(f"energy ({unit})")
     ax.legend(fontsize="small")
     ax.set_title(title)
@@ -100,7 +100,7 @@ def comparison_bars(comparison: Comparison) -> bytes:
     ax.set_yticks(positions, [_run_label(row) for _, row in frame.iterrows()], fontsize="small")
     ax.set_xlabel(_axis_label(comparison, unit))
     ax.set_xlim(0, max(values + [0.0]) * 1.7 or 1.0)
-    ax.set_title(f"Energy {comparison.per_label}, baseline in grey".replace("  ", " "))
+    ax.set_title(literal(f"Energy {comparison.per_label}, baseline in grey".replace("  ", " ")))
     return to_png(figure)
 
 
@@ -130,14 +130,14 @@ def pareto_scatter(comparison: Comparison, y: str = "accuracy") -> bytes | None:
             ax.annotate(f" {_run_label(row)}", (xs[i] / scale, ys[i]), fontsize="small")
     ax.margins(x=0.25, y=0.12)  # room for the run names written beside the points
     ax.set_xlabel(_axis_label(comparison, unit))
-    ax.set_ylabel(y)
+    ax.set_ylabel(literal(y))
     ax.legend(fontsize="small", loc="lower right")
-    ax.set_title(f"{y.capitalize()} against energy: upper left is better")
+    ax.set_title(literal(f"{y.capitalize()} against energy: upper left is better"))
     return to_png(figure)
 
 
 def _axis_label(comparison: Comparison, unit: str) -> str:
-    return " ".join(filter(None, ["energy", comparison.per_label, f"({unit})"]))
+    return literal(" ".join(filter(None, ["energy", comparison.per_label, f"({unit})"])))
 
 
 def envelope(
@@ -195,7 +195,7 @@ def _shade_windows(ax, run: Run) -> None:
     transform = ax.get_xaxis_transform()  # x in data, y in axes fraction
     for i, (name, bars) in enumerate(spans.items()):
         ax.broken_barh(
-            bars, (0, 1), transform=transform, color=_SHADES[i % len(_SHADES)], zorder=0, label=name
+            bars, (0, 1), transform=transform, color=_SHADES[i % len(_SHADES)], zorder=0, label=literal(name)
         )
 
 
@@ -220,6 +220,11 @@ def _hatch_gaps(ax, run: Run) -> None:
         )
 
 
+def literal(text: str) -> str:
+    """`text` drawn as written: its dollar signs escaped, so matplotlib never parses it as math."""
+    return text.replace("$", r"\$")
+
+
 def _energy_unit(largest_j: float) -> tuple[float, str]:
     """Divisor and unit that keep an energy axis's numbers short: J, kJ, MJ or GJ."""
     if _nan(largest_j):
@@ -232,7 +237,8 @@ def _energy_unit(largest_j: float) -> tuple[float, str]:
 
 def _run_label(row) -> str:
     variant = row.get("variant")
-    return f"{row['name']} ({variant})" if isinstance(variant, str) and variant else str(row["name"])
+    label = f"{row['name']} ({variant})" if isinstance(variant, str) and variant else str(row["name"])
+    return literal(label)
 
 
 def _nan(value) -> bool:
