@@ -3,6 +3,7 @@
     JoulemeterError                  base: catch this to catch anything of ours
     ├── SourceUnavailable            a power source cannot read here (carries why and the fix)
     ├── MeterStateError              the meter was used out of order (count() outside a run, …)
+    ├── InvalidCountError            count() given a NaN, infinite, negative or non-numeric amount (also a ValueError)
     ├── ReplayTraceError             a recorded power trace is malformed
     ├── LedgerError                  the ledger cannot be used (carries its path when known)
     │   ├── LedgerCorruptError       the file is not a readable database
@@ -48,6 +49,10 @@ class SourceUnavailable(JoulemeterError):
         if fix:
             message += f" ({fix})"
         super().__init__(message)
+
+
+class InvalidCountError(JoulemeterError, ValueError):
+    """`count()` was given an amount that is not a finite, non-negative number, or an empty unit."""
 
 
 class MeterStateError(JoulemeterError):

@@ -20,6 +20,7 @@ import difflib
 import functools
 import inspect
 import logging
+import math
 import os
 import signal
 import threading
@@ -30,7 +31,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
 from joulemeter.meter.energy import EnergyTimeline, summarise
-from joulemeter.meter.errors import LedgerError, MeterStateError
+from joulemeter.meter.errors import InvalidCountError, LedgerError, MeterStateError
 from joulemeter.meter.run import Domain, Provenance, Run, Status, Window
 from joulemeter.meter.sampler import Sampler
 from joulemeter.meter.sources.base import Source
@@ -143,6 +144,21 @@ def _in_turn(*syncs: Callable[[], None]) -> Callable[[], None]:
             sync()
 
     return sync_all
+
+
+def _valid_count(n: object, unit: object) -> float:
+    """`n` as a float if it is a finite, non-negative amount of a named unit, else InvalidCountError."""
+    if not isinstance(unit, str) or not unit:
+        raise InvalidCountError(f"count() needs a unit name, e.g. unit='samples'; got {unit!r}")
+    try:
+        value = float(n) if not isinstance(n, (str, bytes)) else math.nan  # 0-d tensors, numpy too
+    except (TypeError, ValueError):
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise InvalidCountError(
+            f"count({n!r}, unit={unit!r}): the amount must be a finite number of at least 0"
+        )
+    return value
 
 
 class EnergyMeter:
@@ -278,7 +294,12 @@ class EnergyMeter:
         return self._window(name)
 
     def count(self, n: float, unit: str = "samples") -> None:
-        """Record `n` units of work (samples, tokens, steps, inferences) in every open window."""
+        """Record `n` units of work (samples, tokens, steps, inferences) in every open window.
+
+        A NaN, infinite, negative or non-numeric `n` raises InvalidCountError here, at the
+        call, and leaves the run's units as they were.
+        """
+        n = _valid_count(n, unit)
         run = self.run
         run.units[unit] = run.units.get(unit, 0.0) + n
         for window in self._open_windows:
