@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 from joulemeter.meter.errors import ImportFormatError
-from joulemeter.meter.export import write_text
+from joulemeter.meter.export import spreadsheet_safe, write_text
 from joulemeter.meter.run import Domain, DomainEnergy, Provenance, Run, Status
 from joulemeter.meter.units import J_PER_KWH
 from joulemeter.reports.accounting import footprint
@@ -361,7 +361,8 @@ def export_codecarbon_csv(
     writer = csv.DictWriter(buffer, fieldnames=CODECARBON_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for run in runs:
-        writer.writerow({k: "" if v is None else v for k, v in _codecarbon_row(run, factors).items()})
+        row = _codecarbon_row(run, factors)
+        writer.writerow({k: "" if v is None else spreadsheet_safe(v) for k, v in row.items()})
     write_text(dest, buffer.getvalue())
 
 

@@ -6,12 +6,18 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from typing import IO
+from typing import IO, TYPE_CHECKING, Any
 
 from joulemeter.meter.formats import EXPORT, output_format
 from joulemeter.meter.run import Run
 
+if TYPE_CHECKING:
+    import pandas
+
 TABLES = ("samples", "windows", "domains")
+
+#: A cell a spreadsheet would read as a formula begins with one of these (OWASP, "CSV Injection").
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 Destination = str | os.PathLike[str] | IO[str]
 
@@ -31,7 +37,25 @@ def write_json(runs: Sequence[Run], dest: Destination) -> None:
 
 def write_csv(runs: Sequence[Run], dest: Destination, *, table: str = "samples") -> None:
     """One table of every run as CSV."""
-    write_text(dest, runs_frame(runs, table).to_csv(index=False))
+    write_text(dest, csv_text(runs_frame(runs, table)))
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """`value`, with a text cell that a spreadsheet would run as a formula quoted by a leading '."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def csv_text(frame: pandas.DataFrame) -> str:
+    """`frame` as CSV, every text cell and header made spreadsheet_safe; numbers as they are."""
+    from pandas.api.types import is_numeric_dtype
+
+    safe = frame.rename(columns=spreadsheet_safe)
+    for column in safe.columns:
+        if not is_numeric_dtype(safe[column]):  # text, or numbers mixed with text
+            safe[column] = safe[column].map(spreadsheet_safe)
+    return safe.to_csv(index=False)
 
 
 def write_parquet(runs: Sequence[Run], dest: Destination, *, table: str = "samples") -> None:

@@ -9,6 +9,7 @@ import json
 import math
 from typing import Any
 
+from joulemeter.meter.export import csv_text
 from joulemeter.reports.accounting import footprint, per_unit
 from joulemeter.reports.render._report import Report
 from joulemeter.reports.render._tables import domain_rows
@@ -100,4 +101,4 @@ def render_csv(report: Report) -> str:
                     "region": factors.region,
                 }
             )
-    return pandas.DataFrame(rows).to_csv(index=False)
+    return csv_text(pandas.DataFrame(rows))
