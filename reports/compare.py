@@ -212,8 +212,8 @@ def break_even(
     spent = footprint(extra_energy_j, factors)
     saved = footprint(saving_per_inference_j, factors)
     energy_count = extra_energy_j / saving_per_inference_j
-    co2e_count = _quotient(spent.kg_co2e, saved.kg_co2e)
-    cost_count = _quotient(spent.cost, saved.cost)
+    co2e_count = quotient(spent.kg_co2e, saved.kg_co2e)
+    cost_count = quotient(spent.cost, saved.cost)
     text = break_even_text(extra_energy_j, saving_per_inference_j, energy_count)
     return BreakEven(
         extra_energy_j,
@@ -415,7 +415,8 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def _quotient(numerator: float | None, denominator: float | None) -> float | None:
+def quotient(numerator: float | None, denominator: float | None) -> float | None:
+    """numerator / denominator, None where either is unknown or the denominator is 0."""
     if numerator is None or not denominator:
         return None
     return numerator / denominator

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from joulemeter.meter.errors import ReportError
 from joulemeter.meter.run import Provenance, Run
 from joulemeter.reports.accounting import Footprint, footprint, projection
-from joulemeter.reports.compare import BreakEven, Comparison, break_even, compare
+from joulemeter.reports.compare import BreakEven, Comparison, break_even, compare, quotient
 from joulemeter.reports.factors import Factors, resolve_factors
 from joulemeter.reports.render.wording import variant_break_even
 
@@ -159,7 +159,7 @@ def summarise_compression(
                 inference=run,
                 production=production,
                 energy_per_inference_j=per_inference,
-                ratio=_quotient(per_inference, base_per_inference),
+                ratio=quotient(per_inference, base_per_inference),
                 accuracy=run.metadata.get("accuracy"),
                 break_even=figures_break_even,
                 serving=None
@@ -184,7 +184,3 @@ def _per_inference(per_1000_j: float | None) -> float | None:
     if per_1000_j is None or per_1000_j != per_1000_j:
         return None
     return float(per_1000_j) / 1000
-
-
-def _quotient(a: float | None, b: float | None) -> float | None:
-    return None if a is None or not b else a / b
