@@ -56,7 +56,8 @@ class DemoPlan:
     train_epochs: int
     fine_tune_epochs: int
     distill_epochs: int
-    trials: int
+    trials: int  # at least this many per variant (2 or more give a confidence interval)
+    max_trials: int  # more while the variant's 95 % interval is wider than ±5 %
     min_trial_s: float  # each trial repeats the test set until it has lasted this long
     prune_amount: float = 0.7
     hidden: int = 256
@@ -66,8 +67,12 @@ class DemoPlan:
     lr: float = 3e-3
 
 
-QUICK = DemoPlan(train_epochs=6, fine_tune_epochs=1, distill_epochs=8, trials=1, min_trial_s=1.0)
-FULL = DemoPlan(train_epochs=20, fine_tune_epochs=3, distill_epochs=30, trials=3, min_trial_s=2.0)
+QUICK = DemoPlan(
+    train_epochs=6, fine_tune_epochs=1, distill_epochs=8, trials=2, max_trials=2, min_trial_s=0.5
+)
+FULL = DemoPlan(
+    train_epochs=20, fine_tune_epochs=3, distill_epochs=30, trials=3, max_trials=6, min_trial_s=1.0
+)
 
 
 @dataclass(frozen=True)
@@ -230,6 +235,7 @@ def run_demo(options: DemoOptions, *, on_progress: Progress | None = None) -> De
         batch_size=plan.inference_batch_size,
         warmup_batches=5,
         trials=plan.trials,
+        max_trials=plan.max_trials,
         min_trial_s=plan.min_trial_s,
         base_model=BASE_MODEL,
         device=str(device),

@@ -215,7 +215,7 @@ def uncertainty_bands() -> dict[str, tuple[float, float, Citation]]:
     }
 
 
-def _band(provenance: Provenance) -> tuple[float, float] | None:
+def provenance_band(provenance: Provenance) -> tuple[float, float] | None:
     """(low, high) multipliers for a provenance; MIXED without detail takes the widest."""
     bands = uncertainty_bands()
     if provenance is Provenance.MIXED:
@@ -233,7 +233,7 @@ def _run_energy(run: Run) -> tuple[float, Provenance, tuple[float, float] | None
     low = high = 0.0
     banded = False
     for e in energies:
-        band = _band(e.provenance)
+        band = provenance_band(e.provenance)
         banded = banded or band is not None
         lo, hi = band or (1.0, 1.0)
         low += e.energy_j * lo
@@ -277,7 +277,7 @@ def footprint(
 
     if provenance is not None and provenance != kind:
         kind, range_j = Provenance(provenance), None
-    if range_j is None and (band := _band(kind)) is not None:
+    if range_j is None and (band := provenance_band(kind)) is not None:
         range_j = (energy_j * band[0], energy_j * band[1])
     return _account(energy_j, kind, factors or resolve_factors(), range_j)
 

@@ -15,10 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 from joulemeter.meter.errors import ReportError
 from joulemeter.meter.run import Provenance, Run
-from joulemeter.reports.accounting import Footprint, footprint
+from joulemeter.reports.accounting import Footprint, footprint, provenance_band
+from joulemeter.reports.confidence import RatioInterval, ratio_interval, trial_figures
 from joulemeter.reports.factors import Factors, resolve_factors
 from joulemeter.reports.render import frame_records
-from joulemeter.reports.render.wording import break_even_text, comparison_phrase, prediction_text
+from joulemeter.reports.render.wording import (
+    break_even_text,
+    comparison_phrase,
+    prediction_text,
+)
 
 if TYPE_CHECKING:
     import pandas
@@ -62,6 +67,11 @@ class Comparison:
     metadata_columns: list[str] = field(default_factory=list)  # run.metadata keys shown
     footprints: dict[str, Footprint] = field(default_factory=dict)
     factors: Factors | None = None
+    intervals: dict[str, RatioInterval | None] = field(default_factory=dict)  # run id -> CI
+
+    def interval(self, run_id: str) -> RatioInterval | None:
+        """The 95 % interval of a run's ratio to the baseline, None without repeated trials."""
+        return self.intervals.get(run_id)
 
     @property
     def compared_column(self) -> str:
@@ -78,6 +88,9 @@ class Comparison:
             "metadata_columns": list(self.metadata_columns),
             "rows": frame_records(self.frame),
             "phrases": list(self.phrases),
+            "intervals": {
+                run_id: None if ci is None else ci.to_dict() for run_id, ci in self.intervals.items()
+            },
             "factors": self.factors.to_dict() if self.factors is not None else None,
         }
 
@@ -105,7 +118,7 @@ def compare(
     count = _PER_UNITS[per][1] if per else 1
 
     footprints = {run.id: footprint(run, factors) for run in runs}
-    rows = [_row(run, footprints[run.id], unit, count, per_column) for run in runs]
+    rows = [_row(run, footprints[run.id], unit, count, per_column, factors) for run in runs]
     frame = pandas.DataFrame(rows)
     metadata_columns = _metadata_columns(runs)
     for key in metadata_columns:
@@ -115,11 +128,16 @@ def compare(
     base_value = frame.loc[next(i for i, run in enumerate(runs) if run is base), compared]
     ratios = [_ratio(v, base_value) for v in frame[compared]]
     frame["ratio"] = ratios
+    intervals = {run.id: _interval(base, run, unit, count, footprints) for run in runs if run is not base}
+    frame["ratio_ci_low"] = [None if (ci := intervals.get(r.id)) is None else ci.low for r in runs]
+    frame["ratio_ci_high"] = [None if (ci := intervals.get(r.id)) is None else ci.high for r in runs]
+    frame["verdict"] = [None if (ci := intervals.get(r.id)) is None else ci.verdict.value for r in runs]
     phrases = [
         comparison_phrase(
             run,
             base,
             ratio=ratios[i],
+            interval=intervals[run.id],
             has_value=not _missing(frame.loc[i, compared]),
             base_value=base_value,
             unit=unit,
@@ -131,7 +149,38 @@ def compare(
         if run is not base
     ]
     return Comparison(
-        frame, phrases, base.id, per, per_column, per_label, metadata_columns, footprints, factors
+        frame,
+        phrases,
+        base.id,
+        per,
+        per_column,
+        per_label,
+        metadata_columns,
+        footprints,
+        factors,
+        intervals,
+    )
+
+
+def _interval(
+    base: Run, run: Run, unit: str | None, count: int, footprints: dict[str, Footprint]
+) -> RatioInterval | None:
+    """`run` ÷ `base` over their trial windows, widened by an estimate's band where it does
+    not cancel: the two were measured differently, or on different hosts."""
+    kinds = {footprints[base.id].provenance, footprints[run.id].provenance}
+    same_host = base.host.get("hostname") == run.host.get("hostname") and base.host.get(
+        "cpu_model"
+    ) == run.host.get("cpu_model")
+    bands = [b for kind in kinds if (b := provenance_band(Provenance(kind))) is not None]
+    cancels = len(kinds) == 1 and same_host
+    model_band = None if cancels or not bands else (min(b[0] for b in bands), max(b[1] for b in bands))
+    loads = [r.metadata.get("other_cpu_load") for r in (base, run)]
+    known_loads = [float(x) for x in loads if isinstance(x, (int, float)) and math.isfinite(x)]
+    return ratio_interval(
+        trial_figures(base, unit, count),
+        trial_figures(run, unit, count),
+        model_band=model_band,
+        other_cpu_load=max(known_loads, default=None),
     )
 
 
@@ -371,8 +420,14 @@ def _per_unit(runs: list[Run], per: str | None) -> tuple[str | None, str | None,
 
 
 def _row(
-    run: Run, fp: Footprint, unit: str | None, count: int, per_column: str | None
+    run: Run,
+    fp: Footprint,
+    unit: str | None,
+    count: int,
+    per_column: str | None,
+    factors: Factors,
 ) -> dict[str, Any]:
+    """One run's figures; per unit of work, its CO2e and cost too (`per_unit_columns`)."""
     row: dict[str, Any] = {
         "id": run.id,
         "name": run.name,
@@ -390,7 +445,20 @@ def _row(
     row["kg_co2e"] = fp.kg_co2e
     row["cost"] = fp.cost
     row["currency"] = fp.currency
+    if per_column is not None:
+        co2e_column, cost_column = per_unit_columns(per_column)
+        per_unit_j = row[per_column]
+        per_unit = None if per_unit_j is None else footprint(per_unit_j, factors, provenance=fp.provenance)
+        row[co2e_column] = None if per_unit is None else per_unit.kg_co2e
+        row[cost_column] = None if per_unit is None else per_unit.cost
     return row
+
+
+def per_unit_columns(per_column: str) -> tuple[str, str]:
+    """The CO2e and cost columns that go with a per-unit energy column:
+    "energy_per_1000_j" -> ("kg_co2e_per_1000", "cost_per_1000")."""
+    per = per_column.removeprefix("energy_per_").removesuffix("_j")
+    return f"kg_co2e_per_{per}", f"cost_per_{per}"
 
 
 def _metadata_columns(runs: list[Run]) -> list[str]:

@@ -12,7 +12,14 @@ from dataclasses import dataclass, field
 from joulemeter.meter.errors import ReportError
 from joulemeter.meter.run import Provenance, Run
 from joulemeter.reports.accounting import Footprint, footprint, projection
-from joulemeter.reports.compare import BreakEven, Comparison, break_even, compare, quotient
+from joulemeter.reports.compare import (
+    BreakEven,
+    Comparison,
+    break_even,
+    compare,
+    quotient,
+)
+from joulemeter.reports.confidence import RatioInterval, Verdict
 from joulemeter.reports.factors import Factors, resolve_factors
 from joulemeter.reports.render.wording import variant_break_even
 
@@ -30,8 +37,14 @@ class VariantFigures:
     energy_per_inference_j: float | None  # over the inference run, as the comparison shows
     ratio: float | None  # energy per inference / the baseline's
     accuracy: float | None
-    break_even: BreakEven | None  # None for the baseline and where production is unknown
+    break_even: BreakEven | None  # None for the baseline, unknown production or no measured saving
     serving: Footprint | None  # queries_per_day × days of inference (estimated)
+    interval: RatioInterval | None = None  # the ratio's 95 % CI over repeated trials
+
+    @property
+    def saving_not_measured(self) -> bool:
+        """True when repeated trials did not show this variant to use less energy."""
+        return self.interval is not None and self.interval.verdict is not Verdict.LESS
 
     @property
     def production_energy_j(self) -> float | None:
@@ -144,10 +157,13 @@ def summarise_compression(
     for name, run in by_variant.items():
         per_inference = _per_inference(per_1000.get(run.id))
         production = made.get(name)
+        interval = comparison.interval(run.id)
+        measured_saving = interval is None or interval.verdict is Verdict.LESS
         figures_break_even = None
         if (
             name != baseline
             and production is not None
+            and measured_saving
             and None not in (per_inference, base_per_inference)
         ):
             figures_break_even = break_even(
@@ -165,6 +181,7 @@ def summarise_compression(
                 serving=None
                 if per_inference is None
                 else projection(per_inference, queries_per_day, days, factors),
+                interval=interval,
             )
         )
     return CompressionSummary(

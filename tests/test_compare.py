@@ -289,3 +289,46 @@ def test_default_per_is_the_unit_every_run_counted_or_whole_runs():
     assert default_per(tokens) == "token"
     assert default_per([inferring[0], tokens[1]]) is None  # no unit in common: whole runs
     assert default_per([make_run("9" * 16, "bare", energy_j=1.0)]) is None
+
+
+def _with_trials(run_id: str, name: str, per_trial_j: list[float], **kwargs) -> Run:
+    """A run whose windows "trial-N" each did 1,000 inferences for the given joules."""
+    windows = [
+        Window(name=f"trial-{i}", path=f"inference/trial-{i}", start_s=10.0 * i, end_s=10.0 * i + 9,
+               energy_j={"gpu:0": j}, units={"inferences": 1000.0})
+        for i, j in enumerate(per_trial_j, start=1)
+    ]
+    return make_run(run_id, name, energy_j=sum(per_trial_j), units={"inferences": 1000.0 * len(per_trial_j)},
+                    windows=windows, **kwargs)
+
+
+def test_repeated_trials_give_every_ratio_its_interval_and_verdict(factors) -> None:
+    full = _with_trials("a" * 32, "full", [26.0, 25.5, 26.4, 25.9])
+    quant = _with_trials("b" * 32, "quantized", [10.1, 9.9, 10.0, 10.2])
+    result = compare([full, quant], per="1000", factors=factors)
+    ci = result.interval(quant.id)
+    assert ci is not None and ci.low < 10.05 / 25.95 < ci.high and ci.high < 1
+    (phrase,) = result.phrases
+    assert phrase.startswith("quantized: 2.6× less energy per 1,000 inferences than full (95 % CI ")
+    row = result.frame.set_index("name").loc["quantized"]
+    assert row["verdict"] == "less" and row["ratio_ci_high"] < 1
+    assert json.loads(json.dumps(result.to_dict(), default=str))["intervals"][quant.id]["verdict"] == "less"
+
+
+def test_identical_trials_say_no_measurable_difference_and_a_single_run_says_it_has_no_ci(factors) -> None:
+    trials = [12.0, 12.3, 11.8, 12.1, 12.2]
+    full, pruned = _with_trials("a" * 32, "full", trials), _with_trials("b" * 32, "pruned", list(trials))
+    (phrase,) = compare([full, pruned], per="1000", factors=factors).phrases
+    assert phrase.startswith("pruned: no measurable difference in energy per 1,000 inferences against full")
+    single = compare([make_run("c" * 32, "x"), make_run("d" * 32, "y", energy_j=500.0)], factors=factors)
+    assert single.interval("d" * 32) is None
+    assert single.frame["verdict"].isna().all()
+
+
+def test_per_unit_comparison_has_co2e_and_cost_per_unit(factors) -> None:
+    full = _with_trials("a" * 32, "full", [20.0, 20.0])
+    result = compare([full], per="1000", factors=factors)
+    row = result.frame.iloc[0]
+    # 20 J per 1,000 = 20/3.6e6 kWh at the device, × PUE 1.5 × 400 g/kWh, and × 0.30 EUR/kWh
+    assert row["kg_co2e_per_1000"] == pytest.approx(20 / 3.6e6 * 1.5 * 0.4)
+    assert row["cost_per_1000"] == pytest.approx(20 / 3.6e6 * 1.5 * 0.30)

@@ -269,6 +269,7 @@ def benchmarked(teacher, digits, tmp_path_factory):
             batch_size=128,
             warmup_batches=2,
             trials=2,
+            max_trials=2,
             min_trial_s=0.15,
             base_model="digits-mlp",
             project="bench",

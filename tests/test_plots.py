@@ -132,3 +132,34 @@ def test_literal_text_keeps_every_dollar_sign_as_written():
 
     text = Text(0, 0, plots.literal("a $^$ b"))
     assert text._preprocess_math(text.get_text()) == ("a $^$ b", False)
+
+
+def test_pareto_labels_never_overlap_and_tied_points_share_one(factors):
+    """Six runs, three of them tied and two a hair apart: one label per place, none overlapping."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.text import Text
+
+    figures = [("full", 100.0, 0.95), ("pruned-a", 60.0, 0.93), ("pruned-b", 60.0, 0.93),
+               ("pruned-c", 60.0, 0.93), ("int8", 61.0, 0.931), ("student", 30.0, 0.80)]
+    runs = [make_run(f"{i:032x}", name, energy_j=j, metadata={"accuracy": acc})
+            for i, (name, j, acc) in enumerate(figures)]
+    figure = plots.pareto_figure(compare(runs, factors=factors))
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    ax = figure.axes[0]
+    labels = [t for t in ax.texts if t.get_text().strip()]
+    texts = sorted(t.get_text().strip() for t in labels)
+    assert texts == ["full", "int8", "pruned-a, pruned-b, pruned-c", "student"]
+    boxes = [Text.get_window_extent(t, renderer) for t in labels]  # the text, without leader lines
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+
+
+def test_pareto_calls_beaten_only_the_points_that_are(factors):
+    """All on the frontier: nothing is drawn as "beaten on both axes"."""
+    runs = [make_run(f"{i:032x}", name, energy_j=j, metadata={"accuracy": acc})
+            for i, (name, j, acc) in enumerate([("big", 100.0, 0.95), ("small", 30.0, 0.80)])]
+    figure = plots.pareto_figure(compare(runs, factors=factors))
+    legend = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
+    assert legend == ["Pareto frontier"]
+    runs.append(make_run(f"{9:032x}", "worse", energy_j=120.0, metadata={"accuracy": 0.7}))
+    legend = [t.get_text() for t in plots.pareto_figure(compare(runs, factors=factors)).axes[0].get_legend().get_texts()]
+    assert legend == ["beaten on both axes", "Pareto frontier"]

@@ -29,6 +29,7 @@ from joulemeter.integrations.compression.training import (
     resolve_device,
     window_sync,
 )
+from joulemeter.integrations.compression.trials import TrialPlan, TrialProbe
 from joulemeter.integrations.compression.variants import is_quantized
 from joulemeter.meter import EnergyMeter, Run
 from joulemeter.meter.meter import MeterOptions, check_meter_options, extend_options
@@ -55,6 +56,8 @@ def benchmark_inference(
     warmup_batches: int = 5,
     trials: int = 3,
     min_trial_s: float = 1.0,
+    max_trials: int | None = None,
+    target_half_width: float = 0.05,
     base_model: str = "model",
     device: str = "auto",
     on_variant: Callable[[str, Run], None] | None = None,
@@ -69,6 +72,10 @@ def benchmark_inference(
     latency_p95_s and latency_p99_s per batch, throughput_per_s, parameters,
     nonzero_parameters, size_on_disk_bytes, peak_memory_bytes (with peak_memory_method),
     and accuracy when labels are given.
+    Trials adapt: after `trials` (at least 2 for a confidence interval), more are run until
+    the 95 % interval of the variant's energy per 1,000 inferences is within
+    ±`target_half_width` or `max_trials` (default 3 × trials) is reached; each trial also
+    records the CPU share other processes took (other_cpu_load_trials, other_cpu_load).
     Each model is moved to the device and put in eval mode (in place, as nn.Module.to
     does); quantized models stay on the CPU whatever `device` says (CPU-only kernels).
     The other options are EnergyMeter's (`MeterOptions`): `tags` and `metadata` add to
@@ -77,10 +84,16 @@ def benchmark_inference(
     import torch
 
     check_meter_options(meter_options, "benchmark_inference")
+    max_trials = 3 * trials if max_trials is None else max_trials
     if trials < 1 or batch_size < 1 or warmup_batches < 0 or min_trial_s <= 0:
         raise ValueError(
             "need trials ≥ 1, batch_size ≥ 1, warmup_batches ≥ 0 and min_trial_s > 0; got "
             f"{trials}, {batch_size}, {warmup_batches}, {min_trial_s}"
+        )
+    if max_trials < trials or not 0 < target_half_width < 1:
+        raise ValueError(
+            f"need max_trials ≥ trials and 0 < target_half_width < 1; got {max_trials}, "
+            f"{trials} and {target_half_width}"
         )
     inputs = torch.as_tensor(data)
     targets = None if labels is None else torch.as_tensor(labels)
@@ -99,8 +112,7 @@ def benchmark_inference(
             device=torch.device("cpu") if is_quantized(model) else wanted,
             batch_size=batch_size,
             warmup_batches=warmup_batches,
-            trials=trials,
-            min_trial_s=min_trial_s,
+            trials=TrialPlan(trials, max_trials, target_half_width, min_trial_s),
             base_model=base_model,
             meter_options=meter_options,
         )
@@ -119,8 +131,7 @@ def _benchmark_one(
     device: torch.device,
     batch_size: int,
     warmup_batches: int,
-    trials: int,
-    min_trial_s: float,
+    trials: TrialPlan,
     base_model: str,
     meter_options: MeterOptions,
 ) -> Run:
@@ -139,7 +150,6 @@ def _benchmark_one(
         "device": str(device),
         "precision": "qint8" if is_quantized(model) else str(dtype).removeprefix("torch."),
         "batch_size": batch_size,
-        "trials": trials,
         "parameters": parameter_count(model),
         "nonzero_parameters": nonzero_parameter_count(model),
         "size_on_disk_bytes": size_on_disk_bytes(model),
@@ -156,13 +166,20 @@ def _benchmark_one(
         meter_options, tags=[variant, base_model, "inference"], metadata=metadata, sync=sync
     )
     meter = EnergyMeter(f"{base_model}/{variant}", **options)
+    probe = TrialProbe(meter, INFERENCE_UNIT)
     with meter, torch.inference_mode():
         with meter.window(INFERENCE_WINDOW):
-            for trial in range(1, trials + 1):
-                with meter.window(f"trial-{trial}"):
-                    _run_trial(model, batches, min_trial_s, sync, meter, latencies)
+            while probe.trials < trials.max_trials and not probe.tight_enough(trials):
+                with meter.window(f"trial-{probe.trials + 1}"):
+                    probe.begin()
+                    _run_trial(model, batches, trials.min_trial_s, sync, meter, latencies)
+                probe.end()
     run = meter.run
-    measured = {**_latency_figures(latencies), **_steady_state_figures(run)}
+    measured = {
+        **_latency_figures(latencies),
+        **_steady_state_figures(run),
+        **probe.figures(),
+    }
     run.metadata.update(measured)
     if meter.store:
         _store_metadata(meter_options.get("ledger"), run.id, measured)
@@ -170,7 +187,7 @@ def _benchmark_one(
         "%s: %s J per 1,000 inferences over %d trials",
         variant,
         measured["energy_per_1000_inferences_j"],
-        trials,
+        probe.trials,
     )
     return run
 

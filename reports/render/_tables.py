@@ -58,6 +58,32 @@ def window_groups(run: Run) -> list[WindowGroup]:
     return list(groups.values())
 
 
+def one_level(groups: list[WindowGroup]) -> tuple[list[WindowGroup], str | None]:
+    """The groups of one nesting level, so a chart never stacks a window beside its own
+    children: the shallowest level, or the children of a lone window there (then its path)."""
+    if not groups:
+        return [], None
+    top = min(g.path.count("/") for g in groups)  # windows opened inside no other window
+    level = [g for g in groups if g.path.count("/") == top]
+    parent = None
+    while len(level) == 1 and (children := _children(groups, level[0].path)):
+        parent, level = level[0].path, children
+    return level, parent
+
+
+def _children(groups: list[WindowGroup], path: str) -> list[WindowGroup]:
+    depth = path.count("/") + 1
+    return [g for g in groups if g.path.startswith(path + "/") and g.path.count("/") == depth]
+
+
+def run_label(name: str, variant: object) -> str:
+    """A run's name with its variant when the name does not already say it:
+    "digits-mlp/full" stays so, "sweep-3" with variant "int8" is "sweep-3 (int8)"."""
+    if not isinstance(variant, str) or not variant or name == variant or name.endswith("/" + variant):
+        return name
+    return f"{name} ({variant})"
+
+
 def window_domains(groups: list[WindowGroup]) -> list[str]:
     """Domains that appear in any window group, in first-seen order."""
     seen: dict[str, None] = {}

@@ -20,7 +20,7 @@ from joulemeter.reports.render import formatting as fmt
 from joulemeter.reports.render import html as page
 from joulemeter.reports.render import plots
 from joulemeter.reports.render._report import build_report, factor_lines
-from joulemeter.reports.render.wording import ratio_words
+from joulemeter.reports.render.wording import ratio_phrase
 
 # the study's model is re-exported here for the callers that import it with its page
 __all__ = ["CompressionSummary", "VariantFigures", "render_compression_html", "summarise_compression"]
@@ -106,11 +106,9 @@ def _headline(summary: CompressionSummary, equivalences: list[tuple[Equivalence,
         accuracy = ""
         if isinstance(v.accuracy, (int, float)) and isinstance(base.accuracy, (int, float)):
             accuracy = f", accuracy {v.accuracy:.1%} vs {base.accuracy:.1%}"
-        words = ratio_words(v.ratio)
-        than = "as" if words == "about the same" else "than"
+        words = ratio_phrase(v.ratio, v.interval, "energy per inference", summary.baseline)
         items.append(
-            f"<li><b>{page.escape_text(v.variant)}</b>: {page.escape_text(words)} energy per inference {than} "
-            f"{page.escape_text(summary.baseline)}{page.escape_text(accuracy)}; "
+            f"<li><b>{page.escape_text(v.variant)}</b>: {page.escape_text(words)}{page.escape_text(accuracy)}; "
             f"{page.escape_text(summary.break_even_words(v))}"
             f" {_run_badge(v.inference)}</li>"
         )

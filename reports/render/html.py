@@ -7,16 +7,18 @@ import base64
 import html
 
 from joulemeter.meter.run import Provenance
+from joulemeter.reports.compare import per_unit_columns
 from joulemeter.reports.render import formatting as fmt
 from joulemeter.reports.render import plots
 from joulemeter.reports.render._report import Report, RunReport
 from joulemeter.reports.render._tables import (
     domain_rows,
     frame_records,
+    run_label,
     window_domains,
     window_groups,
 )
-from joulemeter.reports.render.wording import ratio_words
+from joulemeter.reports.render.wording import verdict_words
 
 _CSP = (
     "default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
@@ -214,23 +216,26 @@ def comparison_section(report: Report) -> str:
     assert comparison is not None
     records = frame_records(comparison.frame)
     per = comparison.per_column
+    co2e_column, cost_column = per_unit_columns(per) if per else ("kg_co2e", "cost")
+    per_label = f" {escape_text(comparison.per_label)}" if per else ""
     head = (
         "<tr><th>Run</th><th>Provenance</th><th>Energy</th>"
-        + (f"<th>Energy {escape_text(comparison.per_label)}</th>" if per else "")
-        + "<th>vs baseline</th><th>Emissions</th><th>Cost</th><th>Duration</th><th>Avg power</th>"
-        + "</tr>"
+        + (f"<th>Energy{per_label}</th>" if per else "")
+        + f"<th>vs baseline</th><th>Emissions{per_label}</th><th>Cost{per_label}</th>"
+        + "<th>Duration</th><th>Avg power</th></tr>"
     )
     rows = []
     for row in records:
         is_base = row["id"] == comparison.baseline_id
+        verdict = verdict_words(row["ratio"], comparison.interval(row["id"]))
         rows.append(
             f"<tr class=\"{'baseline' if is_base else 'other'}\"><td>{escape_text(_run_name(row))}</td>"
             f"<td>{badge(row['provenance'])}</td>"
             f"<td class=\"num\">{escape_text(fmt.energy(row['energy_j']))}</td>"
             + (f"<td class=\"num\">{escape_text(fmt.energy(row[per]))}</td>" if per else "")
-            + f"<td class=\"num\">{'baseline' if is_base else escape_text(ratio_words(row['ratio']))}</td>"
-            f"<td class=\"num\">{escape_text(fmt.co2e(row['kg_co2e']))}</td>"
-            f"<td class=\"num\">{escape_text(fmt.money(row['cost'], row['currency']))}</td>"
+            + f"<td class=\"num\">{'baseline' if is_base else escape_text(verdict)}</td>"
+            f"<td class=\"num\">{escape_text(fmt.co2e(row[co2e_column]))}</td>"
+            f"<td class=\"num\">{escape_text(fmt.money(row[cost_column], row['currency']))}</td>"
             f"<td class=\"num\">{escape_text(fmt.duration(row['duration_s']))}</td>"
             f"<td class=\"num\">{escape_text(fmt.power(row['avg_power_w']))}</td></tr>"
         )
@@ -262,7 +267,7 @@ def _models_table(columns: list[str], records: list[dict]) -> str:
 
 
 def _run_name(row: dict) -> str:
-    return row["name"] + (f" ({row['variant']})" if row.get("variant") else "")
+    return run_label(row["name"], row.get("variant"))
 
 
 def factors_footer(report: Report) -> str:

@@ -11,7 +11,7 @@ import io
 from typing import TYPE_CHECKING
 
 from joulemeter.meter.run import Run
-from joulemeter.reports.render._tables import window_domains, window_groups
+from joulemeter.reports.render._tables import one_level, run_label, window_domains, window_groups
 
 if TYPE_CHECKING:
     import numpy
@@ -53,11 +53,12 @@ def power_over_time(run: Run, *, buckets: int = BUCKETS) -> bytes | None:
 
 
 def energy_by_window(run: Run) -> bytes | None:
-    """Stacked bars: energy of each window (path) split by domain; None without windows."""
-    groups = window_groups(run)
+    """Stacked bars: energy of each window of one nesting level (never a window beside its
+    own children, which would count them twice) split by domain; None without windows."""
+    groups, parent = one_level(window_groups(run))
     if not groups:
         return None
-    title = "Energy by window and domain"
+    title = "Energy by window and domain" + (f", inside {parent}" if parent else "")
     if len(groups) > MAX_BARS:
         title += f" ({MAX_BARS} of {len(groups)} windows, most energy first)"
         groups = sorted(groups, key=lambda g: g.total_energy_j, reverse=True)[:MAX_BARS]
@@ -80,7 +81,7 @@ def energy_by_window(run: Run) -> bytes | None:
 
 def comparison_bars(comparison: Comparison) -> bytes:
     """Horizontal bars of the compared figure per run, the baseline in grey, ratios written on."""
-    from joulemeter.reports.render.wording import ratio_words
+    from joulemeter.reports.render.wording import verdict_words
 
     frame = comparison.frame
     figure = new_figure(height=max(1.6, 0.5 * len(frame) + 1.0))
@@ -94,7 +95,7 @@ def comparison_bars(comparison: Comparison) -> bytes:
     for y, value, ratio, provenance, rid in zip(
         positions, values, frame["ratio"], frame["provenance"], frame["id"]
     ):
-        note = "baseline" if rid == comparison.baseline_id else ratio_words(ratio)
+        note = "baseline" if rid == comparison.baseline_id else verdict_words(ratio, comparison.interval(rid))
         ax.annotate(f" {value:,.3g} {unit} · {note} · {provenance}", (value, y), va="center",
                     fontsize="small")
     ax.set_yticks(positions, [_run_label(row) for _, row in frame.iterrows()], fontsize="small")
@@ -107,6 +108,13 @@ def comparison_bars(comparison: Comparison) -> bytes:
 def pareto_scatter(comparison: Comparison, y: str = "accuracy") -> bytes | None:
     """`y` (accuracy by default, higher is better) against the compared energy figure, the
     Pareto frontier highlighted; None when no run has `y`."""
+    figure = pareto_figure(comparison, y)
+    return None if figure is None else to_png(figure)
+
+
+def pareto_figure(comparison: Comparison, y: str = "accuracy") -> Figure | None:
+    """The Pareto scatter as a figure: only points another run beats on both axes are
+    grey ("beaten on both axes"), tied points share one label, and labels never overlap."""
     import pandas
 
     from joulemeter.reports.compare import pareto_frontier
@@ -118,22 +126,61 @@ def pareto_scatter(comparison: Comparison, y: str = "accuracy") -> bytes | None:
     on_frontier = pareto_frontier(frame, x=x, y=y)
     xs = pandas.to_numeric(frame[x], errors="coerce")
     ys = pandas.to_numeric(frame[y], errors="coerce")
+    known = xs.notna() & ys.notna()
     scale, unit = _energy_unit(xs.max())
     figure = new_figure()
     ax = figure.subplots()
-    ax.scatter(xs / scale, ys, color="#9e9e9e", label="beaten on both axes", zorder=2)
+    beaten = known & ~on_frontier
+    if beaten.any():
+        ax.scatter(xs[beaten] / scale, ys[beaten], color="#9e9e9e", label="beaten on both axes", zorder=2)
     order = xs[on_frontier].sort_values().index
     ax.plot(xs[order] / scale, ys[order], color=PALETTE[3], marker="o", label="Pareto frontier",
             zorder=3)
-    for i, row in frame.iterrows():
-        if not (_nan(xs[i]) or _nan(ys[i])):
-            ax.annotate(f" {_run_label(row)}", (xs[i] / scale, ys[i]), fontsize="small")
     ax.margins(x=0.25, y=0.12)  # room for the run names written beside the points
     ax.set_xlabel(_axis_label(comparison, unit))
     ax.set_ylabel(literal(y))
     ax.legend(fontsize="small", loc="lower right")
     ax.set_title(literal(f"{y.capitalize()} against energy: upper left is better"))
-    return to_png(figure)
+    points: dict[tuple[float, float], list[str]] = {}
+    for i, row in frame[known].iterrows():
+        points.setdefault((float(xs[i]) / scale, float(ys[i])), []).append(_run_label(row))
+    _label_without_overlap(figure, ax, {p: ", ".join(dict.fromkeys(n)) for p, n in points.items()})
+    return figure
+
+
+def _label_without_overlap(figure: Figure, ax, labels: dict[tuple[float, float], str]) -> None:
+    """Write each label beside its point, moved up or down in steps of its own height until
+    it overlaps no label already placed (a leader line joins a moved label to its point)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.text import Text
+
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()  # settle the constrained layout first, then freeze it: positions stay put
+    figure.set_layout_engine("none")
+    renderer = canvas.get_renderer()
+    placed: list = []
+    for (px, py), text in sorted(labels.items(), key=lambda item: -item[0][1]):
+        step = 0
+        while True:
+            dy = _offset(step)
+            note = ax.annotate(
+                text, (px, py), xytext=(5, dy), textcoords="offset points", fontsize="small",
+                va="center", annotation_clip=False,
+                arrowprops={"arrowstyle": "-", "color": "#9e9e9e", "lw": 0.6} if dy else None,
+            )
+            note.update_positions(renderer)
+            box = Text.get_window_extent(note, renderer).expanded(1.0, 1.15)  # the text, not its line
+            if not any(box.overlaps(other) for other in placed) or step > 40:
+                placed.append(box)
+                break
+            note.remove()
+            step += 1
+
+
+def _offset(step: int) -> float:
+    """Vertical offsets in points tried in turn: 0, -11, +11, -22, +22, …"""
+    distance = 11 * ((step + 1) // 2)
+    return -distance if step % 2 else distance
 
 
 def _axis_label(comparison: Comparison, unit: str) -> str:
@@ -236,9 +283,7 @@ def _energy_unit(largest_j: float) -> tuple[float, str]:
 
 
 def _run_label(row) -> str:
-    variant = row.get("variant")
-    label = f"{row['name']} ({variant})" if isinstance(variant, str) and variant else str(row["name"])
-    return literal(label)
+    return literal(run_label(str(row["name"]), row.get("variant")))
 
 
 def _nan(value) -> bool:

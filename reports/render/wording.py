@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from joulemeter.meter.run import Run
     from joulemeter.reports.compare import TrainingPrediction
     from joulemeter.reports.compression import CompressionSummary, VariantFigures
+    from joulemeter.reports.confidence import RatioInterval
 
 
 def ratio_words(ratio: float | None) -> str:
@@ -29,11 +30,55 @@ def ratio_words(ratio: float | None) -> str:
     return f"{text} {'less' if ratio < 1 else 'more'}"
 
 
+def factor_text(ratio: float) -> str:
+    """A ratio as a factor for a reader: 1.34 -> '1.3×', 0.2 -> '0.2×', 25 -> '25×'."""
+    return f"{ratio:.2g}×" if ratio < 1 else (f"{ratio:.1f}×" if ratio < 10 else f"{ratio:,.0f}×")
+
+
+def interval_text(interval: RatioInterval) -> str:
+    """'95 % CI 2.3–2.9×', the interval of a ratio as factors of the baseline, and how busy
+    the machine was when other processes took more than a tenth of its CPU."""
+    text = f"95 % CI {factor_text(interval.low)}–{factor_text(interval.high)}"
+    if interval.machine_busy:
+        text += f"; other processes took {interval.other_cpu_load:.0%} of the CPU during the trials"
+    return text
+
+
+def verdict_words(ratio: float | None, interval: RatioInterval | None) -> str:
+    """A ratio in words, said only as strongly as its interval allows: '2.6× less
+    (95 % CI 2.3–2.9×)', 'no measurable difference (95 % CI 0.95–1.1×)', 'too noisy for a
+    verdict (…)'; without repeated trials, the plain ratio and 'one trial each'."""
+    from joulemeter.reports.confidence import Verdict
+
+    if interval is None:
+        words = ratio_words(ratio)
+        return words if words == fmt.DASH else f"{words} (single measurement, no CI)"
+    verdict = interval.verdict
+    if verdict in (Verdict.LESS, Verdict.MORE):
+        return f"{ratio_words(interval.ratio)} ({interval_text(interval)})"
+    return f"{verdict.value} ({interval_text(interval)})"
+
+
+def ratio_phrase(ratio: float | None, interval: RatioInterval | None, what: str, base: str) -> str:
+    """'2.6× less energy than full (95 % CI 2.3–2.9×)', 'no measurable difference in energy
+    against full (…)', or without trials 'about the same energy as full'."""
+    from joulemeter.reports.confidence import Verdict
+
+    if interval is not None and not interval.significant:
+        preposition = "in" if interval.verdict is Verdict.SAME else "on"
+        return f"{interval.verdict.value} {preposition} {what} against {base} ({interval_text(interval)})"
+    if interval is not None:
+        return f"{ratio_words(interval.ratio)} {what} than {base} ({interval_text(interval)})"
+    words = ratio_words(ratio)
+    return f"about the same {what} as {base}" if words == "about the same" else f"{words} {what} than {base}"
+
+
 def comparison_phrase(
     run: Run,
     base: Run,
     *,
     ratio: float | None,
+    interval: RatioInterval | None = None,
     has_value: bool,
     base_value: float | None,
     unit: str | None,
@@ -43,16 +88,13 @@ def comparison_phrase(
 ) -> str:
     """'pruned: 3.4× less energy per 1,000 inferences than full (accuracy 0.90 vs 0.91)'."""
     what = f"energy {per_label}".strip()
-    words = ratio_words(ratio)
     if ratio is None:
         missing = f"no {unit} counted" if not has_value and unit else "no figure"
         text = f"{run.name}: {missing}, so no {what} to compare with {base.name}"
     elif ratio == 0:
         text = f"{run.name}: no {what} measured, against {fmt.number(base_value)} J for {base.name}"
-    elif words == "about the same":
-        text = f"{run.name}: about the same {what} as {base.name}"
     else:
-        text = f"{run.name}: {words} {what} than {base.name}"
+        text = f"{run.name}: {ratio_phrase(ratio, interval, what, base.name)}"
     accuracy, base_accuracy = run.metadata.get("accuracy"), base.metadata.get("accuracy")
     if isinstance(accuracy, (int, float)) and isinstance(base_accuracy, (int, float)):
         text += f" (accuracy {accuracy:.4g} vs {base_accuracy:.4g})"
@@ -91,6 +133,8 @@ def variant_break_even(summary: CompressionSummary, variant: VariantFigures) -> 
     'baseline', or why it is not known."""
     if variant.variant == summary.baseline:
         return "baseline"
+    if variant.saving_not_measured:
+        return "no break-even: its saving was not measured beyond noise"
     be = variant.break_even
     if be is None:
         return "production energy not metered" if variant.production is None else fmt.DASH

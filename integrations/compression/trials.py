@@ -1,0 +1,93 @@
+"""Adaptive repeated trials for benchmark_inference: how many to run, and how noisy the
+machine was while they ran (the CPU time other processes took)."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from joulemeter.reports.confidence import relative_half_width
+
+if TYPE_CHECKING:
+    from joulemeter.meter import EnergyMeter
+
+
+@dataclass(frozen=True)
+class TrialPlan:
+    """At least `min_trials`, then more until the 95 % interval of the variant's figure is
+    within ±`target_half_width`, at most `max_trials`, each lasting `min_trial_s`."""
+
+    min_trials: int
+    max_trials: int
+    target_half_width: float
+    min_trial_s: float
+
+
+class TrialProbe:
+    """Energy per 1,000 units of work and other processes' CPU share of each trial, read
+    from the running meter at the trial's edges (so the stopping rule needs no accounting)."""
+
+    def __init__(self, meter: EnergyMeter, unit: str) -> None:
+        import psutil
+
+        self._meter = meter
+        self._unit = unit
+        self._process = psutil.Process()
+        self._cpus = psutil.cpu_count() or 1
+        self._start: tuple[float, float, float, float, float] | None = None
+        self.per_1000_j: list[float] = []
+        self.other_load: list[float] = []
+        self.stopped_because = "max_trials reached"
+
+    @property
+    def trials(self) -> int:
+        return len(self.other_load)
+
+    def begin(self) -> None:
+        self._start = self._snapshot()
+
+    def end(self) -> None:
+        assert self._start is not None, "end() without begin()"
+        (t0, e0, n0, busy0, own0), (t1, e1, n1, busy1, own1) = self._start, self._snapshot()
+        if n1 > n0 and e1 > e0:
+            self.per_1000_j.append((e1 - e0) / (n1 - n0) * 1000)
+        wall = t1 - t0
+        others = max((busy1 - busy0) - (own1 - own0), 0.0)
+        self.other_load.append(others / (wall * self._cpus) if wall > 0 else 0.0)
+
+    def tight_enough(self, plan: TrialPlan) -> bool:
+        """True once `plan.min_trials` ran and their interval is within the target."""
+        if self.trials < plan.min_trials:
+            return False
+        half = relative_half_width(self.per_1000_j)
+        if half is not None and half <= plan.target_half_width:
+            self.stopped_because = f"95 % interval within ±{plan.target_half_width:.0%}"
+            return True
+        return False
+
+    def figures(self) -> dict[str, Any]:
+        """What the run's metadata keeps about its trials and the machine's load."""
+        return {
+            "trials": self.trials,
+            "trials_stopped_because": self.stopped_because,
+            "other_cpu_load_trials": list(self.other_load),
+            "other_cpu_load": statistics.fmean(self.other_load) if self.other_load else None,
+        }
+
+    def _snapshot(self) -> tuple[float, float, float, float, float]:
+        """(wall s, energy so far J, inferences counted, machine busy CPU s, own CPU s)."""
+        import psutil
+
+        machine = psutil.cpu_times()
+        idle = machine.idle + getattr(machine, "iowait", 0.0)
+        busy = sum(machine) - idle - getattr(machine, "guest", 0.0) - getattr(machine, "guest_nice", 0.0)
+        own = self._process.cpu_times()
+        return (
+            time.monotonic(),
+            sum(self._meter.energy_so_far_j().values()),
+            self._meter.run.units.get(self._unit, 0.0),
+            busy,
+            own.user + own.system,
+        )

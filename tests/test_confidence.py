@@ -1,0 +1,104 @@
+"""The ratio interval covers the truth at its nominal rate and gives the verdicts it should."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from joulemeter.reports.confidence import (
+    EQUIVALENCE_MARGIN,
+    Verdict,
+    ratio_interval,
+    relative_half_width,
+    t_critical,
+)
+
+
+def _trials(rng: random.Random, mean: float, noise: float, n: int) -> list[float]:
+    """n trial figures with multiplicative noise (log-normal, sd `noise` in log space)."""
+    return [mean * math.exp(rng.gauss(0, noise)) for _ in range(n)]
+
+
+@pytest.mark.parametrize("df", [1, 2, 3.7, 5, 12.2, 29.9, 30, 33.3, 45, 75, 100, 250])
+def test_t_critical_matches_scipy_at_or_above_the_exact_value(df: float) -> None:
+    stats = pytest.importorskip("scipy.stats")
+    exact = float(stats.t.ppf(0.975, df))
+    assert exact <= t_critical(df) + 5e-4  # the table never makes the interval too narrow
+    assert t_critical(df) <= float(stats.t.ppf(0.975, math.floor(df))) + 5e-4
+
+
+@pytest.mark.parametrize(("true_ratio", "noise", "n"), [(2.6, 0.10, 5), (1.0, 0.05, 3), (0.4, 0.3, 8)])
+def test_interval_covers_the_true_ratio_at_about_95_percent(true_ratio: float, noise: float, n: int) -> None:
+    rng = random.Random(20261202)
+    replications = 2000
+    covered = 0
+    for _ in range(replications):
+        base = _trials(rng, 10.0, noise, n)
+        cand = _trials(rng, 10.0 * true_ratio, noise, n)
+        interval = ratio_interval(base, cand)
+        assert interval is not None
+        covered += interval.low <= true_ratio <= interval.high
+    # binomial sd at p = 0.95 over 2,000 replications is 0.5 %: allow 3 sd below, and the
+    # table's rounding down of Welch's df makes it slightly conservative above
+    assert 0.935 <= covered / replications <= 0.975
+
+
+def test_identical_traces_give_no_measurable_difference() -> None:
+    trace = [12.1, 12.4, 11.9, 12.2, 12.0]
+    interval = ratio_interval(trace, list(trace))
+    assert interval is not None
+    assert interval.ratio == pytest.approx(1.0)
+    assert interval.verdict is Verdict.SAME
+    assert not interval.significant
+
+
+def test_a_real_difference_is_called_in_its_direction() -> None:
+    base = [20.0, 20.5, 19.6, 20.2]
+    less = ratio_interval(base, [x / 2.6 for x in (20.1, 19.8, 20.4, 20.0)])
+    more = ratio_interval(base, [x * 1.5 for x in (20.1, 19.8, 20.4, 20.0)])
+    assert less is not None and less.verdict is Verdict.LESS and less.high < 1
+    assert more is not None and more.verdict is Verdict.MORE and more.low > 1
+
+
+def test_wide_interval_holding_one_is_too_noisy_not_the_same() -> None:
+    rng = random.Random(7)
+    interval = ratio_interval(_trials(rng, 10, 0.5, 3), _trials(rng, 10, 0.5, 3))
+    assert interval is not None
+    assert interval.low < 1 < interval.high
+    assert interval.high > EQUIVALENCE_MARGIN or interval.low < 1 / EQUIVALENCE_MARGIN
+    assert interval.verdict is Verdict.TOO_NOISY
+
+
+def test_an_estimate_band_that_does_not_cancel_widens_the_interval() -> None:
+    base, cand = [10.0, 10.2, 9.9], [5.0, 5.1, 4.9]
+    narrow = ratio_interval(base, cand)
+    wide = ratio_interval(base, cand, model_band=(0.63, 1.08))
+    assert narrow is not None and wide is not None
+    assert wide.low < narrow.low and wide.high > narrow.high
+    assert wide.ratio == pytest.approx(narrow.ratio)
+    assert wide.model_band_included and not narrow.model_band_included
+
+
+def test_fewer_than_two_trials_give_no_interval() -> None:
+    assert ratio_interval([1.0], [2.0, 2.1]) is None
+    assert ratio_interval([1.0, 0.0, -1.0], [2.0, 2.1]) is None  # only positive figures count
+    assert relative_half_width([3.0]) is None
+
+
+def test_relative_half_width_shrinks_with_more_trials() -> None:
+    rng = random.Random(3)
+    few = relative_half_width(_trials(rng, 10, 0.1, 3))
+    many = relative_half_width(_trials(rng, 10, 0.1, 30))
+    assert few is not None and many is not None and many < few
+
+
+def test_a_busy_machine_is_said_beside_the_interval() -> None:
+    from joulemeter.reports.render.wording import interval_text
+
+    quiet = ratio_interval([10.0, 10.1], [5.0, 5.1], other_cpu_load=0.02)
+    busy = ratio_interval([10.0, 10.1], [5.0, 5.1], other_cpu_load=0.35)
+    assert quiet is not None and busy is not None
+    assert not quiet.machine_busy and "other processes" not in interval_text(quiet)
+    assert busy.machine_busy and "other processes took 35% of the CPU" in interval_text(busy)
