@@ -57,7 +57,8 @@ class CellFootprint:
         for name, e in run.energy.items():
             rows.append((f"  {name}", f"{fmt.energy(e.energy_j)} ({e.provenance.value}), avg {fmt.power(e.avg_power_w)}"))
         best = fp.best_equivalence()
-        rows.append(("Equivalent to", f"{best.text} [{best.citation}]"))
+        if best is not None:
+            rows.append(("Equivalent to", f"{best.text} [{best.citation}]"))
         return rows
 
     def sources(self) -> list[str]:

@@ -63,6 +63,7 @@ class Equivalence:
     factor_unit: str
     citation: Citation
     basis: str = "energy"
+    style: str = "times"  # how it is written: times, count or duration (equivalences.csv)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -112,9 +113,14 @@ class Footprint:
         )
         return [equivalence for equivalence, _ in ranked]
 
-    def best_equivalence(self) -> Equivalence:
-        """The comparison that reads best (household electricity first, then car km, …)."""
-        return self.ranked_equivalences()[0]
+    def best_equivalence(self) -> Equivalence | None:
+        """The comparison that reads best (household electricity first, then car km, …), or
+        None when none of the report country's reads as a sensible number (0.1–1000):
+        "0.000539 seconds of a television" tells a reader nothing."""
+        best = next(iter(self.ranked_equivalences()), None)
+        if best is None or _distance_from_readable(_shown_number(best.value, best.style)) > 0:
+            return None
+        return best
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: energy in J and kWh, kg CO2e, cost with currency, factors and
@@ -130,7 +136,7 @@ class Footprint:
             "energy_kwh_range": list(self.energy_kwh_range) if self.energy_kwh_range else None,
             "kg_co2e_range": list(self.kg_co2e_range) if self.kg_co2e_range else None,
             "factors": self.factors.to_dict(),
-            "best_equivalence": self.best_equivalence().to_dict(),
+            "best_equivalence": None if (best := self.best_equivalence()) is None else best.to_dict(),
             "equivalences": [e.to_dict() for e in self.equivalences()],
         }
 
@@ -145,6 +151,7 @@ class Footprint:
             factor_unit=factor.factor_unit,
             citation=factor.citation,
             basis=factor.basis,
+            style=factor.style,
         )
 
 

@@ -137,9 +137,18 @@ def test_tv_equivalence_is_written_in_the_time_unit_that_suits_it(energy_j, text
     assert fp.equivalence("tv_hours").text == text
 
 
-def test_a_few_joules_read_best_as_seconds_of_television():
+def test_a_few_joules_read_best_as_seconds_of_television_in_the_us():
     # every other comparison is thousands of times below readable for 32.5 J
-    assert footprint(32.5, resolve_factors("FR"), provenance="estimated").best_equivalence().key == "tv_hours"
+    assert footprint(32.5, resolve_factors("US"), provenance="estimated").best_equivalence().key == "tv_hours"
+
+
+def test_a_french_report_never_uses_a_us_figure_and_says_nothing_rather_than_something_absurd():
+    tiny = footprint(32.5, resolve_factors("FR"), provenance="estimated")
+    assert all(eq.key not in {"tv_hours", "car_km", "smartphone_charges"} for eq in tiny.ranked_equivalences())
+    assert tiny.best_equivalence() is None  # 32.5 J is 0.0000002 % of a French household's year
+    assert tiny.to_dict()["best_equivalence"] is None
+    big = footprint(3.6e9 * 20, resolve_factors("FR"), provenance="counter")
+    assert big.best_equivalence().key == "household_fr"
 
 
 def test_to_dict_is_json_ready_and_carries_sources():

@@ -10,7 +10,7 @@ import math
 
 from joulemeter.meter.run import Run
 from joulemeter.meter.units import J_PER_MILLIJOULE
-from joulemeter.reports.accounting import Equivalence
+from joulemeter.reports.accounting import Equivalence, Footprint
 from joulemeter.reports.compression import (
     CompressionSummary,
     VariantFigures,
@@ -183,7 +183,7 @@ def _lifetime_section(
         rows.append(
             f"<tr><td>{page.escape_text(v.variant)}</td>"
             + "".join(f'<td class="num">{page.escape_text(cell)}</td>' for cell in cells)
-            + f"<td>{page.escape_text(saving.best_equivalence().text if saving else fmt.DASH)}</td></tr>"
+            + f"<td>{page.escape_text(_equivalence_text(saving))}</td></tr>"
         )
     notes = "".join(f"<li>{page.escape_text(text)}</li>" for _, text in equivalences)
     return (
@@ -216,13 +216,20 @@ def _shown_equivalences(summary: CompressionSummary) -> list[tuple[Equivalence, 
     base = summary.baseline_figures
     if base.serving is not None and base.serving.energy_kwh > 0:
         eq = base.serving.best_equivalence()
-        out.append((eq, f"Serving {summary.baseline} for the whole period: ≈ {eq.text}"))
+        if eq is not None:
+            out.append((eq, f"Serving {summary.baseline} for the whole period: ≈ {eq.text}"))
     for v in summary.variants:
         saving = summary.lifetime_saving(v)
-        if saving is not None:
-            eq = saving.best_equivalence()
+        eq = None if saving is None else saving.best_equivalence()
+        if eq is not None:
             out.append((eq, f"Switching to {v.variant} saves ≈ {eq.text}"))
     return out
+
+
+def _equivalence_text(saving: Footprint | None) -> str:
+    """The saving's best equivalence in words, a dash where there is none that reads well."""
+    eq = None if saving is None else saving.best_equivalence()
+    return fmt.DASH if eq is None else eq.text
 
 
 def _break_even_plot(summary: CompressionSummary) -> bytes | None:
