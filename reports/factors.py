@@ -55,6 +55,7 @@ class Factors:
     currency: str | None
     price_citation: Citation | None
     household_country: str  # which country's household/per-person equivalences to prefer
+    pue_basis: str = "as given"  # where the PUE came from, in words, when it has no citation
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, citations as dicts (None where there is none)."""
@@ -305,15 +306,18 @@ def pue_presets() -> dict[str, tuple[float, Citation | None, str]]:
     return {p.preset: (p.pue, p.citation, p.description) for p in data_table("pue.csv", PuePreset)}
 
 
-def _resolve_pue(pue: float | str | None) -> tuple[float, Citation | None]:
+def _resolve_pue(pue: float | str | None) -> tuple[float, Citation | None, str]:
+    """(PUE, its citation, where it came from in words)."""
     presets = pue_presets()
+    given = pue is not None
     if pue is None:
         pue = "device"
     if isinstance(pue, str):
         key = pue.strip().lower()
         if key in presets:
-            value, citation, _ = presets[key]
-            return value, citation
+            value, citation, description = presets[key]
+            basis = f"preset {key!r}: {description}" if given else f"no PUE given: {description}"
+            return value, citation, basis
         try:
             pue = float(key)
         except ValueError:
@@ -322,7 +326,7 @@ def _resolve_pue(pue: float | str | None) -> tuple[float, Citation | None]:
             ) from None
     if not pue >= 1.0:
         raise FactorError(f"PUE {pue} is below 1.0, which no facility can have: give a value ≥ 1.0")
-    return float(pue), None
+    return float(pue), None, "as given"
 
 
 @functools.cache
@@ -391,7 +395,7 @@ def resolve_factors(
         raise FactorError(f"price {price_per_kwh} per kWh is negative: give a value ≥ 0")
     if currency is not None and price_per_kwh is None:
         raise FactorError("a currency was given without a price: give the price per kWh too")
-    pue_value, pue_citation = _resolve_pue(pue)
+    pue_value, pue_citation, pue_basis = _resolve_pue(pue)
 
     asked_for_world = country is not None and normalise_name(country) == WORLD.lower()
     if country is not None and not asked_for_world:
@@ -419,6 +423,7 @@ def resolve_factors(
         intensity_is_default=is_default,
         pue=pue_value,
         pue_citation=pue_citation,
+        pue_basis=pue_basis,
         price_per_kwh=price,
         currency=price_currency,
         price_citation=price_citation,

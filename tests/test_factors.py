@@ -146,3 +146,14 @@ def test_every_data_row_has_a_source_and_a_year():
             if table == "pue.csv" and row["preset"] == "device":
                 continue  # a definition, not a measured figure
             assert row["source"] and row["year"], (table, row)
+
+
+def test_pue_line_says_whether_a_pue_was_given() -> None:
+    from joulemeter.reports.render._report import factor_lines
+
+    def pue_source(factors) -> str:
+        return next(line.source for line in factor_lines(factors) if line.label == "PUE")
+
+    assert pue_source(resolve_factors("FR")).startswith("no PUE given: measured at the device")
+    assert pue_source(resolve_factors("FR", pue=1.3)) == "as given"
+    assert pue_source(resolve_factors("FR", pue="device")).startswith("preset 'device'")

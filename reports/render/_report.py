@@ -91,7 +91,7 @@ def factor_lines(factors: Factors, equivalences: Sequence[Equivalence] = ()) -> 
     if factors.intensity_is_default:
         intensity += ", world average: no country was given"
     lines = [FactorLine("Grid carbon intensity", intensity, *_cite(factors.intensity_citation))]
-    pue_source = _cite(factors.pue_citation) if factors.pue_citation else ("as given", None)
+    pue_source = _cite(factors.pue_citation) if factors.pue_citation else (factors.pue_basis, None)
     lines.append(FactorLine("PUE", fmt.number(factors.pue), *pue_source))
     if factors.price_per_kwh is not None:
         price_source = _cite(factors.price_citation) if factors.price_citation else ("as given", None)
