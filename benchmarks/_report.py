@@ -38,7 +38,7 @@ def _overhead(r: dict[str, Any]) -> list[str]:
         "torch thread (`torch.set_num_threads(1)`). All variants run in one worker process "
         "(same memory layout and CPU placement), each creating and stopping its tool per "
         f"loop; every round runs all variants once in a shuffled order ({r['repeats']} "
-        "rounds). joulemeter writes to a ledger as it does by default (a flush every 2 s). "
+        "rounds). joulemeter writes to a ledger as it does by default (a write every 1 s, from its writer thread). "
         "Three views of the cost, because the machine is shared and wall time swings with "
         "other processes:",
         "",

@@ -1,7 +1,7 @@
 """Ledger: sustained sample ingest through `append_samples`, and size on disk per hour.
 
 The load is the meter's worst realistic case: 8 GPUs sampled every 10 ms, i.e. 800
-samples/s, flushed in 2 s batches (the meter's default flush interval) of 1,600 rows.
+samples/s, written in 1 s batches (the meter's default write interval) of 800 rows.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from benchmarks._stats import spread
 
 GPUS = 8
 INTERVAL_S = 0.01
-FLUSH_S = 2.0
+FLUSH_S = 1.0
 NEEDED_PER_S = GPUS / INTERVAL_S
 
 

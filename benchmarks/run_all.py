@@ -34,6 +34,17 @@ SETTINGS = {
               "ledger_batches": 5, "other_repeats": 5},
 }
 
+#: docs/benchmarks.md keeps what follows this line when run_all rewrites the rest: the
+#: sections of benchmarks run on their own (sigkill_loss.py, demo_stability.py).
+STANDALONE_MARKER = "<!-- standalone benchmarks: kept by run_all.py -->"
+
+
+def standalone_sections(path: Path) -> str:
+    """The marker and the sections after it in the current file ('' if there are none)."""
+    text = path.read_text() if path.exists() else ""
+    return "\n" + text[text.index(STANDALONE_MARKER):] if STANDALONE_MARKER in text else ""
+
+
 def machine() -> dict[str, Any]:
     """What the figures were measured on."""
     import subprocess
@@ -100,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     results["suite_s"] = time.perf_counter() - started
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
-    args.out.write_text(markdown(results))
+    args.out.write_text(markdown(results) + standalone_sections(args.out))
     print(f"wrote {args.out} and {args.out.with_suffix('.json')} in {results['suite_s']:.0f} s",
           file=sys.stderr)
 

@@ -50,6 +50,17 @@ class DomainAccumulator:
             self.peak_power_w = power
         return Sample(t_s, self.domain.name, power, self.energy_j)
 
+    def missed(self, t_s: float, reason: str) -> None:
+        """No reading came since the last one until `t_s` (a stalled sampler).
+
+        A counter still gives the exact energy across the hole; power readings would have
+        to be interpolated over it, so the hole becomes a gap and nothing is counted in it.
+        """
+        if self._last_counter_j is not None or self._last_t is None or self._last_power_w is None:
+            return  # read through a counter, nothing read yet, or already in a gap
+        self.gaps.append(Gap(self.domain.name, self._last_t, t_s, reason))
+        self._last_power_w = None
+
     def finish(self, t_s: float) -> list[Gap]:
         """Close an open gap at the end of the run (as never recovered) and return all gaps."""
         if self._gap_start is not None:
@@ -152,7 +163,7 @@ def summarise(
 ) -> dict[str, DomainEnergy]:
     """Per-domain totals from samples: the last cumulative energy, average and peak power.
 
-    Used when a run finishes and when a killed run is recovered from its flushed samples.
+    Used when a run finishes; `totals` does the same from figures a query already summed.
     """
     last_energy: dict[str, float] = {}
     peak: dict[str, float] = {}
@@ -161,6 +172,21 @@ def summarise(
             last_energy[s.domain] = s.energy_j
         if s.power_w is not None and s.power_w > peak.get(s.domain, -1.0):
             peak[s.domain] = s.power_w
+    return totals(domains, last_energy, peak, duration_s, idle_power_w)
+
+
+def totals(
+    domains: Iterable[Domain],
+    last_energy: dict[str, float],
+    peak: dict[str, float],
+    duration_s: float | None,
+    idle_power_w: dict[str, float] | None = None,
+) -> dict[str, DomainEnergy]:
+    """Per-domain DomainEnergy from each domain's last cumulative energy and peak power.
+
+    A killed run is recovered this way in bounded memory: its samples' energy never
+    decreases, so the last cumulative energy is their maximum, which the database sums.
+    """
     out: dict[str, DomainEnergy] = {}
     for d in domains:
         energy = last_energy.get(d.name, 0.0)

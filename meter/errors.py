@@ -8,7 +8,8 @@
     ├── LedgerError                  the ledger cannot be used (carries its path when known)
     │   ├── LedgerCorruptError       the file is not a readable database
     │   ├── ForeignLedgerError       a database, but not a joulemeter ledger (or a newer schema)
-    │   └── RunNotFoundError         no run matches the id, prefix or name asked for
+    │   ├── RunNotFoundError         no run matches the id, prefix or name asked for
+    │   └── LedgerBusyError          another writer held the ledger's lock past the deadline
     ├── FactorError                  a conversion factor cannot be resolved
     │   └── UnknownRegionError       a country or region code nobody knows (suggests close matches)
     ├── UnknownHardwareError         a hardware name missing from the hardware table
@@ -16,6 +17,9 @@
     ├── ExporterError                a live exporter (Prometheus) cannot serve, e.g. port in use
     └── ReportError                  a report, export, comparison or prediction cannot be built as asked
         └── UnknownFormatError       an output format that cannot write what was asked (also a ValueError)
+
+    LedgerWriteWarning (a RuntimeWarning, not raised): a run's ledger write failed; its
+    samples wait in the local spool and are delivered when the ledger takes them.
 
 Messages say what went wrong and what to do next in the library's terms, never a
 command-line flag; `parameter` names the argument that does what the message advises,
@@ -177,3 +181,12 @@ class UnknownFormatError(ReportError, ValueError):
     def __reduce__(self) -> tuple[type, tuple[str, str, tuple[str, ...]]]:
         """Rebuilt from its fields, so it crosses process boundaries (DDP, multiprocessing)."""
         return type(self), (self.name, self.product, self.choices)
+
+
+# -- durability (issue 18): kept together, at the end ------------------------------------
+class LedgerBusyError(LedgerError):
+    """The ledger stayed locked by another writer past the deadline; trying again later may work."""
+
+
+class LedgerWriteWarning(RuntimeWarning):
+    """A run could not be written to its ledger; what was measured is kept in the local spool."""

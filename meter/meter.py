@@ -6,9 +6,10 @@
             m.count(batch_size, unit="samples")
     m.run.total_energy_j
 
-The run is written to the ledger while it goes (row at start, samples every few
-seconds) and closed as `completed`, `failed` (the code raised) or `interrupted`
-(KeyboardInterrupt, SIGTERM, interpreter exit).
+The run is written to the ledger while it goes (row at start, samples every second, from
+a writer thread of its own) and closed as `completed`, `failed` (the code raised) or
+`interrupted` (KeyboardInterrupt, SIGTERM, interpreter exit). A ledger that fails is
+never the metered code's problem: the writer warns and keeps the run in a local spool.
 """
 
 from __future__ import annotations
@@ -31,15 +32,17 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
 from joulemeter.meter.energy import EnergyTimeline, summarise
-from joulemeter.meter.errors import InvalidCountError, LedgerError, MeterStateError
+from joulemeter.meter.errors import InvalidCountError, MeterStateError
 from joulemeter.meter.run import Domain, Provenance, Run, Status, Window
 from joulemeter.meter.sampler import Sampler
 from joulemeter.meter.sources.base import Source
+from joulemeter.meter.store.storable import make_storable
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from joulemeter.meter.store import Ledger
+    from joulemeter.meter.store.writer import RunWriter
 
 log = logging.getLogger("joulemeter")
 
@@ -82,7 +85,8 @@ class MeterOptions(TypedDict, total=False):
 
     project ("default"), tags, metadata: stored with the run for filtering and reports.
     devices: kinds or domains to meter, e.g. ["gpu"], ["gpu:0", "cpu"] (None: all).
-    interval_s: sampling interval (0.1 s). flush_interval_s: ledger writes (2 s).
+    interval_s: sampling interval (0.1 s). flush_interval_s: ledger writes (1 s): a killed
+    process loses about this much, plus the time one write takes (at most 0.5 s).
     idle_baseline_s: seconds of idle power to measure before the run (0: off).
     ledger: ledger path or database URL (None: $JOULEMETER_LEDGER or the user default).
     store: False keeps the run in memory only (True).
@@ -187,13 +191,14 @@ class EnergyMeter:
         self.pid = options.get("pid")
         self.replay = options.get("replay")
         self.sync = options.get("sync")
-        self.flush_interval_s = options.get("flush_interval_s", 2.0)
+        self.flush_interval_s = options.get("flush_interval_s", 1.0)
         self._ledger_location = options.get("ledger")
         self._given_sources = list(sources) if sources is not None else None
         self._sources: list[Source] = []
         self._domains: list[Domain] = []
         self._fallbacks: list[str] = []
         self._ledger: Ledger | None = None
+        self._writer: RunWriter | None = None
         self._sampler: Sampler | None = None
         self._run: Run | None = None
         self._open_windows: list[Window] = []
@@ -217,6 +222,12 @@ class EnergyMeter:
     @property
     def running(self) -> bool:
         return self._sampler is not None
+
+    @property
+    def ledger_problem(self) -> str | None:
+        """Why the ledger refuses this run's writes right now (its samples are spooled), else None."""
+        writer = self._writer
+        return writer.problem if writer is not None else None
 
     def start(self) -> Run:
         """Open sources, measure the idle baseline if asked, start sampling and the ledger row."""
@@ -242,15 +253,10 @@ class EnergyMeter:
         self._run = run
         if self.store:
             self._ledger = self._open_ledger()
-            self._ledger.begin_run(run)
-        self._sampler = Sampler(
-            self._sources,
-            self._domains,
-            interval_s=self.interval_s,
-            on_flush=self._flush if self._ledger is not None else None,
-            flush_interval_s=self.flush_interval_s,
-        )
+        self._sampler = Sampler(self._sources, self._domains, interval_s=self.interval_s)
         self._sampler.start()
+        if self._ledger is not None:
+            self._start_writer(self._ledger, run, self._sampler)
         self._install_exit_handlers()
         log.info("run %s (%s) started with domains %s", run.id[:8], run.name, [d.name for d in self._domains])
         return run
@@ -280,12 +286,13 @@ class EnergyMeter:
         run.gaps = sampler.gaps()
         run.energy = summarise(self._domains, run.samples, run.duration_s, self._idle_power_w)
         self._account_windows(run)
-        if self._ledger is not None:
-            try:
-                self._ledger.finish_run(run)
-            finally:
-                if self._ledger is not self._ledger_location:  # close only what we opened
-                    self._ledger.close()
+        for fixed in make_storable(run):
+            log.warning("run %s: %s; stored in a form the ledger takes", run.id[:8], fixed)
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.finish(run)  # never raises: what the ledger refuses stays in the spool
+            if writer.ledger is not self._ledger_location:  # close only what we opened
+                writer.ledger.close()
         log.info("run %s %s: %.3f J", run.id[:8], status.value, run.total_energy_j)
         return run
 
@@ -337,12 +344,7 @@ class EnergyMeter:
             status, error = Status.INTERRUPTED, f"{type(exc).__name__}: {exc}".rstrip(": ")
         else:
             status, error = Status.FAILED, f"{type(exc).__name__}: {exc}"
-        try:
-            self.stop(status, error)
-        except LedgerError:
-            if exc is None:
-                raise
-            log.exception("could not close run %s in the ledger", self.run.id[:8])
+        self.stop(status, error)
 
     # -- internals ---------------------------------------------------------------
     @contextlib.contextmanager
@@ -418,15 +420,30 @@ class EnergyMeter:
         return {name: e / duration for name, e in energy.items()} if duration > 0 else {}
 
     def _open_ledger(self) -> Ledger:
+        """The ledger given, or the one at the location given, opened without recovering
+        other runs (that happens on a thread of its own once this run has started)."""
         from joulemeter.meter.store import Ledger, open_ledger
 
         if isinstance(self._ledger_location, Ledger):
             return self._ledger_location
-        return open_ledger(self._ledger_location)
+        return open_ledger(self._ledger_location, recover=False)
 
-    def _flush(self, samples: list) -> None:
-        assert self._ledger is not None and self._run is not None
-        self._ledger.append_samples(self._run.id, samples)
+    def _start_writer(self, ledger: Ledger, run: Run, sampler: Sampler) -> None:
+        from joulemeter.meter.store import Ledger, open_ledger
+        from joulemeter.meter.store.writer import RunWriter
+
+        location = self._ledger_location
+        ours = not isinstance(location, Ledger)
+        self._writer = RunWriter(
+            ledger,
+            run,
+            sampler.samples_since,
+            interval_s=self.flush_interval_s,
+            reopen=(lambda: open_ledger(location, recover=False)) if ours else None,  # type: ignore[arg-type]
+        )
+        self._writer.begin()
+        if ours:
+            threading.Thread(target=_recover, args=(ledger,), name="joulemeter-recovery", daemon=True).start()
 
     def _install_exit_handlers(self) -> None:
         atexit.register(self._stop_at_exit)
@@ -484,6 +501,14 @@ def metered(name: str | None = None, **meter_options: Unpack[MeterOptions]) -> C
 def _raise_system_exit(signum: int, frame: Any) -> None:
     """SIGTERM handler while a meter runs: unwind so the run closes as `interrupted`."""
     raise SystemExit(128 + signum)
+
+
+def _recover(ledger: Ledger) -> None:
+    """Deliver spooled runs and close dead ones in `ledger`, off the metered code's path."""
+    try:
+        ledger.recover()
+    except Exception as exc:  # another process may do it; never worth disturbing a run
+        log.info("recovering runs in %s failed: %s", ledger.location, exc)
 
 
 def _utc_now() -> str:

@@ -1,8 +1,10 @@
 """The one background thread that polls every source and accounts its readings.
 
 It reads all sources at each tick (so samples of one tick share `t_s`), feeds one
-DomainAccumulator per domain, and hands new samples to a flush callback every few
-seconds (the ledger), from its own thread so the metered code never waits on I/O.
+DomainAccumulator per domain and keeps the samples in memory; it never does I/O, so a
+slow ledger cannot delay a reading (the ledger's writer thread takes the samples with
+`samples_since`). A tick that comes far too late anyway (the process was not scheduled)
+is a recorded gap for domains read as power, never an interpolation across the hole.
 `poke()` asks for an immediate reading: window edges use it to get counter values
 at the edge without paying for the read themselves.
 """
@@ -20,7 +22,9 @@ from joulemeter.meter.sources.base import Reading, Source
 
 log = logging.getLogger("joulemeter.sampler")
 
-FlushCallback = Callable[[list[Sample]], None]
+#: A tick this many intervals late (and at least _STALL_MIN_S) is a hole in sampling.
+_STALL_INTERVALS = 10
+_STALL_MIN_S = 1.0
 
 
 class Sampler:
@@ -34,8 +38,6 @@ class Sampler:
         interval_s: float = 0.1,
         t0: float | None = None,
         clock: Callable[[], float] = time.monotonic,
-        on_flush: FlushCallback | None = None,
-        flush_interval_s: float = 2.0,
     ) -> None:
         if interval_s <= 0:
             raise ValueError(f"sampling interval must be positive, got {interval_s!r} s")
@@ -45,10 +47,8 @@ class Sampler:
         self.t0 = clock() if t0 is None else t0
         self.accumulators = {d.name: DomainAccumulator(d) for d in domains}
         self.samples: list[Sample] = []
-        self._on_flush = on_flush
-        self._flush_interval_s = flush_interval_s
-        self._unflushed = 0  # samples[-_unflushed:] are not flushed yet
-        self._last_flush = self.t0
+        self.stall_s = max(_STALL_INTERVALS * interval_s, _STALL_MIN_S)
+        self._last_tick_s: float | None = None
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -63,14 +63,13 @@ class Sampler:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop the thread, take a last reading and flush what is left. Safe to call twice."""
+        """Stop the thread and take a last reading. Safe to call twice."""
         if self._thread is not None:
             self._stopping.set()
             self._wake.set()
             self._thread.join()
             self._thread = None
             self.read_once()
-        self.flush()
 
     def poke(self) -> None:
         """Ask the thread for a reading now (cheap: sets an event)."""
@@ -99,30 +98,22 @@ class Sampler:
         t_s = self.now()  # one time per tick, so domains read together add up to total power
         new: list[Sample] = []
         with self._lock:
+            late = self._last_tick_s is not None and t_s - self._last_tick_s > self.stall_s
             for reading in batch:
                 accumulator = self.accumulators.get(reading.domain)
                 if accumulator is not None:
+                    if late:
+                        accumulator.missed(t_s, f"no reading for {t_s - self._last_tick_s:.1f} s: "
+                                           "the sampling thread was not scheduled")
                     new.append(accumulator.add(t_s, reading))
             self.samples.extend(new)
-            self._unflushed += len(new)
+            self._last_tick_s = t_s
         return new
 
-    def flush(self) -> None:
-        """Hand unflushed samples to the callback; on failure keep them for the next try."""
-        if self._on_flush is None:
-            return
+    def samples_since(self, start: int) -> list[Sample]:
+        """The samples taken after the first `start`, as whole ticks (for the ledger's writer)."""
         with self._lock:
-            pending = self.samples[len(self.samples) - self._unflushed :] if self._unflushed else []
-        if not pending:
-            return
-        try:
-            self._on_flush(pending)
-        except Exception:
-            log.exception("flushing %d samples failed; will retry", len(pending))
-            return
-        with self._lock:
-            self._unflushed -= len(pending)
-        self._last_flush = self.clock()
+            return self.samples[start:]
 
     def gaps(self) -> list[Gap]:
         """Every gap so far, open ones closed at the current time."""
@@ -155,5 +146,3 @@ class Sampler:
             now = self.clock()
             if now >= next_tick:
                 next_tick += self.interval_s * (1 + int((now - next_tick) // self.interval_s))
-            if now - self._last_flush >= self._flush_interval_s:
-                self.flush()

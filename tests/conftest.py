@@ -52,3 +52,9 @@ def _fresh_postgres_schema(server_url: str) -> Iterator[str]:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP SCHEMA "{name}" CASCADE')
         admin.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _private_spool(tmp_path, monkeypatch):
+    """Spooled samples of a test go to its temp dir, never the user's data dir."""
+    monkeypatch.setenv("JOULEMETER_SPOOL", str(tmp_path / "spool"))

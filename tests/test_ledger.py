@@ -6,6 +6,7 @@ points at a server (`eval "$(bash .ci/postgres.sh)"`), on PostgreSQL in a fresh 
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import textwrap
@@ -326,19 +327,110 @@ def test_a_run_whose_pid_now_belongs_to_a_later_process_is_interrupted(
 def test_a_run_on_another_host_is_interrupted_only_after_five_silent_minutes(
     ledger_location: str, monkeypatch: pytest.MonkeyPatch, silent_for_s: float, expected: Status
 ) -> None:
-    import joulemeter.meter.store.ledger as ledger_module
+    import sqlalchemy as sa
 
-    last_heard = datetime.now(timezone.utc) - timedelta(seconds=silent_for_s)
+    from joulemeter.meter.store import schema
+
+    last_heard = (datetime.now(timezone.utc) - timedelta(seconds=silent_for_s)).isoformat()
     with open_ledger(ledger_location) as ledger:
         with monkeypatch.context() as patched:
             patched.setattr("socket.gethostname", lambda: "some-other-node")
-            patched.setattr(ledger_module, "_now_iso", last_heard.isoformat)
             ledger.begin_run(make_run("remote", status=Status.RUNNING))
+        with ledger._engine.begin() as conn:  # its writer last wrote `silent_for_s` ago
+            runs = schema.runs
+            conn.execute(sa.update(runs).where(runs.c.id == "remote").values(heartbeat_at=last_heard))
     with open_ledger(ledger_location) as ledger:
         run = ledger.get_run("remote")
     assert run.status is expected
     if expected is Status.INTERRUPTED:
-        assert run.ended_at == last_heard.isoformat()
+        assert run.ended_at == last_heard
+
+
+def test_a_live_writer_whose_clock_is_ten_minutes_behind_stays_running(
+    ledger_location: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Heartbeats are stamped and judged by the database's clock, not the writer's."""
+    import joulemeter.meter.store.ledger as ledger_module
+
+    class BehindClock(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return datetime.now(tz) - timedelta(seconds=600)
+
+    with open_ledger(ledger_location) as ledger:
+        with monkeypatch.context() as patched:
+            patched.setattr("socket.gethostname", lambda: "node-with-a-slow-clock")
+            patched.setattr(ledger_module, "datetime", BehindClock)
+            ledger.begin_run(make_run("skewed", status=Status.RUNNING, samples=0))
+            ledger.append_samples("skewed", [Sample(0.0, "gpu:0", 100.0, 0.0)])
+    with open_ledger(ledger_location) as ledger:
+        assert ledger.get_run("skewed").status is Status.RUNNING
+
+
+@pytest.mark.parametrize("where", ["name", "tag", "window"])
+def test_a_nul_character_is_refused_with_that_reason_on_either_backend(ledger_location: str, where: str) -> None:
+    run = make_run("nul")
+    if where == "name":
+        run.name = "bad\x00name"
+    elif where == "tag":
+        run.tags.append("t\x00")
+    else:
+        run.windows[0].path = "train\x00"
+    with open_ledger(ledger_location) as ledger:
+        with pytest.raises(LedgerError, match="NUL") as info:
+            ledger.save_run(run)
+        assert "unreachable" not in str(info.value) and "reachable" not in str(info.value)
+        assert ledger.list_runs() == []
+
+
+def test_recovering_a_big_killed_run_holds_little_memory(ledger_location: str) -> None:
+    """Energy is summed by the database: recovery never loads the run's samples."""
+    import tracemalloc
+
+    count = 100_000
+    with open_ledger(ledger_location) as ledger:
+        ledger.begin_run(make_run("big", status=Status.RUNNING, samples=0),
+                         writer={"pid": 2**22 + 12345, "hostname": socket.gethostname(), "process_started_at": 1.0})
+        for start in range(0, count, 20_000):
+            ledger.append_samples("big", [Sample(float(t), "gpu:0", 200.0, 200.0 * t) for t in range(start, start + 20_000)])
+    tracemalloc.start()
+    try:
+        with open_ledger(ledger_location) as ledger:
+            _, peak = tracemalloc.get_traced_memory()
+            run = ledger.get_run("big", samples=False)
+    finally:
+        tracemalloc.stop()
+    assert run.status is Status.INTERRUPTED
+    assert run.energy["gpu:0"].energy_j == 200.0 * (count - 1)
+    assert run.duration_s == count - 1
+    assert peak < 5_000_000, f"recovery held {peak / 1e6:.1f} MB"
+
+
+def test_a_starting_meter_does_not_wait_for_recovery_of_other_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from joulemeter.meter import EnergyMeter
+    from joulemeter.meter.store.ledger import Ledger
+    from tests.doubles import LinearCounterSource
+    from tests.polling import wait_until
+
+    release, recovering = threading.Event(), threading.Event()
+
+    def slow_recover(self) -> None:
+        recovering.set()
+        release.wait(60)
+
+    monkeypatch.setattr(Ledger, "recover", slow_recover)
+    path = tmp_path / "ledger.sqlite"
+    try:
+        with EnergyMeter("unrelated", ledger=path, sources=[LinearCounterSource()],
+                         interval_s=0.01, flush_interval_s=0.05) as m:
+            wait_until(recovering.is_set, "recovery to begin on its own thread")
+            with open_ledger(path, recover=False) as ledger:
+                wait_until(lambda: ledger.get_run(m.run.id).samples, "samples written while recovery runs")
+        assert m.run.status is Status.COMPLETED
+    finally:
+        release.set()
 
 
 # -- where the ledger lives ------------------------------------------------------------------

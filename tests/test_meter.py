@@ -9,6 +9,8 @@ import pytest
 
 from joulemeter.meter import EnergyMeter, Status, current_meter, metered
 from joulemeter.meter.errors import MeterStateError
+from joulemeter.meter.run import Provenance
+from joulemeter.meter.sources.base import Reading
 from tests.doubles import FailingAfterSource, LinearCounterSource, stamp_skew_j
 
 POWER_W = 50.0
@@ -184,3 +186,33 @@ def test_provenance_and_status_print_as_the_words_users_read():
 
     assert f"{Provenance.ESTIMATED} {Status.FAILED}" == "estimated failed"
     assert str(Provenance.COUNTER) == "counter"
+
+
+class _PowerOnlySource(LinearCounterSource):
+    """Reports power only (no counter); its read blocks once for `stall_s` after `stall_after` reads."""
+
+    def __init__(self, stall_after: int, stall_s: float) -> None:
+        super().__init__(POWER_W, domain="cpu:0", kind="cpu", provenance=Provenance.SAMPLED)
+        self.stall_after, self.stall_s = stall_after, stall_s
+
+    def read(self):
+        self.reads += 1
+        if self.reads == self.stall_after:
+            threading.Event().wait(self.stall_s)  # the tick is held this long, whatever the machine
+        return [Reading(self.domain.name, self.power_w, None)]
+
+
+def test_a_hole_in_sampling_is_a_gap_for_power_readings_and_counters_still_count_across_it():
+    stalled = _PowerOnlySource(stall_after=5, stall_s=1.5)
+    counter = LinearCounterSource(POWER_W)
+    with make_meter(sources=[counter, stalled]) as m:
+        while stalled.reads < 10:
+            busy(0.01)
+    run = m.run
+    (gap,) = run.gaps
+    assert gap.domain == "cpu:0" and "not scheduled" in gap.reason
+    assert gap.end_s - gap.start_s >= 1.5
+    # nothing is interpolated over the hole for the power domain ...
+    assert run.energy["cpu:0"].energy_j <= POWER_W * (run.duration_s - 1.5) + 1e-6
+    # ... while the counter measured it exactly
+    assert run.energy["gpu:0"].energy_j == pytest.approx(POWER_W * run.duration_s, rel=0.02)

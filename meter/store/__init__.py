@@ -19,16 +19,21 @@ if TYPE_CHECKING:
 __all__ = ["Ledger", "default_location", "open_ledger"]
 
 
-def open_ledger(location: str | os.PathLike[str] | None = None) -> Ledger:
+def open_ledger(
+    location: str | os.PathLike[str] | None = None, *, for_reading: bool = False, recover: bool = True
+) -> Ledger:
     """Open the ledger at a path, sqlite:/// or postgresql:// URL (None: `default_location()`).
 
-    Creates it on first use and marks runs whose process died `interrupted`. Raises
-    LedgerCorruptError or ForeignLedgerError, leaving the file untouched, when the
+    Creates it on first use (a private file: 0600, in a 0700 folder when it makes one) and,
+    with `recover`, delivers this machine's spooled runs and marks runs whose process died
+    `interrupted`. `for_reading` (listing, reports, export): a SQLite ledger that cannot be
+    written here (read-only file, folder or mount) is opened read-only instead of failing.
+    Raises LedgerCorruptError or ForeignLedgerError, leaving the file untouched, when the
     location holds something else.
     """
     from joulemeter.meter.store.ledger import open_ledger as _open
 
-    return _open(location)
+    return _open(location, for_reading=for_reading, recover=recover)
 
 
 def __getattr__(name: str) -> Any:

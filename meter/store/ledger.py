@@ -19,12 +19,14 @@ import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
 
-from joulemeter.meter.energy import summarise
-from joulemeter.meter.errors import LedgerCorruptError, LedgerError, RunNotFoundError
+from joulemeter.meter.energy import totals
+from joulemeter.meter.errors import LedgerBusyError, LedgerCorruptError, LedgerError, RunNotFoundError
 from joulemeter.meter.run import (
     Domain,
     DomainEnergy,
@@ -36,7 +38,7 @@ from joulemeter.meter.run import (
     fields_dict,
     from_fields,
 )
-from joulemeter.meter.store import schema, sqlite_file
+from joulemeter.meter.store import schema, sqlite_file, storable
 from joulemeter.meter.store.location import resolve
 
 log = logging.getLogger("joulemeter.ledger")
@@ -48,39 +50,88 @@ BUSY_DEADLINE_S = 120.0  # stop retrying a locked ledger after this long
 _MAX_BACKOFF_S = 1.0
 _LISTED_CANDIDATES = 10  # ids shown when a prefix is ambiguous
 _ID_CHUNK = 500  # run ids per IN (...) when loading the parts of many runs
+_CONNECT_TIMEOUT_S = 10  # a server that does not answer fails a write instead of hanging it
 
 
-def open_ledger(location: str | os.PathLike[str] | None = None) -> Ledger:
-    """Open (creating if needed) the ledger at a path or URL and recover runs left running."""
+def open_ledger(
+    location: str | os.PathLike[str] | None = None, *, for_reading: bool = False, recover: bool = True
+) -> Ledger:
+    """Open (creating if needed) the ledger at a path or URL.
+
+    `recover`: deliver this machine's spooled runs and mark runs whose writer died
+    `interrupted` (in bounded memory). `for_reading`: a SQLite ledger that cannot be
+    written here (read-only file, folder or mount) is opened read-only, without recovery.
+    A new ledger file is made private (0600, and 0700 for a folder we create).
+    """
     target = resolve(location)
+    read_only = False
+    connect_args: dict[str, Any] = {}
     if target.sqlite_path is not None:
         sqlite_file.check_file(target.sqlite_path)
-        try:
-            target.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
-        except FileExistsError as exc:
-            raise LedgerError(f"the ledger's folder {target.sqlite_path.parent} exists but is not a folder") from exc
-        except OSError as exc:
-            raise LedgerError(
-                f"cannot create the ledger's folder {target.sqlite_path.parent}: {exc.strerror or exc}"
-            ) from exc
+        read_only = for_reading and sqlite_file.cannot_write(target.sqlite_path)
+        if not read_only:
+            _create_private(target.sqlite_path)
+    elif "connect_timeout" not in target.url.query:
+        connect_args["connect_timeout"] = _CONNECT_TIMEOUT_S
     try:
-        engine = sa.create_engine(target.url, json_serializer=_to_json)
+        if read_only:
+            assert target.sqlite_path is not None
+            engine = sqlite_file.read_only_engine(target.sqlite_path, json_serializer=_to_json)
+        else:
+            engine = sa.create_engine(target.url, json_serializer=_to_json, connect_args=connect_args)
     except ModuleNotFoundError as exc:
         raise LedgerError(
             f"the ledger {target.display} needs the database driver {exc.name!r}, which is not installed: "
             "pip install 'joulemeter[postgres]'"
         ) from exc
     if engine.dialect.name == "sqlite":
-        sqlite_file.configure(engine)
-    ledger = Ledger(engine, target.display)
+        sqlite_file.configure(engine, read_only=read_only)
+    else:
+        _configure_postgres(engine)
+    ledger = Ledger(engine, target.display, read_only=read_only, path=target.sqlite_path)
     try:
-        ensure = functools.partial(schema.ensure_schema, where=ledger.location)
-        ledger._transaction(ensure, write=True, transient=_is_transient_at_creation)
-        ledger._recover_stale_runs()
+        if read_only:
+            log.info("%s cannot be written here: opened read-only, dead runs are not recovered", ledger.location)
+            ledger._transaction(functools.partial(schema.read_schema_version, where=ledger.location))
+        else:
+            ensure = functools.partial(schema.ensure_schema, where=ledger.location)
+            ledger._transaction(ensure, write=True, transient=_is_transient_at_creation)
+            if recover:
+                ledger.recover()
     except BaseException:
         engine.dispose()
         raise
     return ledger
+
+
+def _create_private(path: Path) -> None:
+    """Make the ledger's folder (0700) and an empty file (0600) if missing; SQLite keeps the mode."""
+    folder = path.parent
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except FileExistsError as exc:
+        raise LedgerError(f"the ledger's folder {folder} exists but is not a folder") from exc
+    except OSError as exc:
+        raise LedgerError(f"cannot create the ledger's folder {folder}: {exc.strerror or exc}") from exc
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass  # an existing ledger keeps the mode its owner gave it
+    except OSError as exc:
+        raise LedgerError(
+            f"cannot create the ledger {path}: {exc.strerror or exc}. Choose another ledger with "
+            "JOULEMETER_LEDGER.", path=path, parameter="ledger",
+        ) from exc
+
+
+def _configure_postgres(engine: sa.Engine) -> None:
+    """A transaction given a deadline waits for locks no longer than it (lock_timeout)."""
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        busy_ms = conn.get_execution_options().get("joulemeter_busy_ms")
+        if busy_ms is not None:
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(busy_ms)}")
 
 
 def _is_transient(exc: sa.exc.DBAPIError) -> bool:
@@ -104,10 +155,15 @@ class Ledger:
     not at all, and retried with backoff while another writer holds the lock.
     """
 
-    def __init__(self, engine: sa.Engine, location: str) -> None:
+    def __init__(
+        self, engine: sa.Engine, location: str, *, read_only: bool = False, path: Path | None = None
+    ) -> None:
         self.location = location
+        self.read_only = read_only
         self._engine = engine
         self._writer = engine.execution_options(joulemeter_write=True)
+        self._path = path
+        self._identity = _file_identity(path)
 
     def __repr__(self) -> str:
         return f"Ledger({self.location!r})"
@@ -122,40 +178,73 @@ class Ledger:
         """Release the database connections (a later call opens new ones)."""
         self._engine.dispose()
 
+    def replaced(self) -> bool:
+        """Whether the SQLite file opened was deleted or replaced since (always False on a server)."""
+        return self._path is not None and _file_identity(self._path) != self._identity
+
+    def recover(self) -> None:
+        """Deliver this machine's spools for this ledger, then close runs whose writer died.
+
+        Each step is its own short transaction and reads samples through SQL aggregates, so
+        recovering a run of millions of samples holds the write lock briefly and little memory.
+        """
+        from joulemeter.meter.store import spool
+
+        try:
+            spool.deliver_all(self)
+        except LedgerError as exc:
+            log.warning("could not deliver spooled runs into %s: %s", self.location, exc)
+        self._recover_stale_runs()
+
     # -- writing a run as it goes ------------------------------------------------------
-    def begin_run(self, run: Run) -> None:
+    def begin_run(
+        self, run: Run, *, writer: dict[str, Any] | None = None, deadline_s: float | None = None
+    ) -> None:
         """Record a run that starts now: status running, its domains, host, tags, metadata.
 
-        Samples go through `append_samples`. Remembers this process (host, pid and its
-        start time) so that a later `open_ledger` can tell whether the run is alive.
+        Samples go through `append_samples`. Remembers the writing process (`writer`, by
+        default this one: host, pid and its start time) so that a later `open_ledger` can
+        tell whether the run is alive. `deadline_s` bounds the wait for a locked ledger.
         """
-        import psutil
-
         _require_json(run)
-        writer = {
-            "pid": os.getpid(),
-            "hostname": socket.gethostname(),
-            "process_started_at": psutil.Process().create_time(),
-        }
+        writer = writer or writer_identity()
 
         def work(conn: sa.Connection) -> None:
             self._refuse_existing(conn, run.id)
-            conn.execute(sa.insert(schema.runs), _run_row(run, Status.RUNNING) | writer)
+            conn.execute(sa.insert(schema.runs).values(_run_row(run, Status.RUNNING) | writer))
             _insert_parts(conn, run)
 
-        self._transaction(work, write=True)
+        self._transaction(work, write=True, deadline_s=deadline_s)
 
-    def append_samples(self, run_id: str, samples: Sequence[Sample]) -> None:
-        """Add samples to a begun run in one transaction, and mark the run alive now."""
+    def append_samples(
+        self,
+        run_id: str,
+        samples: Sequence[Sample],
+        *,
+        heartbeat: bool = True,
+        deadline_s: float | None = None,
+    ) -> None:
+        """Add samples to a begun run in one transaction, and mark the run alive now
+        (unless `heartbeat` is False: a delivery from a spool is no sign of life)."""
 
         def work(conn: sa.Connection) -> None:
-            runs = schema.runs
-            alive = sa.update(runs).where(runs.c.id == run_id).values(heartbeat_at=_now_iso())
-            if not conn.execute(alive).rowcount:
+            if heartbeat:
+                runs = schema.runs
+                alive = sa.update(runs).where(runs.c.id == run_id).values(heartbeat_at=_DatabaseNow())
+                if not conn.execute(alive).rowcount:
+                    raise self._not_begun(run_id)
+            elif not _exists(conn, run_id):
                 raise self._not_begun(run_id)
             _insert_samples(conn, run_id, samples)
 
-        self._transaction(work, write=True)
+        self._transaction(work, write=True, deadline_s=deadline_s)
+
+    def last_sample_t(self, run_id: str) -> float | None:
+        """The time of the run's latest stored sample (None if none): samples of a run are
+        written in whole ticks, so every sample up to this time is stored, none after it."""
+        t_s = schema.samples.c.t_s
+        query = sa.select(sa.func.max(t_s)).where(schema.samples.c.run_id == run_id)
+        return self._transaction(lambda conn: conn.execute(query).scalar())
 
     def record_gaps(self, run_id: str, gaps: Sequence[Gap]) -> None:
         """Add gaps to a begun run (kept if the process dies before `finish_run`)."""
@@ -172,11 +261,12 @@ class Ledger:
 
         self._transaction(work, write=True)
 
-    def finish_run(self, run: Run) -> None:
+    def finish_run(self, run: Run, *, deadline_s: float | None = None) -> None:
         """Write the end of a begun run: status, end, energy, windows, units, gaps, metadata.
 
         Samples were appended while it ran and are left as they are. A run that was
         never begun is saved whole, samples included, so nothing measured is lost.
+        `deadline_s` bounds the wait for a locked ledger.
         """
         _require_json(run)
 
@@ -192,7 +282,7 @@ class Ledger:
                 conn.execute(sa.delete(table).where(table.c.run_id == run.id))
             _insert_parts(conn, run)
 
-        self._transaction(work, write=True)
+        self._transaction(work, write=True, deadline_s=deadline_s)
 
     def save_run(self, run: Run) -> None:
         """Write a whole finished run at once, samples included (imports, merged runs)."""
@@ -302,10 +392,20 @@ class Ledger:
         work: Callable[[sa.Connection], T],
         write: bool = False,
         transient: Callable[[sa.exc.DBAPIError], bool] = _is_transient,
+        deadline_s: float | None = None,
     ) -> T:
-        """Run `work` in one transaction, retrying with backoff while the database is locked."""
+        """Run `work` in one transaction, retrying with backoff while the database is locked,
+        for up to `deadline_s` (BUSY_DEADLINE_S by default)."""
+        if write and self.read_only:
+            raise LedgerError(
+                f"{self.location} was opened read-only (it cannot be written here); nothing was written",
+                path=self.location,
+            )
         engine = self._writer if write else self._engine
-        deadline = time.monotonic() + BUSY_DEADLINE_S
+        wait_s = BUSY_DEADLINE_S if deadline_s is None else deadline_s
+        if deadline_s is not None:
+            engine = engine.execution_options(joulemeter_busy_ms=max(int(deadline_s * 1000), 1))
+        deadline = time.monotonic() + wait_s
         backoff_s = 0.01
         while True:
             try:
@@ -315,55 +415,130 @@ class Ledger:
                 if not transient(exc):
                     raise _as_ledger_error(exc, self.location) from exc
                 if time.monotonic() + backoff_s > deadline:
-                    raise LedgerError(
+                    raise LedgerBusyError(
                         f"{self.location} stayed locked by another writer for over "
-                        f"{BUSY_DEADLINE_S:.0f} s; find the process holding it or try again"
+                        f"{wait_s:g} s; find the process holding it or try again",
+                        path=self.location,
                     ) from exc
                 log.debug("ledger busy (%s); retrying in %.2f s", exc.orig, backoff_s)
                 time.sleep(backoff_s * random.uniform(0.5, 1.5))
                 backoff_s = min(backoff_s * 2, _MAX_BACKOFF_S)
 
+    def resummarise_if_interrupted(self, run_id: str) -> None:
+        """Recompute an interrupted run's duration and energy from its samples (more arrived)."""
+        runs = schema.runs
+        query = sa.select(runs).where(runs.c.id == run_id, runs.c.status == Status.INTERRUPTED.value)
+        row = self._transaction(lambda conn: conn.execute(query).first())
+        if row is not None:
+            self._close_from_samples(row, Status.INTERRUPTED)
+
     def _recover_stale_runs(self) -> None:
         """Mark runs whose writer is gone `interrupted`, with energy from their flushed samples."""
         runs = schema.runs
         query = sa.select(runs).where(runs.c.status == Status.RUNNING.value)
-        here, now = socket.gethostname(), datetime.now(timezone.utc)
-        for row in self._transaction(lambda conn: conn.execute(query).all()):
-            if _writer_is_gone(row, here, now):
-                self._transaction(functools.partial(self._mark_interrupted, row=row), write=True)
+        here = socket.gethostname()
 
-    def _mark_interrupted(self, conn: sa.Connection, row: sa.Row) -> None:
-        runs = schema.runs
-        claim = (
-            sa.update(runs)
-            .where(runs.c.id == row.id, runs.c.status == Status.RUNNING.value)
-            .values(status=Status.INTERRUPTED.value)
-        )
-        if not conn.execute(claim).rowcount:  # another process recovered it first
-            return
-        run = _load_runs(conn, [row], with_samples=True)[0]
-        duration_s = max((s.t_s for s in run.samples), default=None)
+        def read(conn: sa.Connection) -> tuple[list[sa.Row], datetime]:
+            now = datetime.fromisoformat(conn.execute(sa.select(_DatabaseNow())).scalar_one())
+            return conn.execute(query).all(), now
+
+        rows, now = self._transaction(read)
+        for row in rows:
+            if _writer_is_gone(row, here, now):
+                self._close_from_samples(row, Status.RUNNING)
+
+    def _close_from_samples(self, row: sa.Row, status_now: Status) -> None:
+        """Mark the run of `row` interrupted, its energy summed by the database from its samples.
+
+        The sums are read first, outside the write lock; the write claims the run only if
+        its status is still `status_now`, so two recovering processes do it once.
+        """
+        duration_s, count, energy = self._transaction(functools.partial(_sample_totals, run_id=row.id))
         error = (
             f"the metering process (pid {row.pid} on {row.hostname}) ended without finishing "
-            f"the run; energy recovered from {len(run.samples)} samples flushed up to "
-            f"{duration_s or 0.0:.1f} s"
+            f"the run; energy recovered from {count} samples flushed up to {duration_s or 0.0:.1f} s"
         )
-        conn.execute(
-            sa.update(runs)
-            .where(runs.c.id == row.id)
-            .values(ended_at=row.heartbeat_at, duration_s=duration_s, error=error)
-        )
-        energy = summarise(run.domains, run.samples, duration_s)
-        conn.execute(sa.delete(schema.energy).where(schema.energy.c.run_id == row.id))
-        _insert_rows(conn, schema.energy, row.id, (e.to_dict() for e in energy.values()))
-        log.warning("run %s marked interrupted: %s", row.id, error)
+        runs = schema.runs
+
+        def work(conn: sa.Connection) -> bool:
+            claim = (
+                sa.update(runs)
+                .where(runs.c.id == row.id, runs.c.status == status_now.value)
+                .values(status=Status.INTERRUPTED.value, ended_at=row.heartbeat_at,
+                        duration_s=duration_s, error=error)
+            )
+            if not conn.execute(claim).rowcount:  # another process recovered it first
+                return False
+            conn.execute(sa.delete(schema.energy).where(schema.energy.c.run_id == row.id))
+            _insert_rows(conn, schema.energy, row.id, (e.to_dict() for e in energy.values()))
+            return True
+
+        if self._transaction(work, write=True):
+            log.warning("run %s marked interrupted: %s", row.id, error)
+
+
+def _sample_totals(conn: sa.Connection, run_id: str) -> tuple[float | None, int, dict[str, DomainEnergy]]:
+    """A run's last sample time, sample count and energy per domain, summed by the database."""
+    s = schema.samples
+    per_domain = conn.execute(
+        sa.select(s.c.domain, sa.func.max(s.c.energy_j), sa.func.max(s.c.power_w),
+                  sa.func.max(s.c.t_s), sa.func.count())
+        .where(s.c.run_id == run_id)
+        .group_by(s.c.domain)
+    ).all()
+    d = schema.domains
+    domains = [
+        from_fields(Domain, r._mapping)
+        for r in conn.execute(sa.select(d).where(d.c.run_id == run_id).order_by(d.c.position))
+    ]
+    duration_s = max((r[3] for r in per_domain), default=None)
+    last_energy = {r[0]: r[1] for r in per_domain if r[1] is not None}
+    peak = {r[0]: r[2] for r in per_domain if r[2] is not None}
+    count = sum(r[4] for r in per_domain)
+    return duration_s, count, totals(domains, last_energy, peak, duration_s)
 
 
 _NEWEST_FIRST = (schema.runs.c.started_at.desc(), schema.runs.c.id.desc())
 
 
-def _now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat()
+def writer_identity() -> dict[str, Any]:
+    """This process as the ledger remembers a run's writer: pid, host, and when it started."""
+    import psutil
+
+    return {
+        "pid": os.getpid(),
+        "hostname": socket.gethostname(),
+        "process_started_at": psutil.Process().create_time(),
+    }
+
+
+def _file_identity(path: Path | None) -> tuple[int, int] | None:
+    """(device, inode) of a ledger file, None for none: tells the same file from a new one."""
+    if path is None:
+        return None
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+class _DatabaseNow(sa.sql.expression.FunctionElement):
+    """The database's clock as ISO 8601 UTC text. Heartbeats are written and judged by it, so
+    writers on hosts whose clocks disagree share one clock on a server (PostgreSQL)."""
+
+    type = sa.String()
+    inherit_cache = True
+
+
+@compiles(_DatabaseNow, "postgresql")
+def _postgres_now(element: _DatabaseNow, compiler: Any, **kw: Any) -> str:
+    return """to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')"""
+
+
+@compiles(_DatabaseNow)
+def _sqlite_now(element: _DatabaseNow, compiler: Any, **kw: Any) -> str:
+    return "strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now')"  # https://www.sqlite.org/lang_datefunc.html
 
 
 def _exists(conn: sa.Connection, run_id: str) -> bool:
@@ -425,12 +600,13 @@ def _to_json(value: Any) -> str:
 
 
 def _require_json(run: Run) -> None:
-    """Refuse, before writing anything, a run whose free-form fields are not plain JSON."""
-    _check_json(run.id, "host", run.host)
-    _check_json(run.id, "units", run.units)
-    _check_json(run.id, "metadata", run.metadata)
-    for w in run.windows:
-        _check_json(run.id, f"window {w.path!r}", {"energy_j": w.energy_j, "units": w.units})
+    """Refuse, before writing anything, a run that either backend could not store whole."""
+    found = storable.problems(run)
+    if found:
+        raise LedgerError(
+            f"run {run.id!r} cannot be stored: {'; '.join(found)}. Use plain JSON numbers (not NaN "
+            "or infinity), strings without NUL characters, lists and dicts. Nothing was written."
+        )
 
 
 def _check_json(run_id: str, field: str, value: Any) -> None:
@@ -450,11 +626,11 @@ _RUN_COLUMNS = tuple(f.name for f in dataclasses.fields(Run) if f.name in schema
 
 def _run_row(run: Run, status: Status) -> dict[str, Any]:
     """The runs-table row of a run with `status`, marked alive now."""
-    return fields_dict(run, _RUN_COLUMNS) | {"status": status.value, "heartbeat_at": _now_iso()}
+    return fields_dict(run, _RUN_COLUMNS) | {"status": status.value, "heartbeat_at": _DatabaseNow()}
 
 
 def _insert_run(conn: sa.Connection, run: Run) -> None:
-    conn.execute(sa.insert(schema.runs), _run_row(run, run.status))
+    conn.execute(sa.insert(schema.runs).values(_run_row(run, run.status)))
     _insert_parts(conn, run)
     _insert_samples(conn, run.id, run.samples)
 

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 LEDGER_ENV = "JOULEMETER_LEDGER"
 LEDGER_FILE_NAME = "ledger.sqlite"
+SPOOL_ENV = "JOULEMETER_SPOOL"
 
 
 def default_location() -> str:
@@ -23,6 +24,17 @@ def default_location() -> str:
     if configured:
         return configured
     return str(_user_data_dir() / "joulemeter" / LEDGER_FILE_NAME)
+
+
+def spool_dir() -> Path:
+    """$JOULEMETER_SPOOL if set, else `spool/` beside the default ledger file.
+
+    Samples the ledger could not take wait there, on this machine, whatever ledger they are for.
+    """
+    configured = os.environ.get(SPOOL_ENV)
+    if configured:
+        return Path(configured).expanduser().absolute()
+    return _user_data_dir() / "joulemeter" / "spool"
 
 
 def _user_data_dir() -> Path:

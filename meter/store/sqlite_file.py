@@ -1,4 +1,5 @@
-"""SQLite specifics: checking a file before writing to it, and the connection settings.
+"""SQLite specifics: checking a file before writing to it, the connection settings, and
+reading a ledger that cannot be written (read-only file, folder or mount).
 
 The check reads the file without a write (header bytes, then a read-only connection), so
 a corrupt or foreign file is refused before WAL mode or tables could change a byte of it.
@@ -6,8 +7,10 @@ a corrupt or foreign file is refused before WAL mode or tables could change a by
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -32,10 +35,13 @@ def check_file(path: Path) -> None:
         )
     if not path.exists() or path.stat().st_size == 0:
         return
-    wal_mode = _check_header(path)
-    if Path(f"{path}-wal").exists():  # in use, or left by a crash: read it through the WAL
+    if Path(f"{path}-wal").exists():
+        # In use, or left by a crash or a full disk: the WAL holds pages the main file may
+        # lack (a checkpoint that could not grow it), so only SQLite reading through it can tell.
+        _check_header(path, whole=False)
         _read_version(path, immutable=False)
         return
+    wal_mode = _check_header(path)
     try:  # no WAL in use: read without locks, which creates no -wal or -shm file
         _read_version(path, immutable=True)
     except LedgerCorruptError:
@@ -63,8 +69,9 @@ def _read_version(path: Path, immutable: bool) -> None:
         engine.dispose()
 
 
-def _check_header(path: Path) -> bool:
-    """Compare the header with the file (magic string, page size, length); True if in WAL mode."""
+def _check_header(path: Path, whole: bool = True) -> bool:
+    """Compare the header with the file (magic string, page size, and if `whole` its length);
+    True if in WAL mode."""
     size = path.stat().st_size
     with path.open("rb") as f:
         header = f.read(_HEADER_SIZE)
@@ -74,6 +81,8 @@ def _check_header(path: Path) -> bool:
     page_size = 65536 if page_size == 1 else page_size
     if page_size < 512 or page_size & (page_size - 1):
         raise LedgerCorruptError(path, f"its header gives an impossible page size {page_size}")
+    if not whole:
+        return header[18] == 2
     if size % page_size:
         raise LedgerCorruptError(
             path, f"it is truncated: {size} bytes, not a whole number of {page_size}-byte pages"
@@ -87,6 +96,35 @@ def _check_header(path: Path) -> bool:
     return header[18] == 2  # file format write version: 2 means WAL
 
 
+def cannot_write(path: Path) -> bool:
+    """Whether an existing ledger file cannot be written here: the file, or its folder (where
+    SQLite keeps its -wal and -shm files), is read-only for us or on a read-only mount."""
+    if not path.exists():
+        return False
+    return not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK)
+
+
+def read_only_engine(path: Path, **options: Any) -> sa.Engine:
+    """An engine that reads `path` without ever writing it, nor creating a -wal or -shm file.
+
+    A read-only connection of a WAL ledger needs its -shm file; where that cannot be made
+    (a read-only folder or mount, where nothing can change the file either) it reads the
+    file as immutable.
+    """
+
+    def connect() -> sqlite3.Connection:
+        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000,
+                               check_same_thread=False)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError:
+            conn.close()
+        return sqlite3.connect(f"{path.as_uri()}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+
+    return sa.create_engine("sqlite://", creator=connect, **options)
+
+
 def is_corrupt(exc: sa.exc.DBAPIError) -> bool:
     """Whether SQLite said the file is damaged or not a database."""
     name = getattr(exc.orig, "sqlite_errorname", "")
@@ -94,20 +132,25 @@ def is_corrupt(exc: sa.exc.DBAPIError) -> bool:
     return name in _CORRUPT_ERRORS or "malformed" in message or "not a database" in message
 
 
-def configure(engine: sa.Engine) -> None:
-    """WAL mode, a busy timeout, foreign keys; BEGIN IMMEDIATE for writes so writers queue."""
+def configure(engine: sa.Engine, read_only: bool = False) -> None:
+    """WAL mode, a busy timeout, foreign keys; BEGIN IMMEDIATE for writes so writers queue.
+
+    A transaction given `joulemeter_busy_ms` waits that long for a lock instead of the
+    default; a read-only engine leaves the journal mode as the file has it.
+    """
 
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
         dbapi_connection.isolation_level = None  # let the begin hook below emit BEGIN
         cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA synchronous = NORMAL")  # durable across a killed process in WAL
+        if not read_only:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")  # durable across a killed process in WAL
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
-        write = conn.get_execution_options().get("joulemeter_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        options = conn.get_execution_options()
+        conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(options.get('joulemeter_busy_ms', BUSY_TIMEOUT_MS))}")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get("joulemeter_write", False) else "BEGIN")

@@ -1,0 +1,142 @@
+"""SIGKILL loss: how much of a run a killed process loses, over random kill points.
+
+Each trial starts a metered Python process (default settings: 100 ms sampling, ledger
+writes every second) on a fresh SQLite ledger and kills it with SIGKILL, either at a
+random moment (uniform over 1.5 – 6 s) or the moment a ledger write begins ("during a
+flush"). Opening the ledger afterwards recovers the run as `interrupted`; the loss is the
+time from the run's last recovered sample to the kill, both on the machine's monotonic
+clock. The README promises at most 2 s.
+
+    python benchmarks/sigkill_loss.py --trials 40 [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+PROMISE_S = 2.0  # README, "Nothing lost": "up to the last flush (≤ 2 s)"
+
+#: A metered process at default settings; it prints its run id and the run's origin on the
+#: monotonic clock, then "write" each time a ledger write of samples begins.
+_VICTIM = textwrap.dedent(
+    """
+    import sys, time
+    from joulemeter.meter import EnergyMeter
+    from joulemeter.meter.run import Domain, Provenance
+    from joulemeter.meter.sources.base import Reading, Source
+    from joulemeter.meter.store import ledger as ledger_module
+
+    class Constant(Source):
+        name = "constant"
+        domain = Domain("gpu:0", "gpu", "benchmark", Provenance.COUNTER, "50 W counter")
+        def open(self):
+            return [self.domain]
+        def read(self):
+            return [Reading("gpu:0", 50.0, 50.0 * time.monotonic())]
+
+    real_append = ledger_module.Ledger.append_samples
+    def announced(self, *args, **kwargs):
+        print("write", flush=True)
+        return real_append(self, *args, **kwargs)
+    ledger_module.Ledger.append_samples = announced
+
+    with EnergyMeter("victim", ledger=sys.argv[1], sources=[Constant()]) as m:
+        print(m.run.id, time.monotonic() - m.elapsed_s(), flush=True)
+        while True:
+            pass
+    """
+)
+
+
+def trial(ledger_path: Path, mode: str, rng: random.Random) -> dict[str, Any]:
+    """One kill; returns the mode, when it struck (s into the run) and the seconds lost."""
+    from joulemeter.meter.store import open_ledger
+
+    env = {**os.environ, "JOULEMETER_SPOOL": str(ledger_path.parent / "spool")}
+    victim = subprocess.Popen(
+        [sys.executable, "-c", _VICTIM, str(ledger_path)],
+        cwd=REPO, stdout=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        assert victim.stdout is not None
+        first = victim.stdout.readline()
+        while first.strip() == "write":  # the writer may announce its first write before the id
+            first = victim.stdout.readline()
+        run_id, origin = first.split()
+        if mode == "random":
+            time.sleep(rng.uniform(1.5, 6.0))  # the kill point itself is what is random here
+        else:
+            writes = rng.randint(2, 5)
+            while writes:
+                writes -= victim.stdout.readline().strip() == "write"
+        killed_at = time.monotonic()
+        victim.send_signal(signal.SIGKILL)
+    finally:
+        victim.kill()
+        victim.wait(timeout=60)
+    with open_ledger(ledger_path) as ledger:
+        run = ledger.get_run(run_id, samples=False)
+    into_run_s = killed_at - float(origin)
+    return {
+        "mode": mode,
+        "killed_at_s": into_run_s,
+        "status": run.status.value,
+        "loss_s": into_run_s - (run.duration_s or 0.0),
+    }
+
+
+def run(trials: int, seed: int | None = None) -> list[dict[str, Any]]:
+    """`trials` kills, alternating random moments and the start of a write."""
+    rng = random.Random(seed)
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(trials):
+            path = Path(tmp) / f"ledger-{i}.sqlite"
+            results.append(trial(path, "random" if i % 2 == 0 else "during-write", rng))
+    return results
+
+
+def summary(results: list[dict[str, Any]]) -> dict[str, Any]:
+    losses = sorted(r["loss_s"] for r in results)
+
+    def quantile(q: float) -> float:
+        return losses[min(int(q * len(losses)), len(losses) - 1)]
+
+    return {
+        "trials": len(losses),
+        "median_s": quantile(0.5),
+        "p90_s": quantile(0.9),
+        "max_s": losses[-1],
+        "over_promise": sum(loss > PROMISE_S for loss in losses),
+        "by_mode_max_s": {m: max(r["loss_s"] for r in results if r["mode"] == m) for m in {r["mode"] for r in results}},
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=40)
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--json", type=Path, default=None, help="write every trial here")
+    args = parser.parse_args(argv)
+    results = run(args.trials, args.seed)
+    report = {"summary": summary(results), "trials": results}
+    if args.json is not None:
+        args.json.write_text(json.dumps(report, indent=2))
+    print(json.dumps(report["summary"], indent=2))
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(REPO))
+    main()

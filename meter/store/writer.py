@@ -1,0 +1,237 @@
+"""The run's writer: a thread that moves a running meter's samples into the ledger.
+
+Every `interval_s` it takes the samples taken since its last write (whole ticks) and
+writes them in one transaction that waits at most `attempt_s` for a lock, so a killed
+process loses at most about `interval_s + attempt_s` plus one sampling interval. When a
+write fails (disk full, lock held, server down, ledger file deleted) the writer warns
+once, spools what the ledger lacks to a local file (meter/store/spool.py), and retries
+with backoff; when the ledger takes writes again it gets everything and the spool goes.
+`finish` never raises: a run the ledger cannot take stays in the spool, delivered the next
+time this machine opens the ledger.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from joulemeter.meter.errors import LedgerBusyError, LedgerError, LedgerWriteWarning
+from joulemeter.meter.run import Run, Sample
+from joulemeter.meter.store.spool import RunSpool
+
+if TYPE_CHECKING:
+    from joulemeter.meter.store.ledger import Ledger
+
+log = logging.getLogger("joulemeter.writer")
+
+_MAX_BACKOFF_S = 30.0  # the longest wait between tries of a failing ledger
+_FINISH_DEADLINE_S = 5.0  # how long closing a run waits for a locked ledger before spooling
+_BUSY_WARN_AFTER_S = 5.0  # a lock held this long is worth a warning (shorter ones are routine)
+
+
+class RunWriter:
+    """Writes `run` (begun by `begin`) to `ledger` from a thread, spooling what fails."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        run: Run,
+        samples_since: Callable[[int], list[Sample]],
+        *,
+        interval_s: float = 1.0,
+        attempt_s: float = 0.5,
+        reopen: Callable[[], Ledger] | None = None,
+        spool: RunSpool | None = None,
+    ) -> None:
+        from joulemeter.meter.store.ledger import writer_identity
+
+        self.ledger = ledger
+        # the run as it begins, copied: the metered code keeps changing the live one
+        self.run = dataclasses.replace(
+            run, tags=list(run.tags), metadata=dict(run.metadata), units=dict(run.units), windows=[], samples=[]
+        )
+        self.interval_s = interval_s
+        self.attempt_s = attempt_s
+        self.failures = 0
+        self.problem: str | None = None  # the latest failure, while the ledger keeps failing
+        self.last_error: str | None = None
+        self._samples_since = samples_since
+        self._reopen = reopen
+        self._spool = spool or RunSpool(run.id, ledger.location)
+        self._identity = writer_identity()
+        self._begun = False
+        self._stored = 0  # the first _stored samples are in the ledger
+        self._spooled = 0  # the first _spooled samples are in the ledger or the spool
+        self._resync = False  # after a failed write: ask the ledger what it holds
+        self._failing_since: float | None = None
+        self._retry_at = 0.0
+        self._backoff_s = interval_s
+        self._warned = False
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- life cycle ------------------------------------------------------------------
+    def begin(self) -> None:
+        """Record the run as begun (or spool it if the ledger refuses) and start the thread.
+
+        Samples follow at the first round: the first reading alone holds no energy yet."""
+        with self._lock:
+            try:
+                self.ledger.begin_run(self.run, writer=self._identity, deadline_s=self.attempt_s)
+                self._begun = True
+            except Exception as exc:
+                self._failed(exc)
+                self._spool_samples()
+        self._thread = threading.Thread(target=self._loop, name="joulemeter-writer", daemon=True)
+        self._thread.start()
+
+    def finish(self, run: Run) -> None:
+        """Stop the thread, write the last samples and the finished run; spool what fails."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        with self._lock:
+            self.run = run
+            try:
+                if self._close(run):
+                    return
+            except Exception as exc:  # whatever happens, the run is kept
+                log.exception("closing run %s in %s failed", run.id[:8], self.ledger.location)
+                self.problem = self.last_error = str(exc)
+            run.metadata["ledger_writes"] = self.summary()
+            self._spool_rest(run)
+            self._spool.close()
+            log.warning(
+                "run %s could not be closed in %s (%s); it is kept in %s and goes into the "
+                "ledger the next time this machine opens it", run.id[:8], self.ledger.location,
+                self.problem, self._spool.path,
+            )
+
+    def _close(self, run: Run) -> bool:
+        """The last samples and the end of the run into the ledger; False if it refused."""
+        if not self._write(final=True):
+            return False
+        if self.failures:
+            run.metadata["ledger_writes"] = self.summary()
+        try:
+            self.ledger.finish_run(run, deadline_s=_FINISH_DEADLINE_S)
+        except Exception as exc:
+            self._failed(exc)
+            return False
+        self._spool.discard()
+        return True
+
+    def summary(self) -> dict[str, Any]:
+        """What went wrong writing this run, as stored in its metadata."""
+        return {"failed_writes": self.failures, "last_error": self.last_error, "spool": str(self._spool.path)}
+
+    # -- writing -----------------------------------------------------------------------
+    def _loop(self) -> None:
+        next_write = time.monotonic() + self.interval_s
+        while not self._stopping.wait(max(next_write - time.monotonic(), 0.0)):
+            next_write = max(next_write + self.interval_s, time.monotonic())
+            with self._lock:
+                try:
+                    self._write(final=False)
+                except Exception:  # a bug here must not end the thread: later rounds still write
+                    log.exception("writing run %s failed unexpectedly", self.run.id[:8])
+
+    def _write(self, final: bool) -> bool:
+        """One round: spool first while failing, then try the ledger if it is time; True if
+        the ledger holds every sample taken so far."""
+        if self.problem is not None:
+            self._spool_samples()
+        if not final and time.monotonic() < self._retry_at:
+            return False
+        try:
+            self._to_ledger()
+        except Exception as exc:
+            self._failed(exc)
+            self._spool_samples()
+            return False
+        self._spooled = max(self._spooled, self._stored)
+        if self.problem is not None:
+            log.warning("%s takes writes again: run %s is whole there", self.ledger.location, self.run.id[:8])
+            self.problem, self._failing_since, self._backoff_s = None, None, self.interval_s
+            self._spool.discard()
+        return True
+
+    def _to_ledger(self) -> None:
+        if self.ledger.replaced():
+            self._start_over()
+        if not self._begun:
+            self.ledger.begin_run(self.run, writer=self._identity, deadline_s=self.attempt_s)
+            self._begun = True
+        taken = self._samples_since(self._stored)
+        new = taken
+        if self._resync:  # a failed write may have been committed after all: skip what is stored
+            stored_t = self.ledger.last_sample_t(self.run.id)
+            new = [s for s in taken if stored_t is None or s.t_s > stored_t]
+        if new:
+            self.ledger.append_samples(self.run.id, new, deadline_s=self.attempt_s)
+        self._resync = False
+        self._stored += len(taken)
+
+    def _start_over(self) -> None:
+        """The ledger file went away: open a new one at its path to write the whole run there."""
+        why = f"the ledger file {self.ledger.location} was deleted or replaced while run {self.run.id[:8]} wrote to it"
+        if self._reopen is None:
+            raise LedgerError(why)
+        self.failures += 1
+        self.last_error = why
+        self._warn(f"{why}; writing the whole run into a new ledger file there")
+        self.ledger.close()
+        self.ledger = self._reopen()
+        self._begun = False
+        self._stored = 0
+
+    def _failed(self, exc: Exception) -> None:
+        self.failures += 1
+        self.problem = self.last_error = str(exc)
+        self._resync = True
+        now = time.monotonic()
+        if self._failing_since is None:
+            self._failing_since = now
+        busy = isinstance(exc, LedgerBusyError)
+        if not busy:
+            self._backoff_s = min(self._backoff_s * 2, _MAX_BACKOFF_S)
+        self._retry_at = now + (self.interval_s if busy else self._backoff_s)
+        if not busy or now - self._failing_since >= _BUSY_WARN_AFTER_S:
+            self._warn(f"writing run {self.run.id[:8]} to {self.ledger.location} failed: {exc}; its "
+                       f"samples are kept in {self._spool.path} and written when the ledger takes them")
+        else:
+            log.info("ledger busy, will retry: %s", exc)
+
+    def _warn(self, message: str) -> None:
+        log.warning("%s", message)
+        if not self._warned:  # once per run, where logging is not set up (a library's NullHandler)
+            self._warned = True
+            warnings.warn(message, LedgerWriteWarning, stacklevel=2)
+
+    # -- the spool -------------------------------------------------------------------
+    def _spool_samples(self) -> None:
+        """Append to the spool the samples that neither the ledger nor the spool has yet."""
+        try:
+            if not self._spool.exists:
+                self._spool.write_begin(self.run, self._identity)
+            fresh = self._samples_since(self._spooled)
+            self._spool.write_samples(fresh)
+            self._spooled += len(fresh)
+        except (OSError, ValueError) as exc:
+            log.error("cannot spool run %s to %s either (%s): its samples are only in memory",
+                      self.run.id[:8], self._spool.path, exc)
+
+    def _spool_rest(self, run: Run) -> None:
+        self._spool_samples()
+        try:
+            self._spool.write_finish(run)
+        except (OSError, AssertionError) as exc:
+            log.error("cannot spool the end of run %s (%s): it stays `running` in the ledger "
+                      "and is recovered from its samples", run.id[:8], exc)
