@@ -26,6 +26,7 @@ import dataclasses
 import logging
 import os
 import socket
+import sys
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from joulemeter.meter.errors import MeterStateError
 from joulemeter.meter.meter import EnergyMeter, MeterOptions, check_meter_options
 from joulemeter.meter.run import Domain, Run, Status, Window
+from joulemeter.meter.sources.cuda_devices import visible_entries
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -87,6 +89,7 @@ def local_identity(gpus: Sequence[int] | None = None) -> dict[str, Any]:
         "node_key": os.environ.get("GROUP_RANK") or hostname,
         "hostname": hostname,
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "cuda_device": _current_cuda_device(),
         "gpus": list(gpus) if gpus is not None else None,
         "run_id": uuid.uuid4().hex,
     }
@@ -95,9 +98,11 @@ def local_identity(gpus: Sequence[int] | None = None) -> dict[str, Any]:
 def place_ranks(identities: Sequence[dict[str, Any]]) -> list[RankPlacement]:
     """Decide, from every rank's identity, the node, GPUs and host duty of each rank.
 
-    GPUs: ranks of a node that see the same CUDA_VISIBLE_DEVICES share those devices in
-    blocks (n visible, g ranks: n // g each; fewer devices than ranks: device i to the
-    i-th rank); unset means each rank uses the device at its position (cuda:LOCAL_RANK).
+    GPUs: ranks of a node that see the same CUDA_VISIBLE_DEVICES each meter the device torch
+    uses (torch.cuda.current_device) where each set a different one; else they share the
+    devices in blocks (n visible as CUDA counts them, g ranks: n // g each; fewer devices
+    than ranks: device i to the i-th rank); unset means each rank uses the device at its
+    position (cuda:LOCAL_RANK).
     A rank given `gpus` explicitly meters exactly those. Host duty: the node's lowest
     local rank (LOCAL_RANK 0 under torchrun).
     """
@@ -117,12 +122,17 @@ def place_ranks(identities: Sequence[dict[str, Any]]) -> list[RankPlacement]:
         for ident in members:
             sharing.setdefault(ident["cuda_visible_devices"], []).append(ident)
         for visible, group in sharing.items():
+            current = [i.get("cuda_device") for i in group]
+            # torch's current device names a rank's GPU only where each rank set its own
+            # (torch.cuda.set_device); all at the default 0 says nothing.
+            by_torch = None not in current and len(set(current)) == len(current)
             for position, ident in enumerate(group):
-                gpus = (
-                    tuple(ident["gpus"])
-                    if ident["gpus"] is not None
-                    else _gpus_of(position, len(group), visible)
-                )
+                if ident["gpus"] is not None:
+                    gpus = tuple(ident["gpus"])
+                elif by_torch:
+                    gpus = (ident["cuda_device"],)
+                else:
+                    gpus = _gpus_of(position, len(group), visible)
                 placements.append(
                     RankPlacement(
                         rank=ident["rank"],
@@ -141,7 +151,7 @@ def _gpus_of(position: int, group_size: int, visible: str | None) -> tuple[int, 
     """The visible CUDA indices used by the rank at `position` among `group_size` sharers."""
     if visible is None:
         return (position,)
-    count = len([v for v in visible.split(",") if v.strip()])
+    count = len(visible_entries(visible) or [])  # as CUDA counts: one MIG device at most
     if count >= group_size:
         per_rank = count // group_size
         return tuple(range(position * per_rank, (position + 1) * per_rank))
@@ -294,6 +304,28 @@ def _energy_detail(
     }
 
 
+def _current_cuda_device() -> int | None:
+    """The CUDA device torch uses in this process, where it already runs CUDA (never starts it)."""
+    torch = sys.modules.get("torch")
+    cuda = getattr(torch, "cuda", None)
+    try:
+        return int(cuda.current_device()) if cuda is not None and cuda.is_initialized() else None
+    except Exception:  # a broken CUDA: fall back to LOCAL_RANK / CUDA_VISIBLE_DEVICES
+        return None
+
+
+def _warn_if_gpus_missing(meter: EnergyMeter, place: RankPlacement) -> None:
+    """Warn when a rank was placed on GPUs that its meter does not read (they do not exist here)."""
+    metered = {d.name for d in meter.domains}
+    missing = [f"gpu:{i}" for i in place.gpus if f"gpu:{i}" not in metered]
+    if missing:
+        log.warning(
+            "rank %d was placed on %s but this process cannot meter %s (CUDA_VISIBLE_DEVICES=%r); "
+            "its GPU energy is missing from the run: pass gpus=[...] to DistributedMeter",
+            place.rank, [f"gpu:{i}" for i in place.gpus], missing, os.environ.get("CUDA_VISIBLE_DEVICES"),
+        )
+
+
 def _warn_if_host_domains_off_host(run: Run, place: RankPlacement) -> None:
     if place.meters_host:
         return
@@ -440,9 +472,10 @@ class DistributedMeter:
         try:
             begin(self._meter)
         except MeterStateError as exc:  # nothing readable for this rank: keep windows and units
-            log.info("rank %d meters no device (%s)", self.placement.rank, exc)
+            log.warning("rank %d meters no device (%s)", self.placement.rank, exc)
             self._meter = self._rank_meter(nothing=True)
             begin(self._meter)
+        _warn_if_gpus_missing(self._meter, self.placement)
         self._started = True
         return self._meter.run
 

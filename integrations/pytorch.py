@@ -33,6 +33,7 @@ from joulemeter.meter.meter import (
     push_running,
 )
 from joulemeter.meter.run import Run, Status, Window
+from joulemeter.meter.sources.cuda_devices import synchronize_cuda
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -49,8 +50,9 @@ def current_training_meter() -> TrainingMeter | None:
 def cuda_sync_function(cuda_sync: CudaSync) -> Callable[[], None] | None:
     """What to call at window edges so queued GPU work lands in the right window.
 
-    True: always torch.cuda.synchronize (CUDA must be there); False: never;
-    "auto": synchronize only once CUDA has been initialised in this process.
+    True: always synchronise (CUDA must be there); False: never; "auto": only once CUDA
+    has been initialised in this process. Either waits on every device in use here, not
+    only the current one (work queued on cuda:1 is as real as on cuda:0).
     """
     if cuda_sync is False:
         return None
@@ -58,21 +60,16 @@ def cuda_sync_function(cuda_sync: CudaSync) -> Callable[[], None] | None:
         raise ValueError(f"cuda_sync must be True, False or 'auto', got {cuda_sync!r}")
     import torch
 
-    if cuda_sync is True:
-        if not torch.cuda.is_available():
-            raise ValueError(
-                "cuda_sync=True but torch sees no CUDA device here; pass cuda_sync='auto' "
-                "(synchronises only when CUDA is in use) or False"
-            )
-        return torch.cuda.synchronize
-    return _synchronize_if_cuda_initialised
+    if cuda_sync is True and not torch.cuda.is_available():
+        raise ValueError(
+            "cuda_sync=True but torch sees no CUDA device here; pass cuda_sync='auto' "
+            "(synchronises only when CUDA is in use) or False"
+        )
+    return _synchronize_every_device
 
 
-def _synchronize_if_cuda_initialised() -> None:
-    import torch
-
-    if torch.cuda.is_initialized():
-        torch.cuda.synchronize()
+def _synchronize_every_device() -> None:
+    synchronize_cuda()
 
 
 def model_metadata(model: Any) -> dict[str, Any]:

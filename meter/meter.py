@@ -50,7 +50,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 M = TypeVar("M")
 
 #: NVML's energy counter updates about every 100 ms (docs/measuring.md, "NVML"): shorter
-#: windows on a counter GPU can read 0 J, so they get a note.
+#: windows on a counter GPU can read 0 J, so they get a note. Used where the source did
+#: not measure the period (Source.counter_update_s).
 _COUNTER_UPDATE_S = 0.1
 
 #: The meters running in this context, innermost last: EnergyMeters and the integrations'
@@ -93,6 +94,9 @@ class MeterOptions(TypedDict, total=False):
     pid: estimate CPU/RAM of this process tree instead of the whole machine.
     replay: a recorded power trace (CSV) to play back instead of real sources.
     sync: called at every window edge, e.g. torch.cuda.synchronize.
+    sync_devices: wait for the work queued on the metered GPUs at start, stop and every
+    window edge (True), as Zeus does, so it is counted where it was asked for; only where
+    CUDA already runs in this process. False for code that synchronises itself.
     sources: already opened sources (tests, custom hardware); skips discovery.
     """
 
@@ -107,6 +111,7 @@ class MeterOptions(TypedDict, total=False):
     pid: int | None
     replay: str | os.PathLike[str] | None
     sync: Callable[[], None] | None
+    sync_devices: bool
     sources: Sequence[Source] | None
     flush_interval_s: float
 
@@ -191,6 +196,7 @@ class EnergyMeter:
         self.pid = options.get("pid")
         self.replay = options.get("replay")
         self.sync = options.get("sync")
+        self.sync_devices = options.get("sync_devices", True)
         self.flush_interval_s = options.get("flush_interval_s", 1.0)
         self._ledger_location = options.get("ledger")
         self._given_sources = list(sources) if sources is not None else None
@@ -253,6 +259,7 @@ class EnergyMeter:
         self._run = run
         if self.store:
             self._ledger = self._open_ledger()
+        self._synchronize_devices()  # work queued before the run is not the run's
         self._sampler = Sampler(self._sources, self._domains, interval_s=self.interval_s)
         self._sampler.start()
         if self._ledger is not None:
@@ -269,12 +276,16 @@ class EnergyMeter:
             return self.run
         self._remove_exit_handlers()
         run = self.run
+        details: dict[str, dict[str, Any]] = {}
+        periods: dict[str, float] = {}
         try:
+            self._synchronize_devices()  # work queued in the run is the run's
             now = sampler.now()
             for window in reversed(self._open_windows):
                 window.end_s = now
             self._open_windows.clear()
             sampler.stop()
+            details, periods = self._source_details(sampler.t0)
         finally:
             self._close_sources()
         # The run ends at its last reading, not after sources closed and the ledger wrote.
@@ -285,7 +296,9 @@ class EnergyMeter:
         run.samples = sampler.samples
         run.gaps = sampler.gaps()
         run.energy = summarise(self._domains, run.samples, run.duration_s, self._idle_power_w)
-        self._account_windows(run)
+        if details:
+            run.metadata["devices"] = details
+        self._account_windows(run, periods)
         for fixed in make_storable(run):
             log.warning("run %s: %s; stored in a form the ledger takes", run.id[:8], fixed)
         writer, self._writer = self._writer, None
@@ -354,6 +367,7 @@ class EnergyMeter:
             raise MeterStateError(f"window {name!r} opened outside a running meter")
         if self.sync is not None:
             self.sync()
+        self._synchronize_devices()
         parent = self._open_windows[-1].path + "/" if self._open_windows else ""
         window = Window(name=name, path=parent + name, start_s=sampler.now())
         sampler.poke()
@@ -364,12 +378,39 @@ class EnergyMeter:
         finally:
             if self.sync is not None:
                 self.sync()
+            self._synchronize_devices()
             window.end_s = sampler.now()
             sampler.poke()
             if window in self._open_windows:
                 self._open_windows.remove(window)
 
-    def _account_windows(self, run: Run) -> None:
+    def _synchronize_devices(self) -> None:
+        """Wait for work queued on the metered devices (sources that have a queue: CUDA)."""
+        if not self.sync_devices:
+            return
+        for source in self._sources:
+            try:
+                source.synchronize()
+            except Exception:  # a failed sync must not fail the metered code
+                log.warning("synchronising %s failed", source.name, exc_info=True)
+
+    def _source_details(self, t0_s: float) -> tuple[dict[str, dict[str, Any]], dict[str, float]]:
+        """What the sources learnt per domain (for the run's metadata) and their measured
+        counter update periods."""
+        details: dict[str, dict[str, Any]] = {}
+        periods: dict[str, float] = {}
+        for source in self._sources:
+            try:
+                details.update(source.details(t0_s))
+                periods.update(source.counter_update_s())
+            except Exception:
+                log.warning("%s could not say what it learnt", source.name, exc_info=True)
+        return details, periods
+
+    def _account_windows(self, run: Run, periods: Mapping[str, float] | None = None) -> None:
+        """Each window's energy per domain; a note where it is shorter than a GPU counter's
+        update period (measured where the source measured it, else the typical 100 ms)."""
+        periods = periods or {}
         by_domain: dict[str, list] = {d.name: [] for d in self._domains}
         for s in run.samples:
             by_domain.setdefault(s.domain, []).append(s)
@@ -379,9 +420,12 @@ class EnergyMeter:
             end = window.end_s if window.end_s is not None else run.duration_s or window.start_s
             window.end_s = end
             window.energy_j = {name: tl.between(window.start_s, end) for name, tl in timelines.items()}
-            if counter_gpus and end - window.start_s < _COUNTER_UPDATE_S:
+            short = [g for g in counter_gpus if end - window.start_s < periods.get(g, _COUNTER_UPDATE_S)]
+            if short:
+                period_s = max(periods.get(g, _COUNTER_UPDATE_S) for g in short)
+                how = "measured" if all(g in periods for g in short) else "typical"
                 window.note = (
-                    f"shorter than the ~{_COUNTER_UPDATE_S * 1000:.0f} ms update period of the GPU "
+                    f"shorter than the ~{period_s * 1000:.0f} ms update period ({how}) of the GPU "
                     "energy counter: GPU energy may read low or 0"
                 )
 

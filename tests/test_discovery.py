@@ -147,3 +147,59 @@ def test_host_info_lists_this_machine_and_the_gpus_nvml_reads(two_gpus):
 
 def test_host_info_without_a_gpu_driver_lists_no_gpus(no_gpu_driver):
     assert host_info()["gpus"] == []
+
+
+def test_a_source_that_raises_unexpectedly_is_a_recorded_fallback_not_a_crash(
+    monkeypatch, no_gpu_driver, no_rapl
+):
+    # e.g. an old nvidia-ml-py lacking a constant: AttributeError while opening
+    import joulemeter.meter.sources.nvml as nvml
+
+    def broken(self):
+        raise AttributeError("module 'pynvml' has no attribute 'NVML_VALUE_TYPE_UNSIGNED_SHORT'")
+
+    monkeypatch.setattr(nvml.NvmlSource, "open", broken)
+    found = discover()
+    assert [d.name for d in found.domains] == ["cpu", "ram"]
+    assert any("NVML unavailable: unexpected AttributeError" in note for note in found.fallbacks)
+    nvml_status = next(s for s in statuses() if s.source == "nvml")
+    assert not nvml_status.available and "AttributeError" in nvml_status.reason
+    _close(found)
+
+
+def test_a_gpu_nvml_refuses_is_named_in_fallbacks_and_statuses_while_the_other_is_metered(
+    monkeypatch, no_rapl
+):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    install(monkeypatch, FakeNvml([
+        FakeGpu(uuid="GPU-0", pci_bus_id="00000000:07:00.0"),
+        FakeGpu(uuid="GPU-1", pci_bus_id="00000000:08:00.0", refuses=4),  # NO_PERMISSION
+    ]))
+    found = discover(["gpu"])
+    assert [d.name for d in found.domains] == ["gpu:0"]
+    assert any("gpu:1" in n and "Insufficient Permissions" in n for n in found.fallbacks)
+    rows = [(s.available, s.reason) for s in statuses() if s.source == "nvml"]
+    assert rows[0][0] is True and rows[1][0] is False and "gpu:1" in rows[1][1]
+    _close(found)
+
+
+def test_a_grace_hopper_module_reading_is_not_topped_up_with_a_cpu_or_ram_estimate(monkeypatch, no_rapl):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    install(monkeypatch, FakeNvml([FakeGpu(name="NVIDIA GH200 480GB", arch=9, gpu_scope=False)]))
+    found = discover()
+    assert [d.name for d in found.domains] == ["gpu:0"]
+    assert sum("already include it" in n for n in found.fallbacks) == 2  # CPU and RAM
+    _close(found)
+
+
+def test_a_rank_filtered_to_one_gpu_reads_only_that_gpu(monkeypatch, no_rapl):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    fake = install(monkeypatch, FakeNvml([
+        FakeGpu(uuid=f"GPU-{i}", pci_bus_id=f"00000000:0{i}:00.0", arch=4) for i in range(2)
+    ]))
+    found = discover(["gpu:1"])
+    before = [g.calls for g in fake.gpus]
+    (source,) = found.sources
+    assert [r.domain for r in source.read()] == ["gpu:1"]
+    assert fake.gpus[0].calls == before[0]
+    _close(found)

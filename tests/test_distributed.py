@@ -63,6 +63,31 @@ def test_a_gpu_shared_by_two_ranks_is_metered_by_one_of_them_only():
     assert [p.gpus for p in placements] == [(0,), ()]
 
 
+def test_two_mig_devices_in_cuda_visible_devices_are_one_device_so_the_second_rank_gets_none():
+    # CUDA enumerates one MIG device per process: handing rank 1 a gpu:1 would meter nothing
+    placements = place_ranks([identity(r, r, "0", visible="MIG-aaaa,MIG-bbbb") for r in range(2)])
+    assert [p.gpus for p in placements] == [(0,), ()]
+
+
+def test_each_ranks_own_torch_device_decides_its_gpu_when_they_differ():
+    idents = [dict(identity(r, r, "0"), cuda_device=d) for r, d in ((0, 1), (1, 0))]
+    assert [p.gpus for p in place_ranks(idents)] == [(1,), (0,)]
+    same = [dict(identity(r, r, "0"), cuda_device=0) for r in range(2)]  # nobody set a device
+    assert [p.gpus for p in place_ranks(same)] == [(0,), (1,)]
+
+
+def test_a_rank_placed_on_a_gpu_it_cannot_meter_is_warned_about(caplog):
+    import types
+
+    from joulemeter.integrations.distributed import _warn_if_gpus_missing
+
+    place = RankPlacement(1, 1, "node0", "0", "host", gpus=(1,), meters_host=False)
+    meter = types.SimpleNamespace(domains=[types.SimpleNamespace(name="gpu:0")])
+    with caplog.at_level("WARNING", logger="joulemeter.distributed"):
+        _warn_if_gpus_missing(meter, place)
+    assert "cannot meter ['gpu:1']" in caplog.text
+
+
 def test_explicit_gpus_win_and_hostnames_identify_nodes_without_group_rank():
     placements = place_ranks(
         [identity(0, 0, "gpu-a", gpus=[2, 3]), identity(1, 0, "gpu-b"), identity(2, 1, "gpu-a")]

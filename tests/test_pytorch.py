@@ -136,6 +136,7 @@ def test_auto_cuda_sync_synchronises_at_window_edges_only_once_cuda_is_initialis
     calls = []
     initialised = [False]
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: initialised[0])
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: calls.append("sync"))
     with TrainingMeter("sync", cuda_sync="auto", **meter_options()) as tm:
         with tm.phase("before-cuda"):
@@ -144,6 +145,16 @@ def test_auto_cuda_sync_synchronises_at_window_edges_only_once_cuda_is_initialis
         with tm.phase("after-cuda"):
             pass
     assert calls == ["sync", "sync"]  # entry and exit of the second window only
+
+
+def test_cuda_sync_waits_on_every_device_in_use_not_only_the_current_one(monkeypatch):
+    synced = []
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: synced.append(device))
+    monkeypatch.setattr(torch._C, "_cuda_hasPrimaryContext", lambda i: i != 1, raising=False)
+    cuda_sync_function("auto")()
+    assert synced == [0, 2]  # device 1 has no context: nothing queued, and none is created
 
 
 def test_cuda_sync_false_never_synchronises_and_bad_values_are_refused(monkeypatch):

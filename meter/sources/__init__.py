@@ -17,12 +17,14 @@ words, with the reason the better source could not read.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import pkgutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from joulemeter.meter.errors import SourceUnavailable
+from joulemeter.meter.errors import JoulemeterError, SourceUnavailable
 from joulemeter.meter.run import Domain
 from joulemeter.meter.sources.base import (
     ESTIMATED,
@@ -34,6 +36,8 @@ from joulemeter.meter.sources.base import (
     register_source,
     registered,
 )
+
+log = logging.getLogger("joulemeter.sources")
 
 __all__ = [
     "ESTIMATED",
@@ -79,10 +83,12 @@ class Discovery:
     sources: list[Source] = field(default_factory=list)
     domains: list[Domain] = field(default_factory=list)
     fallbacks: list[str] = field(default_factory=list)
+    owned: list[tuple[Source, list[Domain]]] = field(default_factory=list, repr=False)
 
     def add(self, source: Source, domains: list[Domain]) -> None:
         self.sources.append(source)
         self.domains.extend(domains)
+        self.owned.append((source, domains))
 
 
 def registry() -> dict[str, list[SourceEntry]]:
@@ -120,15 +126,23 @@ def discover(
         return found
     tried: dict[SourceEntry, tuple[list[Domain], str | None]] = {}
     for kind, entries in registry().items():
-        if _wants_kind(devices, kind):
-            _meter_kind(found, kind, entries, tried, devices, pid)
+        if not _wants_kind(devices, kind):
+            continue
+        covering = [d.name for s, ds in found.owned if kind in s.covers() for d in ds]
+        if covering:
+            found.fallbacks.append(
+                f"{_kind(kind).words} not metered on its own: {', '.join(covering)} already "
+                "include it (module-level reading), so adding it would count it twice"
+            )
+            continue
+        _meter_kind(found, kind, entries, tried, devices, pid)
     return found
 
 
 def statuses() -> list[SourceStatus]:
     """Whether each source reads on this machine, with its domains, or why not and the fix."""
     entries = dict.fromkeys(e for by_kind in registry().values() for e in by_kind)
-    return [entry.make(None).status() for entry in entries]
+    return [status for entry in entries for status in entry.make(None).statuses()]
 
 
 def _meter_kind(
@@ -175,16 +189,33 @@ def _open_filtered(
     try:
         domains = source.open()
     except SourceUnavailable as exc:
-        source.close()
+        _close_quietly(source)
         return [], exc.reason
+    except JoulemeterError:  # bad input (a malformed replay trace): the caller must hear it
+        _close_quietly(source)
+        raise
+    except Exception as exc:  # a source's own bug (an old binding, …) is a fallback, never a crash
+        log.warning("opening %s failed unexpectedly", source.name, exc_info=True)
+        _close_quietly(source)
+        return [], f"unexpected {type(exc).__name__}: {exc}"
     wanted = [d for d in domains if _wanted(d, devices)]
     if not wanted:
-        source.close()
+        _close_quietly(source)
         return [], None
+    found.fallbacks.extend(
+        f"{status.reason}" + (f" ({status.fix})" if status.fix else "") for status in source.unreadable()
+    )
     if len(wanted) < len(domains):
         source = _DomainFilter(source, wanted)
     found.add(source, wanted)
     return wanted, None
+
+
+def _close_quietly(source: Source) -> None:
+    try:
+        source.close()
+    except Exception:
+        log.debug("closing %s failed", source.name, exc_info=True)
 
 
 def _wants_kind(devices: Sequence[str] | None, kind: str) -> bool:
@@ -209,6 +240,7 @@ class _DomainFilter(Source):
         self.name = inner.name
         self._domains = domains
         self._names = {d.name for d in domains}
+        inner.keep(self._names)
 
     def open(self) -> list[Domain]:
         return self._domains
@@ -218,3 +250,15 @@ class _DomainFilter(Source):
 
     def close(self) -> None:
         self.inner.close()
+
+    def synchronize(self) -> None:
+        self.inner.synchronize()
+
+    def covers(self) -> frozenset[str]:
+        return self.inner.covers()
+
+    def counter_update_s(self) -> dict[str, float]:
+        return {k: v for k, v in self.inner.counter_update_s().items() if k in self._names}
+
+    def details(self, t0_s: float) -> dict[str, dict[str, Any]]:
+        return {k: v for k, v in self.inner.details(t0_s).items() if k in self._names}

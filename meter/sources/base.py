@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from joulemeter.meter.run import Domain
 
@@ -64,17 +64,49 @@ class Source(abc.ABC):
     def close(self) -> None:
         """Release handles (NVML shutdown, open files). Safe to call twice."""
 
+    def keep(self, names: set[str]) -> None:
+        """Read only these of its domains from now on (a rank meters its own GPUs only)."""
+
+    def synchronize(self) -> None:
+        """Wait until work queued on its devices has run (CUDA), so it is metered where it
+        was asked for; no-op for devices with no queue."""
+
+    def unreadable(self) -> list[SourceStatus]:
+        """Devices it found but cannot read, each with why and the fix (after `open`)."""
+        return []
+
+    def covers(self) -> frozenset[str]:
+        """Kinds its domains' readings already include (a Grace Hopper module: CPU and RAM),
+        which must not be metered again on top."""
+        return frozenset()
+
+    def counter_update_s(self) -> dict[str, float]:
+        """Measured update period of each domain's energy counter (s), where measured."""
+        return {}
+
+    def details(self, t0_s: float) -> dict[str, dict[str, Any]]:
+        """What it learnt about each domain while reading (JSON-able, for the run's metadata);
+        times in seconds since `t0_s` on time.monotonic (the sampler's origin)."""
+        return {}
+
     def status(self) -> SourceStatus:
         """Try to open, report the result, and close again."""
+        return self.statuses()[0]
+
+    def statuses(self) -> list[SourceStatus]:
+        """Its status, then one per device it found but cannot read; opens and closes again."""
         from joulemeter.meter.errors import SourceUnavailable
 
         try:
             domains = self.open()
+            unreadable = self.unreadable()
         except SourceUnavailable as exc:
-            return SourceStatus(self.name, False, reason=exc.reason, fix=exc.fix)
+            return [SourceStatus(self.name, False, reason=exc.reason, fix=exc.fix)]
+        except Exception as exc:  # a source's own bug must not take `devices` down
+            return [SourceStatus(self.name, False, reason=f"unexpected {type(exc).__name__}: {exc}")]
         finally:
             self.close()
-        return SourceStatus(self.name, True, tuple(domains))
+        return [SourceStatus(self.name, True, tuple(domains)), *unreadable]
 
 
 S = TypeVar("S", bound=type[Source])
