@@ -9,7 +9,7 @@ frames, so importing this is cheap.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -68,6 +68,18 @@ class Comparison:
     footprints: dict[str, Footprint] = field(default_factory=dict)
     factors: Factors | None = None
     intervals: dict[str, RatioInterval | None] = field(default_factory=dict)  # run id -> CI
+    trials: dict[str, list[float]] = field(default_factory=dict)  # run id -> per-trial figures
+
+    def frontier(self, y: str = "accuracy") -> pandas.Series:
+        """The Pareto frontier of `y` against the compared figure, where two runs whose
+        trials show no measurable difference count as equal on it."""
+        ids = list(self.frame["id"])
+
+        def tied(i: int, j: int) -> bool:
+            ci = ratio_interval(self.trials.get(ids[i], []), self.trials.get(ids[j], []))
+            return ci is not None and not ci.significant
+
+        return pareto_frontier(self.frame, x=self.compared_column, y=y, x_tied=tied)
 
     def interval(self, run_id: str) -> RatioInterval | None:
         """The 95 % interval of a run's ratio to the baseline, None without repeated trials."""
@@ -128,7 +140,8 @@ def compare(
     base_value = frame.loc[next(i for i, run in enumerate(runs) if run is base), compared]
     ratios = [_ratio(v, base_value) for v in frame[compared]]
     frame["ratio"] = ratios
-    intervals = {run.id: _interval(base, run, unit, count, footprints) for run in runs if run is not base}
+    trials = {run.id: trial_figures(run, unit, count) for run in runs}
+    intervals = {run.id: _interval(base, run, trials, footprints) for run in runs if run is not base}
     frame["ratio_ci_low"] = [None if (ci := intervals.get(r.id)) is None else ci.low for r in runs]
     frame["ratio_ci_high"] = [None if (ci := intervals.get(r.id)) is None else ci.high for r in runs]
     frame["verdict"] = [None if (ci := intervals.get(r.id)) is None else ci.verdict.value for r in runs]
@@ -159,11 +172,12 @@ def compare(
         footprints,
         factors,
         intervals,
+        trials,
     )
 
 
 def _interval(
-    base: Run, run: Run, unit: str | None, count: int, footprints: dict[str, Footprint]
+    base: Run, run: Run, trials: dict[str, list[float]], footprints: dict[str, Footprint]
 ) -> RatioInterval | None:
     """`run` ÷ `base` over their trial windows, widened by an estimate's band where it does
     not cancel: the two were measured differently, or on different hosts."""
@@ -177,8 +191,8 @@ def _interval(
     loads = [r.metadata.get("other_cpu_load") for r in (base, run)]
     known_loads = [float(x) for x in loads if isinstance(x, (int, float)) and math.isfinite(x)]
     return ratio_interval(
-        trial_figures(base, unit, count),
-        trial_figures(run, unit, count),
+        trials[base.id],
+        trials[run.id],
         model_band=model_band,
         other_cpu_load=max(known_loads, default=None),
     )
@@ -190,9 +204,11 @@ def pareto_frontier(
     y: str = "accuracy",
     minimize_x: bool = True,
     maximize_y: bool = True,
+    x_tied: Callable[[int, int], bool] | None = None,
 ) -> pandas.Series:
     """True for rows no other row beats on both columns (at least as good on both and
-    better on one); rows missing either value are never on the frontier."""
+    better on one); rows missing either value are never on the frontier. `x_tied(i, j)`
+    (row positions) says two x values differ by less than was measured: equal, then."""
     import numpy
     import pandas
 
@@ -209,7 +225,12 @@ def pareto_frontier(
     known = ~(numpy.isnan(a) | numpy.isnan(b))
     a_i, a_j = a[:, None], a[None, :]
     b_i, b_j = b[:, None], b[None, :]
-    beaten_by = (a_j <= a_i) & (b_j <= b_i) & ((a_j < a_i) | (b_j < b_i)) & known[None, :]
+    n = len(a)
+    tied = numpy.array([[x_tied is not None and i != j and x_tied(i, j) for j in range(n)] for i in range(n)],
+                       dtype=bool).reshape(n, n)
+    x_at_least = (a_j <= a_i) | tied
+    x_better = (a_j < a_i) & ~tied
+    beaten_by = x_at_least & (b_j <= b_i) & (x_better | (b_j < b_i)) & known[None, :]
     on_frontier = known & ~beaten_by.any(axis=1)
     return pandas.Series(on_frontier, index=frame.index, name="pareto")
 

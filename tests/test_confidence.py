@@ -94,11 +94,14 @@ def test_relative_half_width_shrinks_with_more_trials() -> None:
     assert few is not None and many is not None and many < few
 
 
-def test_a_busy_machine_is_said_beside_the_interval() -> None:
-    from joulemeter.reports.render.wording import interval_text
+def test_a_busy_machine_is_said_once_per_comparison() -> None:
+    from joulemeter.reports.render.wording import machine_load_note, verdict_words
 
     quiet = ratio_interval([10.0, 10.1], [5.0, 5.1], other_cpu_load=0.02)
     busy = ratio_interval([10.0, 10.1], [5.0, 5.1], other_cpu_load=0.35)
     assert quiet is not None and busy is not None
-    assert not quiet.machine_busy and "other processes" not in interval_text(quiet)
-    assert busy.machine_busy and "other processes took 35% of the CPU" in interval_text(busy)
+    assert not quiet.machine_busy and machine_load_note([quiet, None]) is None
+    assert busy.machine_busy
+    assert machine_load_note([quiet, busy]).startswith("Other processes took up to 35% of the CPU")
+    assert verdict_words(busy.ratio, busy).startswith("2.0× less (")
+    assert verdict_words(0.5, None) == "2.0× less (one measurement)"

@@ -123,15 +123,20 @@ def dom_after_load(html: str, tmp_path: Path, name: str) -> _Elements:
 
 
 def injected(dom: _Elements) -> list[str]:
-    """Elements or attributes that script could ride on, found in the live DOM."""
+    """Elements or attributes that script could ride on, found in the live DOM. The plots'
+    own <svg> elements (one per <figure class="plot">) are ours; any other <svg> is not."""
     found = []
+    plots = sum(1 for tag, attrs in dom.tags if tag == "figure" and attrs.get("class") == "plot")
+    svgs = sum(1 for tag, _ in dom.tags if tag == "svg")
+    if svgs != plots:
+        found.append(f"<svg> ×{svgs - plots} outside the plots")
     for tag, attrs in dom.tags:
-        if tag in {"script", "iframe", "object", "embed", "svg", "base"}:
+        if tag in {"script", "iframe", "object", "embed", "base", "foreignobject"}:
             found.append(f"<{tag}>")
         for attr, value in attrs.items():
             if attr.startswith("on"):
                 found.append(f"<{tag} {attr}=…>")
-            if attr in {"src", "href"} and value and not value.startswith(("data:image/png;base64,", "#")):
+            if attr in {"src", "href", "xlink:href"} and value and not value.startswith("#"):
                 found.append(f"<{tag} {attr}={value[:40]!r}>")
     return found
 

@@ -1,10 +1,11 @@
-"""Report plots: PNG bytes of the right size, min/max envelopes of big series, no side effects."""
+"""Report plots: inline SVG of the right size, text kept as text, min/max envelopes of big series, no side effects."""
 
 from __future__ import annotations
 
-import struct
+import re
 import subprocess
 import sys
+from xml.sax.saxutils import escape
 
 import numpy
 import pytest
@@ -14,8 +15,6 @@ from joulemeter.reports.compare import compare
 from joulemeter.reports.render import plots
 from tests.test_compare import FACTORS_KW, epoch, make_run
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
 
 @pytest.fixture(scope="module")
 def factors():
@@ -24,15 +23,16 @@ def factors():
     return resolve_factors(**FACTORS_KW)
 
 
-def png_size(data: bytes) -> tuple[int, int]:
-    """Width and height from the PNG's IHDR chunk."""
-    assert data[:8] == PNG_SIGNATURE
-    return struct.unpack(">II", data[16:24])
+def svg_size(svg: str) -> tuple[float, float]:
+    """Width and height in inches of an inline <svg> element (its width/height in points)."""
+    assert svg.startswith("<svg") and svg.rstrip().endswith("</svg>")
+    width, height = re.search(r'<svg[^>]*\swidth="([\d.]+)pt"[^>]*\sheight="([\d.]+)pt"', svg).groups()
+    return round(float(width) / 72, 2), round(float(height) / 72, 2)
 
 
-def test_power_over_time_is_a_1000_by_360_png():
+def test_power_over_time_is_10_by_3_6_inches():
     run = make_run("a1", "run", windows=[Window("train", "train", 10.0, 60.0)])
-    assert png_size(plots.power_over_time(run)) == (1000, 360)  # 10 × 3.6 in at 100 dpi
+    assert svg_size(plots.power_over_time(run)) == (10.0, 3.6)
 
 
 def test_power_over_time_without_samples_is_none():
@@ -43,7 +43,7 @@ def test_power_over_time_without_samples_is_none():
 
 def test_power_over_time_of_a_long_run_plots_at_the_same_size():
     run = make_run("a3", "long", samples_per_domain=50_000, duration_s=5000.0)
-    assert png_size(plots.power_over_time(run, buckets=400)) == (1000, 360)
+    assert svg_size(plots.power_over_time(run, buckets=400)) == (10.0, 3.6)
 
 
 def test_envelope_gives_min_max_and_mean_per_bucket():
@@ -77,10 +77,10 @@ def test_energy_by_window_draws_stacked_bars_or_nothing():
     assert plots.energy_by_window(make_run("b1", "no windows")) is None
     windows = [epoch(i, i * 10.0, 10.0, 100.0) for i in range(40)]
     windows += [Window(f"step-{i}", f"step-{i}", 0.0, 1.0, {"gpu:0": float(i)}) for i in range(30)]
-    assert png_size(plots.energy_by_window(make_run("b2", "many", windows=windows)))[0] == 1000
+    assert svg_size(plots.energy_by_window(make_run("b2", "many", windows=windows)))[0] == 10.0
 
 
-def test_comparison_bars_and_pareto_scatter_are_pngs(factors):
+def test_comparison_bars_and_pareto_scatter_are_svgs(factors):
     runs = [
         make_run("c1", "full", energy_j=3000.0, units={"inferences": 100},
                  metadata={"accuracy": 0.91}),
@@ -90,9 +90,8 @@ def test_comparison_bars_and_pareto_scatter_are_pngs(factors):
                  metadata={"accuracy": 0.80}),
     ]
     comparison = compare(runs, per="1000", factors=factors)
-    width, height = png_size(plots.comparison_bars(comparison))
-    assert width == 1000 and height == 250  # 0.5 in per run + 1 in, at 100 dpi
-    assert png_size(plots.pareto_scatter(comparison)) == (1000, 360)
+    assert svg_size(plots.comparison_bars(comparison)) == (10.0, 2.5)  # 0.5 in per run + 1 in
+    assert svg_size(plots.pareto_scatter(comparison)) == (10.0, 3.6)
 
 
 def test_pareto_scatter_needs_the_y_column(factors):
@@ -117,14 +116,14 @@ def test_names_that_look_like_matplotlib_math_are_drawn_literally_not_parsed(fac
     window = Window(hostile, hostile, 10.0, 60.0, energy_j={"gpu:0": 5.0}, units={hostile: 3.0})
     run = make_run("m1", hostile, windows=[window])
     other = make_run("m2", hostile, energy_j=500.0, metadata={"variant": hostile, hostile: 0.9})
-    assert png_size(plots.power_over_time(run))[0] == 1000
+    assert svg_size(plots.power_over_time(run))[0] == 10.0
     assert plots.energy_by_window(run) is not None
     result = compare([run, other], run, factors=factors)
-    assert plots.comparison_bars(result)[:8] == PNG_SIGNATURE
-    assert plots.pareto_scatter(result, y=hostile)[:8] == PNG_SIGNATURE
+    assert escape(hostile) in plots.comparison_bars(result)  # drawn as text, XML-escaped
+    assert plots.pareto_scatter(result, y=hostile).startswith("<svg")
     from joulemeter.reports.render import render
 
-    assert "<img" in render([run, other], "html", factors=factors)
+    assert "<figure class=\"plot\"" in render([run, other], "html", factors=factors)
 
 
 def test_literal_text_keeps_every_dollar_sign_as_written():
@@ -151,6 +150,8 @@ def test_pareto_labels_never_overlap_and_tied_points_share_one(factors):
     assert texts == ["full", "int8", "pruned-a, pruned-b, pruned-c", "student"]
     boxes = [Text.get_window_extent(t, renderer) for t in labels]  # the text, without leader lines
     assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    points = ax.transData.transform([(j / 1.0, acc) for _, j, acc in figures])
+    assert not any(box.contains(x, y) for box in boxes for x, y in points)
 
 
 def test_pareto_calls_beaten_only_the_points_that_are(factors):
@@ -163,3 +164,17 @@ def test_pareto_calls_beaten_only_the_points_that_are(factors):
     runs.append(make_run(f"{9:032x}", "worse", energy_j=120.0, metadata={"accuracy": 0.7}))
     legend = [t.get_text() for t in plots.pareto_figure(compare(runs, factors=factors)).axes[0].get_legend().get_texts()]
     assert legend == ["beaten on both axes", "Pareto frontier"]
+
+
+def test_pareto_counts_a_difference_within_the_trials_noise_as_a_tie(factors):
+    """pruned uses 2 % more energy than full at the same accuracy, but their trials overlap:
+    it is not "beaten"; int8 is measurably cheaper than full, so full is."""
+    from tests.test_compare import _with_trials
+
+    full = _with_trials("a" * 32, "full", [10.0, 10.6, 9.5, 10.3], metadata={"accuracy": 0.97})
+    pruned = _with_trials("b" * 32, "pruned", [10.4, 9.7, 10.8, 10.1], metadata={"accuracy": 0.97})
+    int8 = _with_trials("c" * 32, "int8", [5.0, 5.1, 4.9, 5.05], metadata={"accuracy": 0.98})
+    frontier = compare([full, pruned, int8], per="1000", factors=factors).frontier()
+    assert list(frontier) == [False, False, True]  # both beaten by int8, measurably
+    frontier = compare([full, pruned], per="1000", factors=factors).frontier()
+    assert list(frontier) == [True, True]  # a tie: neither beats the other

@@ -64,10 +64,12 @@ def test_html_fetches_nothing_from_anywhere(which, request):
     html = request.getfixturevalue(which)
     assert "<script" not in html.lower()
     assert "<link" not in html.lower()
-    assert "@import" not in html and "url(" not in html
+    assert "@import" not in html
+    assert not re.search(r"url\((?!#)", html)  # only the plots' own clip paths: url(#…)
     assert not re.search(r"""(src|href|action|srcset)\s*=\s*["']?\s*(https?:)?//""", html, re.I)
-    for source in re.findall(r"""src\s*=\s*"([^"]*)\"""", html):
-        assert source.startswith("data:image/png;base64,")
+    assert not re.findall(r"""\ssrc\s*=""", html)  # plots are inline SVG, nothing is loaded
+    for reference in re.findall(r'href\s*=\s*"([^"]*)"', html):
+        assert reference.startswith("#")
     assert "Content-Security-Policy" in html and "default-src 'none'" in html
 
 
@@ -100,7 +102,7 @@ def test_a_run_without_an_idle_baseline_gets_no_idle_cards(training_run, factors
 
 
 def test_html_of_one_run_has_plots_windows_domains_and_sourced_factors(single_html):
-    assert single_html.count("data:image/png;base64,") == 2  # power over time, energy by window
+    assert single_html.count('<figure class="plot"') == 2  # power over time, energy by window
     assert "Energy by window" in single_html and "train/epoch ×2" in single_html
     assert "NVML total energy counter" in single_html
     footer = single_html.split("Factors and sources")[1]
@@ -112,7 +114,7 @@ def test_html_of_one_run_has_plots_windows_domains_and_sourced_factors(single_ht
 def test_html_of_several_runs_has_ratios_bars_and_pareto(hostile_html):
     assert "Comparison" in hostile_html
     assert "2.0× less" in hostile_html  # 1,800 J against 3,600 J, same samples counted
-    assert hostile_html.count("data:image/png;base64,") == 2  # bars and Pareto scatter
+    assert hostile_html.count('<figure class="plot"') == 2  # bars and Pareto scatter
 
 
 def test_html_notes_gaps_and_an_interrupted_status(factors):
@@ -242,5 +244,19 @@ def test_a_million_sample_run_renders_to_html(factors):
 
     run = synthetic_run(1_000_000)
     html = render(run, "html", factors=factors)
-    assert html.count("data:image/png;base64,") == 2
+    assert html.count('<figure class="plot"') == 2
     assert "one-million-samples" in html
+
+
+def test_notes_every_run_shares_are_said_once_per_page():
+    """No country given: the world-average note is the page's, not repeated per run."""
+    from joulemeter.reports.factors import resolve_factors
+    from joulemeter.reports.render import render
+    from tests.test_compare import make_run
+
+    runs = [make_run("a" * 32, "one"), make_run("b" * 32, "two")]
+    factors = resolve_factors()  # no country: world average
+    note = "no country given: emissions use the world-average grid intensity"
+    for kind in ("html", "md", "json"):
+        text = render(runs, kind, factors=factors)
+        assert text.count(note) == 1, kind

@@ -58,6 +58,7 @@ class Report:
     comparison: Comparison | None
     factors: Factors
     factor_lines: list[FactorLine] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # said once for the page, not per run
 
 
 def build_report(
@@ -71,6 +72,7 @@ def build_report(
     """Footprints, figures and (for several runs) the comparison, ready to render."""
     factors = factors or resolve_factors()
     run_reports = [_run_report(run, factors) for run in runs]
+    notes = _page_notes(run_reports, factors)
     comparison = None
     if len(runs) > 1:
         comparison = compare(runs, baseline, per=per, factors=factors)
@@ -82,7 +84,22 @@ def build_report(
         comparison=comparison,
         factors=factors,
         factor_lines=factor_lines(factors, equivalences),
+        notes=notes,
     )
+
+
+def _page_notes(run_reports: list[RunReport], factors: Factors) -> list[str]:
+    """Notes about the factors, and notes every run shares, lifted out of the runs so the
+    page says each once."""
+    notes = []
+    if factors.intensity_is_default:
+        notes.append("no country given: emissions use the world-average grid intensity")
+    if len(run_reports) > 1:
+        shared = [n for n in run_reports[0].notes if all(n in rr.notes for rr in run_reports[1:])]
+        notes += shared
+        for rr in run_reports:
+            rr.notes = [n for n in rr.notes if n not in shared]
+    return notes
 
 
 def factor_lines(factors: Factors, equivalences: Sequence[Equivalence] = ()) -> list[FactorLine]:
@@ -144,7 +161,7 @@ def _run_report(run: Run, factors: Factors) -> RunReport:
             Figure("Attributable energy (above idle)", fmt.energy(run.attributable_energy_j), prov,
                    run.attributable_energy_j, "J"),
         ]
-    return RunReport(run, fp, figures, _best_equivalence(fp), _notes(run, factors))
+    return RunReport(run, fp, figures, _best_equivalence(fp), _notes(run))
 
 
 def _range(bounds: tuple[float, float] | None, unit_format: Callable[[float], str]) -> str | None:
@@ -160,7 +177,7 @@ def _best_equivalence(fp: Footprint) -> Equivalence | None:
     return fp.best_equivalence() if fp.energy_kwh > 0 else None
 
 
-def _notes(run: Run, factors: Factors) -> list[str]:
+def _notes(run: Run) -> list[str]:
     notes = []
     if run.status is not Status.COMPLETED:
         notes.append(
@@ -176,8 +193,6 @@ def _notes(run: Run, factors: Factors) -> list[str]:
     for domain in run.domains:
         if domain.note:
             notes.append(f"{domain.name}: {domain.note}")
-    if factors.intensity_is_default:
-        notes.append("no country given: emissions use the world-average grid intensity")
     return notes
 
 

@@ -9,7 +9,6 @@ import dataclasses
 import math
 
 from joulemeter.meter.run import Run
-from joulemeter.meter.units import J_PER_MILLIJOULE
 from joulemeter.reports.accounting import Equivalence, Footprint
 from joulemeter.reports.compression import (
     CompressionSummary,
@@ -20,7 +19,7 @@ from joulemeter.reports.render import formatting as fmt
 from joulemeter.reports.render import html as page
 from joulemeter.reports.render import plots
 from joulemeter.reports.render._report import build_report, factor_lines
-from joulemeter.reports.render.wording import ratio_phrase
+from joulemeter.reports.render.wording import machine_load_note, ratio_phrase
 
 # the study's model is re-exported here for the callers that import it with its page
 __all__ = ["CompressionSummary", "VariantFigures", "render_compression_html", "summarise_compression"]
@@ -120,16 +119,20 @@ def _headline(summary: CompressionSummary, equivalences: list[tuple[Equivalence,
 
 
 def _noise_note(summary: CompressionSummary) -> str:
-    """A warning when repeated trials of a variant disagreed by more than NOISY_SPREAD."""
+    """Warnings, once: other processes' measured CPU share during the trials, and repeated
+    trials of a variant that disagreed by more than NOISY_SPREAD."""
+    notes = []
+    load = machine_load_note(v.interval for v in summary.variants)
+    if load:
+        notes.append(f'<p class="note">{page.escape_text(load)}</p>')
     noisy = summary.noisy_trials
-    if not noisy:
-        return ""
-    return (
-        f'<p class="note">Repeated inference trials disagreed by up to {max(noisy.values()):.1f}× '
-        f"({page.escape_text(', '.join(noisy))}; largest ÷ smallest energy per 1,000 inferences): something "
-        "else was probably using the machine. Treat differences smaller than that as noise, or "
-        "rerun on a quiet machine.</p>"
-    )
+    if noisy:
+        notes.append(
+            f'<p class="note">Repeated inference trials disagreed by up to {max(noisy.values()):.1f}× '
+            f"({page.escape_text(', '.join(noisy))}; largest ÷ smallest energy per 1,000 inferences): "
+            "something else was probably using the machine; the intervals above include that spread.</p>"
+        )
+    return "".join(notes)
 
 
 def _break_even_section(summary: CompressionSummary) -> str:
@@ -141,8 +144,8 @@ def _break_even_section(summary: CompressionSummary) -> str:
             f"<tr><td>{page.escape_text(v.variant)}</td>"
             f'<td class="num">{page.escape_text(fmt.energy(v.production_energy_j))} '
             f"{_run_badge(v.production)}</td>"
-            f'<td class="num">{page.escape_text(_millijoules(v.energy_per_inference_j))}</td>'
-            f'<td class="num">{page.escape_text(_millijoules(saving))}</td>'
+            f'<td class="num">{page.escape_text(fmt.energy(v.energy_per_inference_j))}</td>'
+            f'<td class="num">{page.escape_text(fmt.energy(saving))}</td>'
             f"<td>{page.escape_text(summary.break_even_words(v))}</td></tr>"
         )
     training = ""
@@ -232,7 +235,7 @@ def _equivalence_text(saving: Footprint | None) -> str:
     return fmt.DASH if eq is None else eq.text
 
 
-def _break_even_plot(summary: CompressionSummary) -> bytes | None:
+def _break_even_plot(summary: CompressionSummary) -> str | None:
     """Production + n × energy per inference for each variant, log axes, break-evens marked."""
     import numpy
 
@@ -268,14 +271,10 @@ def _break_even_plot(summary: CompressionSummary) -> bytes | None:
     ax.set_ylabel("energy: production + inference (J)")
     ax.set_title("Cumulative energy; dots mark where a variant's production has paid off")
     ax.legend(fontsize="small")
-    return plots.to_png(figure)
+    return plots.to_svg(figure)
 
 
 # -- small pieces -----------------------------------------------------------------------
-
-
-def _millijoules(energy_j: float | None) -> str:
-    return fmt.DASH if energy_j is None else f"{fmt.number(energy_j / J_PER_MILLIJOULE)} mJ"
 
 
 def _run_badge(run: Run | None) -> str:

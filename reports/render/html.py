@@ -1,9 +1,8 @@
-"""A self-contained HTML report: one file, plots inline as base64 PNG, no script, no URL
+"""A self-contained HTML report: one file, plots inline as SVG, no script, no URL
 fetched (a Content-Security-Policy forbids it), every piece of user text escaped."""
 
 from __future__ import annotations
 
-import base64
 import html
 
 from joulemeter.meter.run import Provenance
@@ -14,14 +13,15 @@ from joulemeter.reports.render._report import Report, RunReport
 from joulemeter.reports.render._tables import (
     domain_rows,
     frame_records,
+    metadata_label,
     run_label,
     window_domains,
     window_groups,
 )
-from joulemeter.reports.render.wording import verdict_words
+from joulemeter.reports.render.wording import machine_load_note, verdict_words
 
 _CSP = (
-    "default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
+    "default-src 'none'; style-src 'unsafe-inline'; "
     "base-uri 'none'; form-action 'none'"
 )
 _PROVENANCE_HELP = {
@@ -57,7 +57,7 @@ table{border-collapse:collapse;width:100%;font-size:.88rem;margin:6px 0 10px}
 th,td{border-bottom:1px solid #e6e8ee;padding:5px 8px;text-align:left;vertical-align:top}
 th{background:#f2f4f7;font-weight:600}td.num{text-align:right;font-variant-numeric:tabular-nums}
 tr.baseline td{background:#f7f7f7;font-style:italic}
-img{max-width:100%;height:auto;display:block;margin:6px 0}
+figure.plot{margin:6px 0}figure.plot svg{width:100%;height:auto;display:block}
 ul.phrases li{margin:3px 0}.scroll{overflow-x:auto}td.num{white-space:nowrap}
 footer{font-size:.85rem;color:#394150}footer td{overflow-wrap:anywhere}
 details summary{cursor:pointer;font-weight:600;margin:10px 0}
@@ -69,6 +69,7 @@ dt{color:#5b6472}dd{margin:0}
 def render_html(report: Report) -> str:
     """The whole report as one HTML document."""
     body = [f"<header><h1>{escape_text(report.title)}</h1>", header_line(report), "</header>"]
+    body += [f"<p class=\"note\">{escape_text(note)}</p>" for note in report.notes]
     if report.comparison is not None:
         body.append(comparison_section(report))
         for run_report in report.runs:
@@ -117,7 +118,7 @@ def run_section(rr: RunReport, *, collapsed: bool) -> str:
     if rr.best is not None:
         parts.append(
             f"<p class=\"equiv\">≈ {escape_text(rr.best.text)} {badge(rr.footprint.provenance)} "
-            f"<span class=\"meta\">({escape_text(str(rr.best.citation))})</span></p>"
+            "<span class=\"meta\">(source at the bottom)</span></p>"
         )
     details = []
     if not collapsed:
@@ -219,31 +220,32 @@ def comparison_section(report: Report) -> str:
     co2e_column, cost_column = per_unit_columns(per) if per else ("kg_co2e", "cost")
     per_label = f" {escape_text(comparison.per_label)}" if per else ""
     head = (
-        "<tr><th>Run</th><th>Provenance</th><th>Energy</th>"
+        "<tr><th>Run</th><th>Energy</th>"
         + (f"<th>Energy{per_label}</th>" if per else "")
-        + f"<th>vs baseline</th><th>Emissions{per_label}</th><th>Cost{per_label}</th>"
-        + "<th>Duration</th><th>Avg power</th></tr>"
+        + f"<th>vs baseline (95 % CI)</th><th>Emissions{per_label}</th><th>Cost{per_label}</th>"
+        + "<th>Duration</th></tr>"
     )
     rows = []
-    for row in records:
+    for row in records:  # provenance rides with the name; average power is on each run's card
         is_base = row["id"] == comparison.baseline_id
         verdict = verdict_words(row["ratio"], comparison.interval(row["id"]))
         rows.append(
-            f"<tr class=\"{'baseline' if is_base else 'other'}\"><td>{escape_text(_run_name(row))}</td>"
-            f"<td>{badge(row['provenance'])}</td>"
+            f"<tr class=\"{'baseline' if is_base else 'other'}\"><td>{escape_text(_run_name(row))} "
+            f"{badge(row['provenance'])}</td>"
             f"<td class=\"num\">{escape_text(fmt.energy(row['energy_j']))}</td>"
             + (f"<td class=\"num\">{escape_text(fmt.energy(row[per]))}</td>" if per else "")
             + f"<td class=\"num\">{'baseline' if is_base else escape_text(verdict)}</td>"
             f"<td class=\"num\">{escape_text(fmt.co2e(row[co2e_column]))}</td>"
             f"<td class=\"num\">{escape_text(fmt.money(row[cost_column], row['currency']))}</td>"
-            f"<td class=\"num\">{escape_text(fmt.duration(row['duration_s']))}</td>"
-            f"<td class=\"num\">{escape_text(fmt.power(row['avg_power_w']))}</td></tr>"
+            f"<td class=\"num\">{escape_text(fmt.duration(row['duration_s']))}</td></tr>"
         )
     phrases = "".join(f"<li>{escape_text(p)}</li>" for p in comparison.phrases)
+    load = machine_load_note(comparison.intervals.values())
     parts = [
         "<section class=\"comparison\"><h2>Comparison</h2>",
         f"<div class=\"scroll\"><table>{head}{''.join(rows)}</table></div>",
         f"<ul class=\"phrases\">{phrases}</ul>",
+        f"<p class=\"note\">{escape_text(load)}</p>" if load else "",
         _models_table(comparison.metadata_columns, records),
         image(plots.comparison_bars(comparison), "Each run's energy and its ratio to the baseline"),
         image(plots.pareto_scatter(comparison), "Accuracy against energy, Pareto frontier drawn"),
@@ -256,7 +258,7 @@ def _models_table(columns: list[str], records: list[dict]) -> str:
     """Run metadata side by side (accuracy, parameters, size on disk, latency, …)."""
     if not columns:
         return ""
-    head = "<tr><th>Run</th>" + "".join(f"<th>{escape_text(c)}</th>" for c in columns) + "</tr>"
+    head = "<tr><th>Run</th>" + "".join(f"<th>{escape_text(metadata_label(c))}</th>" for c in columns) + "</tr>"
     rows = "".join(
         f"<tr><td>{escape_text(_run_name(row))}</td>"
         + "".join(f"<td class=\"num\">{escape_text(fmt.metadata_value(c, row[c]))}</td>" for c in columns)
@@ -305,8 +307,8 @@ def badge(provenance: object) -> str:
     return f"<span class=\"prov prov-{css}\" title=\"{escape_text(title)}\">{escape_text(name)}</span>"
 
 
-def image(png: bytes | None, alt: str) -> str:
-    if png is None:
+def image(svg: str | None, alt: str) -> str:
+    """A plot inline, described for screen readers; '' without a plot."""
+    if svg is None:
         return ""
-    data = base64.b64encode(png).decode("ascii")
-    return f"<img alt=\"{escape_text(alt)}\" src=\"data:image/png;base64,{data}\">"
+    return f"<figure class=\"plot\" role=\"img\" aria-label=\"{escape_text(alt)}\">{svg}</figure>"

@@ -36,6 +36,7 @@ def render_json(report: Report) -> str:
         "title": report.title,
         "generated_at": report.generated_at,
         "units": UNITS,
+        "notes": report.notes,
         "runs": [
             {
                 "run": rr.run.to_dict(samples=False),

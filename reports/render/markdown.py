@@ -37,6 +37,7 @@ def render_md(report: Report) -> str:
         f"Generated {report.generated_at} by joulemeter, factors for "
         f"{md_escape(report.factors.region_name)}; sources at the end."
     )
+    lines += ["", *(f"> **Note:** {md_escape(note)}" for note in report.notes)] if report.notes else []
     if report.comparison is not None:
         lines += _comparison(report)
     for rr in report.runs:

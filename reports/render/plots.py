@@ -1,5 +1,5 @@
-"""Report plots as PNG bytes, drawn with matplotlib's Agg canvas (no pyplot, no display,
-the user's backend untouched).
+"""Report plots as inline SVG (crisp at any width, text searchable and selectable), drawn
+with matplotlib's own canvases (no pyplot, no display, the user's backend untouched).
 
 Large sample series are reduced to a min/max envelope per horizontal pixel bucket, so a
 run with a million samples plots in well under a second.
@@ -8,10 +8,16 @@ run with a million samples plots in well under a second.
 from __future__ import annotations
 
 import io
+import re
 from typing import TYPE_CHECKING
 
 from joulemeter.meter.run import Run
-from joulemeter.reports.render._tables import one_level, run_label, window_domains, window_groups
+from joulemeter.reports.render._tables import (
+    one_level,
+    run_label,
+    window_domains,
+    window_groups,
+)
 
 if TYPE_CHECKING:
     import numpy
@@ -26,7 +32,7 @@ PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 _SHADES = ("#e8eef7", "#f7efe2", "#e7f3e7", "#f3e6f3", "#eeeeee")
 
 
-def power_over_time(run: Run, *, buckets: int = BUCKETS) -> bytes | None:
+def power_over_time(run: Run, *, buckets: int = BUCKETS) -> str | None:
     """Power of each domain over time, windows shaded and gaps hatched; None without samples."""
     series = _power_series(run)
     if not series:
@@ -49,10 +55,10 @@ def power_over_time(run: Run, *, buckets: int = BUCKETS) -> bytes | None:
     handles, labels = ax.get_legend_handles_labels()
     figure.legend(handles, labels, loc="outside lower center", fontsize="small", ncols=6)
     ax.set_title("Power over time")
-    return to_png(figure)
+    return to_svg(figure)
 
 
-def energy_by_window(run: Run) -> bytes | None:
+def energy_by_window(run: Run) -> str | None:
     """Stacked bars: energy of each window of one nesting level (never a window beside its
     own children, which would count them twice) split by domain; None without windows."""
     groups, parent = one_level(window_groups(run))
@@ -76,10 +82,10 @@ def energy_by_window(run: Run) -> bytes | None:
     ax.set_ylabel(f"energy ({unit})")
     ax.legend(fontsize="small")
     ax.set_title(title)
-    return to_png(figure)
+    return to_svg(figure)
 
 
-def comparison_bars(comparison: Comparison) -> bytes:
+def comparison_bars(comparison: Comparison) -> str:
     """Horizontal bars of the compared figure per run, the baseline in grey, ratios written on."""
     from joulemeter.reports.render.wording import verdict_words
 
@@ -102,28 +108,27 @@ def comparison_bars(comparison: Comparison) -> bytes:
     ax.set_xlabel(_axis_label(comparison, unit))
     ax.set_xlim(0, max(values + [0.0]) * 1.7 or 1.0)
     ax.set_title(literal(f"Energy {comparison.per_label}, baseline in grey".replace("  ", " ")))
-    return to_png(figure)
+    return to_svg(figure)
 
 
-def pareto_scatter(comparison: Comparison, y: str = "accuracy") -> bytes | None:
+def pareto_scatter(comparison: Comparison, y: str = "accuracy") -> str | None:
     """`y` (accuracy by default, higher is better) against the compared energy figure, the
     Pareto frontier highlighted; None when no run has `y`."""
     figure = pareto_figure(comparison, y)
-    return None if figure is None else to_png(figure)
+    return None if figure is None else to_svg(figure)
 
 
 def pareto_figure(comparison: Comparison, y: str = "accuracy") -> Figure | None:
-    """The Pareto scatter as a figure: only points another run beats on both axes are
-    grey ("beaten on both axes"), tied points share one label, and labels never overlap."""
+    """The Pareto scatter as a figure: only points another run beats on both axes (by more
+    than its trials' interval, where it has trials) are grey ("beaten on both axes"), tied
+    points share one label, and labels overlap neither each other nor the points."""
     import pandas
-
-    from joulemeter.reports.compare import pareto_frontier
 
     frame = comparison.frame
     if y not in frame.columns or frame[y].isna().all():
         return None
     x = comparison.compared_column
-    on_frontier = pareto_frontier(frame, x=x, y=y)
+    on_frontier = comparison.frontier(y)
     xs = pandas.to_numeric(frame[x], errors="coerce")
     ys = pandas.to_numeric(frame[y], errors="coerce")
     known = xs.notna() & ys.notna()
@@ -150,15 +155,20 @@ def pareto_figure(comparison: Comparison, y: str = "accuracy") -> Figure | None:
 
 def _label_without_overlap(figure: Figure, ax, labels: dict[tuple[float, float], str]) -> None:
     """Write each label beside its point, moved up or down in steps of its own height until
-    it overlaps no label already placed (a leader line joins a moved label to its point)."""
+    it overlaps no point and no label already placed (a leader line joins a moved label)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.text import Text
+    from matplotlib.transforms import Bbox
 
     canvas = FigureCanvasAgg(figure)
     canvas.draw()  # settle the constrained layout first, then freeze it: positions stay put
     figure.set_layout_engine("none")
     renderer = canvas.get_renderer()
-    placed: list = []
+    marker = 5.0  # display pixels around each point kept free of text (markers are ~8 px wide)
+    placed: list = [
+        Bbox.from_extents(x - marker, y - marker, x + marker, y + marker)
+        for x, y in ax.transData.transform(list(labels))
+    ]
     for (px, py), text in sorted(labels.items(), key=lambda item: -item[0][1]):
         step = 0
         while True:
@@ -296,9 +306,27 @@ def new_figure(height: float = _HEIGHT_IN) -> Figure:
     return Figure(figsize=(_WIDTH_IN, height), dpi=_DPI, layout="constrained")
 
 
-def to_png(figure: Figure) -> bytes:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+def to_svg(figure: Figure) -> str:
+    """The figure as an <svg> element to put inline in HTML: text kept as text (quotes
+    escaped too, which matplotlib leaves), and every id prefixed with a digest of the
+    drawing so two plots on one page never share one."""
+    import hashlib
 
-    buffer = io.BytesIO()
-    FigureCanvasAgg(figure).print_png(buffer)
-    return buffer.getvalue()
+    import matplotlib
+    from matplotlib.backends.backend_svg import FigureCanvasSVG
+
+    buffer = io.StringIO()
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "joulemeter"}):
+        FigureCanvasSVG(figure).print_svg(buffer)
+    svg = buffer.getvalue()
+    svg = svg[svg.index("<svg") :]  # drop the XML declaration and DOCTYPE
+    svg = re.sub(r"(<text\b[^>]*>)([^<]*)(</text>)", _quote_text, svg)
+    prefix = "p" + hashlib.sha1(svg.encode()).hexdigest()[:8] + "-"
+    svg = re.sub(r'\bid="([^"]+)"', lambda m: f'id="{prefix}{m[1]}"', svg)
+    return re.sub(r"(href=\"#|url\(#)([^\")]+)", lambda m: f"{m[1]}{prefix}{m[2]}", svg)
+
+
+def _quote_text(match: re.Match[str]) -> str:
+    """A <text> element with the quotes of its content escaped as well."""
+    content = match[2].replace('"', "&quot;").replace("'", "&#39;")
+    return f"{match[1]}{content}{match[3]}"

@@ -5,6 +5,7 @@ joulemeter.reports.compression; this module only words them."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from joulemeter.meter.units import HOURS_PER_DAY, S_PER_HOUR
@@ -36,27 +37,36 @@ def factor_text(ratio: float) -> str:
 
 
 def interval_text(interval: RatioInterval) -> str:
-    """'95 % CI 2.3–2.9×', the interval of a ratio as factors of the baseline, and how busy
-    the machine was when other processes took more than a tenth of its CPU."""
-    text = f"95 % CI {factor_text(interval.low)}–{factor_text(interval.high)}"
-    if interval.machine_busy:
-        text += f"; other processes took {interval.other_cpu_load:.0%} of the CPU during the trials"
-    return text
+    """'95 % CI 2.3–2.9×', the interval of a ratio as factors of the baseline."""
+    return f"95 % CI {factor_text(interval.low)}–{factor_text(interval.high)}"
 
 
 def verdict_words(ratio: float | None, interval: RatioInterval | None) -> str:
-    """A ratio in words, said only as strongly as its interval allows: '2.6× less
-    (95 % CI 2.3–2.9×)', 'no measurable difference (95 % CI 0.95–1.1×)', 'too noisy for a
-    verdict (…)'; without repeated trials, the plain ratio and 'one trial each'."""
+    """A table cell said only as strongly as its interval allows (the column says "95 % CI"):
+    '2.6× less (2.3–2.9×)', 'no measurable difference (0.95–1.1×)', 'too noisy (0.6–1.7×)';
+    without repeated trials, the plain ratio and '(one measurement)'."""
     from joulemeter.reports.confidence import Verdict
 
     if interval is None:
         words = ratio_words(ratio)
-        return words if words == fmt.DASH else f"{words} (single measurement, no CI)"
-    verdict = interval.verdict
-    if verdict in (Verdict.LESS, Verdict.MORE):
-        return f"{ratio_words(interval.ratio)} ({interval_text(interval)})"
-    return f"{verdict.value} ({interval_text(interval)})"
+        return words if words == fmt.DASH else f"{words} (one measurement)"
+    bounds = f"({factor_text(interval.low)}–{factor_text(interval.high)})"
+    if interval.verdict in (Verdict.LESS, Verdict.MORE):
+        return f"{ratio_words(interval.ratio)} {bounds}"
+    words = "too noisy" if interval.verdict is Verdict.TOO_NOISY else interval.verdict.value
+    return f"{words} {bounds}"
+
+
+def machine_load_note(intervals: Iterable[RatioInterval | None]) -> str | None:
+    """Said once per comparison when other processes took more than a tenth of the CPU
+    during any trials: 'Other processes took up to 48 % of the CPU …'; None otherwise."""
+    busy = [ci.other_cpu_load for ci in intervals if ci is not None and ci.machine_busy]
+    if not busy:
+        return None
+    return (
+        f"Other processes took up to {max(busy):.0%} of the CPU during the trials "  # type: ignore[type-var]
+        "(measured): the intervals include that noise; on a quiet machine they would be tighter."
+    )
 
 
 def ratio_phrase(ratio: float | None, interval: RatioInterval | None, what: str, base: str) -> str:
