@@ -51,7 +51,7 @@ def fake_ledger(monkeypatch):
     import joulemeter.meter.store
 
     ledger = FakeLedger([full_run(), pruned_run()])
-    monkeypatch.setattr(joulemeter.meter.store, "open_ledger", lambda location=None: ledger)
+    monkeypatch.setattr(joulemeter.meter.store, "open_ledger", lambda location=None, **how: ledger)
     return ledger
 
 

@@ -152,7 +152,7 @@ def runs(
     """List runs in the ledger, newest first."""
     from joulemeter.meter.store import open_ledger
 
-    with open_ledger(ledger) as book:
+    with open_ledger(ledger, for_reading=True) as book:
         found = book.list_runs(project=project, tag=tag, name=name, status=status, limit=limit)
         location = book.location
     if json_output:
@@ -193,7 +193,7 @@ def show(
     """One run in detail: energy per domain and how it was measured, windows, gaps."""
     from joulemeter.meter.store import open_ledger
 
-    with open_ledger(ledger) as book:
+    with open_ledger(ledger, for_reading=True) as book:
         found = book.get_run(run_ref)  # with samples: the peak of total power needs them
     if json_output:
         print_json(found.to_dict(samples=False))
@@ -218,7 +218,7 @@ def export(
         raise fail(f"unknown table {table!r}: choose one of {', '.join(TABLES)}")
     if spec.binary and output is None:
         raise fail(f"{fmt} is binary: give an output file with -o")
-    with open_ledger(ledger) as book:
+    with open_ledger(ledger, for_reading=True) as book:
         found = [book.get_run(ref) for ref in run_refs]
     export_runs(found, fmt, output or sys.stdout, table=table)
     if output:

@@ -129,7 +129,7 @@ def _load(
     """The runs named on the command line, and the baseline run if one was named."""
     from joulemeter.meter.store import open_ledger
 
-    with open_ledger(ledger) as book:
+    with open_ledger(ledger, for_reading=True) as book:
         runs = [book.get_run(ref, samples=samples) for ref in refs]
         base = None if baseline is None else book.get_run(baseline, samples=samples)
     return runs, base
