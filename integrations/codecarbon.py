@@ -28,8 +28,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
-from joulemeter.meter.errors import ImportFormatError
+from joulemeter.meter.errors import ImportFormatError, InputLimitError
 from joulemeter.meter.export import spreadsheet_safe, write_text
+from joulemeter.meter.limits import NAME_MAX_CHARS, check_metadata
 from joulemeter.meter.run import Domain, DomainEnergy, Provenance, Run, Status
 from joulemeter.meter.units import J_PER_KWH
 from joulemeter.reports.accounting import footprint
@@ -61,6 +62,19 @@ REQUIRED_COLUMNS: tuple[str, ...] = (
 
 #: CodeCarbon's timestamp format (`datetime.now().strftime(...)`, local time, no zone).
 CODECARBON_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
+
+#: The most energy one row may claim, in kWh: the world's whole yearly electricity
+#: generation, 29,471 TWh in 2023 (Ember, Global Electricity Review 2024,
+#: https://ember-energy.org/latest-insights/global-electricity-review-2024/). Beyond it a
+#: row is a unit error or a corrupted file, and would store infinite joules.
+MAX_ROW_ENERGY_KWH = 2.9471e10
+#: PUE is facility energy over IT energy, so at least 1 by definition (The Green Grid,
+#: White Paper #49, "PUE: a comprehensive examination of the metric", 2012).
+MIN_PUE = 1.0
+#: Timestamps and run starts must fall between the Unix epoch and a day past this
+#: machine's clock: earlier times predate any energy tracker, later ones are yet to come.
+_EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_CLOCK_SLACK = timedelta(days=1)
 
 _IMPORT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_OID, "joulemeter.codecarbon.import")  # ids of imported rows
 _ENERGY_TOLERANCE = 1e-6  # relative: energy_consumed vs cpu + gpu + ram, as CodeCarbon prints floats
@@ -217,13 +231,29 @@ class _Row:
         return value
 
     def end_time(self) -> datetime:
-        """`timestamp` in UTC; one without a zone is read as local time, as CodeCarbon writes it."""
+        """`timestamp` in UTC; one without a zone is read as local time, as CodeCarbon writes it.
+        It must lie between 1970 and a day past this machine's clock."""
         text = self.values["timestamp"]
         try:
             moment = datetime.fromisoformat(text)
         except ValueError:
             raise self.error("timestamp", f"{text!r} is not an ISO 8601 time") from None
-        return moment.astimezone(timezone.utc)  # naive: astimezone assumes local time
+        latest = datetime.now(timezone.utc) + _CLOCK_SLACK
+        if not _EARLIEST.year <= moment.year <= latest.year:  # before astimezone, which overflows near year 1
+            raise self.error("timestamp", f"{text!r} is not between 1970 and now")
+        try:
+            moment = moment.astimezone(timezone.utc)  # naive: astimezone assumes local time
+        except (OverflowError, OSError, ValueError):
+            raise self.error("timestamp", f"{text!r} cannot be read as a time on this machine") from None
+        if not _EARLIEST <= moment <= latest:
+            raise self.error("timestamp", f"{text!r} is not between 1970 and now")
+        return moment
+
+    def check_text(self, column: str, max_chars: int = NAME_MAX_CHARS) -> None:
+        """The cell must fit the bound a run's names have (joulemeter.meter.limits)."""
+        text = self.values.get(column) or ""
+        if len(text) > max_chars:
+            raise self.error(column, f"{len(text):,} characters, beyond the {max_chars:,} a name may have")
 
     def error(self, column: str, problem: str) -> ImportFormatError:
         return ImportFormatError(
@@ -246,9 +276,18 @@ def _row_to_run(path: Path, line: int, header: list[str], fields: list[str]) -> 
             f"{total_kwh} kWh is not cpu + gpu + ram = {sum(energy_kwh.values())} kWh "
             "(are the row's columns shifted?)",
         )
+    for column, value in [*((c.energy_column, energy_kwh[c.domain]) for c in _COMPONENTS), ("energy_consumed", total_kwh)]:
+        if value is not None and value > MAX_ROW_ENERGY_KWH:
+            raise row.error(column, f"{value:g} kWh is more than the world's yearly electricity "
+                            f"({MAX_ROW_ENERGY_KWH:g} kWh); is the column in another unit?")
     pue = row.number("pue", positive=True) or 1.0
+    if pue < MIN_PUE:
+        raise row.error("pue", f"{pue:g} is below {MIN_PUE:g}, which no PUE can be (facility energy ÷ IT energy)")
     has_gpu = bool(row.number("gpu_count")) or energy_kwh["gpu"] > 0
     ended = row.end_time()
+    if ended.timestamp() - duration_s < _EARLIEST.timestamp():
+        raise row.error("duration", f"{duration_s:g} s would start the run before 1970")
+    row.check_text("project_name")
 
     domains, energy = [], {}
     for component in _COMPONENTS:
@@ -268,16 +307,32 @@ def _row_to_run(path: Path, line: int, header: list[str], fields: list[str]) -> 
             ),
         )
         energy_j = kwh * J_PER_KWH / pue
+        avg_power_w = energy_j / duration_s if duration_s > 0 else None
+        if avg_power_w is not None and not math.isfinite(avg_power_w):
+            raise row.error("duration", f"{duration_s:g} s is too short for {kwh:g} kWh of {component.domain} energy")
         domains.append(domain)
         energy[domain.name] = DomainEnergy(
             domain=domain.name,
             energy_j=energy_j,
             provenance=component.provenance,
-            avg_power_w=energy_j / duration_s if duration_s > 0 else None,
+            avg_power_w=avg_power_w,
             peak_power_w=None,
         )
     project = row.text("project_name") or "default"
     identity = "\x1f".join(row.values.get(c, "") for c in ("run_id", "timestamp", "duration"))
+    metadata = {
+        "imported_from": "codecarbon",
+        "source_file": str(path),
+        "source_line": line,
+        "codecarbon_run_id": row.text("run_id"),
+        "country": row.text("country_iso_code"),
+        "region": row.text("region"),
+        "codecarbon": row.values,  # the row as written, for audit and faithful re-export
+    }
+    try:
+        check_metadata(metadata)
+    except InputLimitError as exc:
+        raise row.error("(the whole row)", f"too long to keep: {exc}") from None
     return Run(
         id=uuid.uuid5(_IMPORT_NAMESPACE, identity).hex,  # the same row always gets the same id
         name=project,
@@ -290,15 +345,7 @@ def _row_to_run(path: Path, line: int, header: list[str], fields: list[str]) -> 
         host=_host(row),
         domains=domains,
         energy=energy,
-        metadata={
-            "imported_from": "codecarbon",
-            "source_file": str(path),
-            "source_line": line,
-            "codecarbon_run_id": row.text("run_id"),
-            "country": row.text("country_iso_code"),
-            "region": row.text("region"),
-            "codecarbon": row.values,  # the row as written, for audit and faithful re-export
-        },
+        metadata=metadata,
     )
 
 

@@ -4,6 +4,7 @@
     ├── SourceUnavailable            a power source cannot read here (carries why and the fix)
     ├── MeterStateError              the meter was used out of order (count() outside a run, …)
     ├── InvalidCountError            count() given a NaN, infinite, negative or non-numeric amount (also a ValueError)
+    ├── InputLimitError              a name, tag or metadata past its size bound (also a ValueError)
     ├── ReplayTraceError             a recorded power trace is malformed
     ├── LedgerError                  the ledger cannot be used (carries its path when known)
     │   ├── LedgerCorruptError       the file is not a readable database
@@ -190,3 +191,7 @@ class LedgerBusyError(LedgerError):
 
 class LedgerWriteWarning(RuntimeWarning):
     """A run could not be written to its ledger; what was measured is kept in the local spool."""
+
+
+class InputLimitError(JoulemeterError, ValueError):
+    """A name, tag or metadata past its size bound (joulemeter.meter.limits); `parameter` names it."""

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
 from joulemeter.meter.energy import EnergyTimeline, summarise
 from joulemeter.meter.errors import InvalidCountError, MeterStateError
+from joulemeter.meter.limits import check_name, check_run_fields
 from joulemeter.meter.run import Domain, Provenance, Run, Status, Window
 from joulemeter.meter.sampler import Sampler
 from joulemeter.meter.sources.base import Source
@@ -159,6 +160,7 @@ def _valid_count(n: object, unit: object) -> float:
     """`n` as a float if it is a finite, non-negative amount of a named unit, else InvalidCountError."""
     if not isinstance(unit, str) or not unit:
         raise InvalidCountError(f"count() needs a unit name, e.g. unit='samples'; got {unit!r}")
+    check_name(unit, "unit")
     try:
         value = float(n) if not isinstance(n, (str, bytes)) else math.nan  # 0-d tensors, numpy too
     except (TypeError, ValueError):
@@ -189,6 +191,7 @@ class EnergyMeter:
         self.project = options.get("project", "default")
         self.tags = list(options.get("tags", ()))
         self.metadata = dict(options.get("metadata") or {})
+        check_run_fields(self.name, self.project, self.tags, self.metadata)
         self.devices = list(devices) if devices is not None else None
         self.interval_s = interval_s
         self.idle_baseline_s = idle_baseline_s
@@ -362,6 +365,7 @@ class EnergyMeter:
     # -- internals ---------------------------------------------------------------
     @contextlib.contextmanager
     def _window(self, name: str) -> Iterator[Window]:
+        check_name(name, "name")
         sampler = self._sampler
         if sampler is None:
             raise MeterStateError(f"window {name!r} opened outside a running meter")

@@ -198,7 +198,7 @@ def test_report_html_from_a_real_sqlite_ledger_draws_its_samples(sqlite_ledger, 
     assert "<script" not in html
 
 
-MARKUP_NAME = "x[/]y [bold]z[/bold] [link=http://e.test]w"
+MARKUP_NAME = "x[/]y [bold]z[/b] [link=http://e.test]w"  # 40 characters: whole in `runs`
 
 
 def test_markup_in_names_and_metadata_is_printed_literally_by_every_command(tmp_path, monkeypatch):

@@ -150,8 +150,9 @@ def malformed_variants(row: dict[str, str]) -> dict[str, tuple[str, str, str]]:
         writer.writerows(rows)
         return buffer.getvalue()
 
-    def with_value(column, value):
-        return [value if c == column else row[c] for c in header]
+    def with_value(column, value, **others):
+        changed = {column: value, **others}
+        return [changed.get(c, row[c]) for c in header]
 
     without_cpu = [c for c in header if c != "cpu_energy"]
     shifted = values[:]
@@ -169,6 +170,17 @@ def malformed_variants(row: dict[str, str]) -> dict[str, tuple[str, str, str]]:
         "energy_consumed disagrees": (
             as_csv(header, with_value("energy_consumed", "1.0")), "line 2", "'energy_consumed'"
         ),
+        "pue below 1 (1e-320 made infinite joules)": (as_csv(header, with_value("pue", "1e-320")), "line 2", "'pue'"),
+        "energy beyond the world's yearly electricity": (
+            as_csv(header, with_value("cpu_energy", "1e300", energy_consumed="")), "line 2", "'cpu_energy'"
+        ),
+        "duration of 1e12 s": (as_csv(header, with_value("duration", "1e12")), "line 2", "'duration'"),
+        "duration too short for its energy": (
+            as_csv(header, with_value("duration", "1e-320", cpu_energy="1", energy_consumed="")), "line 2", "'duration'"
+        ),
+        "timestamp in year 1": (as_csv(header, with_value("timestamp", "0001-01-01T00:00:00")), "line 2", "'timestamp'"),
+        "timestamp in year 9999": (as_csv(header, with_value("timestamp", "9999-12-31T23:59:59")), "line 2", "'timestamp'"),
+        "project name past the name limit": (as_csv(header, with_value("project_name", "p" * 300)), "line 2", "'project_name'"),
         "empty file": ("", "empty", ""),
         "header only": (as_csv(header), "no rows", ""),
         "semicolons": (as_csv(header, values).replace(",", ";"), "line 1", "semicolons"),
@@ -178,7 +190,9 @@ def malformed_variants(row: dict[str, str]) -> dict[str, tuple[str, str, str]]:
 MALFORMED = (
     "missing column", "good row then non-numeric energy", "negative energy", "nan energy",
     "empty duration", "bad timestamp", "good row then an extra field", "energy_consumed disagrees",
-    "empty file", "header only", "semicolons",
+    "empty file", "header only", "semicolons", "pue below 1 (1e-320 made infinite joules)",
+    "energy beyond the world's yearly electricity", "duration of 1e12 s", "duration too short for its energy",
+    "timestamp in year 1", "timestamp in year 9999", "project name past the name limit",
 )  # fmt: skip
 
 
@@ -285,3 +299,20 @@ def test_cli_import_prints_the_new_run_ids_and_refuses_a_broken_file_with_exit_2
     assert "semicolons" in result.output
     with open_ledger(ledger_path) as book:
         assert len(book.list_runs()) == 1
+
+
+def test_cli_import_of_a_poisoned_row_is_a_clear_error_and_runs_json_stays_valid(codecarbon_csv, tmp_path):
+    from typer.testing import CliRunner
+
+    from joulemeter.integrations.cli import app
+
+    (row,) = csv_rows(codecarbon_csv)
+    poisoned = tmp_path / "poisoned.csv"
+    write_rows(poisoned, list(row), [row, dict(row, pue="1e-320")])
+    ledger_path = str(tmp_path / "cli-ledger.sqlite")
+    runner = CliRunner()
+    result = runner.invoke(app, ["import", "codecarbon", str(poisoned), "--ledger", ledger_path])
+    assert result.exit_code == 2 and "line 3, column 'pue'" in result.stderr
+    assert "Traceback" not in result.output
+    listed = runner.invoke(app, ["runs", "--json", "--ledger", ledger_path])
+    assert json.loads(listed.stdout, parse_constant=lambda name: pytest.fail(f"{name} in JSON")) == []

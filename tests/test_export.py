@@ -63,3 +63,38 @@ def test_cli_export_refuses_unknown_formats_with_a_clear_message(tmp_path, monke
     result = CliRunner().invoke(app, ["export", "last", "--format", "xlsx"])
     assert result.exit_code == 2
     assert "unknown format 'xlsx'" in result.output
+
+
+def strict_json(text: str):
+    """json.loads that refuses NaN and Infinity, which Python's parser accepts but JSON lacks."""
+    return json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
+
+
+def test_every_json_the_cli_prints_is_valid_with_unknowns_as_null(monkeypatch):
+    """A run read from a ledger written before it refused non-finite numbers (or by hand)."""
+    from typer.testing import CliRunner
+
+    import joulemeter.meter.store
+    from joulemeter.integrations.cli import app
+    from tests.test_cli_report import FakeLedger
+    from tests.test_compare import make_run
+
+    run = make_run("dddd1111eeee2222", "nan-metadata", energy_j=10.0,
+                   metadata={"accuracy": float("nan"), "loss": float("inf"), "nested": [float("-inf")]})
+    run.energy["gpu:0"].energy_j = float("inf")
+
+    class Ledger(FakeLedger):
+        location = "a fake ledger"
+
+        def list_runs(self, **filters):
+            return list(self.runs.values())
+
+    monkeypatch.setattr(joulemeter.meter.store, "open_ledger", lambda location=None, **how: Ledger([run]))
+    runner = CliRunner()
+    for args in (["runs", "--json"], ["show", "dddd", "--json"], ["export", "dddd", "-f", "json"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, (args, result.output)
+        data = strict_json(result.stdout)
+        record = data[0] if isinstance(data, list) else data
+        assert record["metadata"]["accuracy"] is None and record["metadata"]["nested"] == [None], args
+        assert record["energy"]["gpu:0"]["energy_j"] is None, args

@@ -13,6 +13,7 @@ import pytest
 from joulemeter.meter.run import Provenance
 from joulemeter.meter.sources.estimate import (
     CpuEstimate,
+    ProcessTree,
     RamEstimate,
     cpu_power_model,
     process_tree_cpu_seconds,
@@ -153,3 +154,56 @@ def test_the_estimate_reads_on_this_machine():
     (domain,) = source.open()
     assert domain.method.startswith("estimate:")
     source.close()
+
+
+DOUBLE_FORK = """
+import os, sys, time
+done = sys.argv[1]
+if os.fork() == 0:
+    if os.fork() == 0:  # the grandchild: its parent exits at once, so it is re-parented
+        end = time.process_time() + 1.5
+        while time.process_time() < end:
+            pass
+        open(done, "w").close()
+        os._exit(0)
+    os._exit(0)
+os.wait()
+deadline = time.monotonic() + 60
+while not os.path.exists(done) and time.monotonic() < deadline:
+    time.sleep(0.01)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="child subreapers are a Linux feature")
+def test_a_metered_command_s_double_forked_descendant_stays_in_the_process_tree(tmp_path):
+    from joulemeter.meter import EnergyMeter
+    from joulemeter.meter.command import run_command
+
+    read = process_tree_cpu_seconds(os.getpid(), logical_cpus=1)
+    busy_before = read()[0]
+    seen = []
+    meter = EnergyMeter("double-fork", pid=os.getpid(), store=False, devices=["cpu"])
+    result = run_command([sys.executable, "-c", DOUBLE_FORK, str(tmp_path / "done")], meter,
+                         on_tick=lambda _: seen.append(read()[0]), tick_s=0.05)
+    seen.append(read()[0])
+    assert result.returncode == 0 and (tmp_path / "done").exists()
+    assert max(seen) - busy_before >= 1.2  # of the grandchild's 1.5 CPU-s; without it ~0.2
+
+
+def test_a_descendant_seen_once_is_still_counted_after_its_parent_exits():
+    import psutil
+
+    # a shell starts a sleeper in the background and exits: the sleeper is re-parented
+    shell = subprocess.Popen(["sh", "-c", "sleep 30 & echo $!; read _"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    sleeper = int(shell.stdout.readline())
+    tree = ProcessTree(os.getpid())
+    try:
+        assert sleeper in {p.pid for p in tree.members()}
+        shell.stdin.close()
+        shell.wait(timeout=30)
+        assert psutil.Process(sleeper).ppid() != shell.pid
+        assert sleeper not in {p.pid for p in psutil.Process().children(recursive=True)}
+        assert sleeper in {p.pid for p in tree.members()}
+    finally:
+        os.kill(sleeper, 9)

@@ -133,3 +133,16 @@ def test_time_may_repeat_across_domains_but_not_within_one(tmp_path):
 def test_a_missing_trace_file_says_which_path(tmp_path):
     with pytest.raises(ReplayTraceError, match="absent.csv cannot be read"):
         ReplaySource(tmp_path / "absent.csv").open()
+
+
+def test_a_field_beyond_the_csv_field_limit_is_a_replay_trace_error_not_a_csv_error(tmp_path):
+    huge = "x" * 200_000  # csv's field limit is 131,072 characters
+    path = _write(tmp_path, f't_s,domain,power_w\n0,gpu:0,1\n1,"{huge}",2\n')
+    with pytest.raises(ReplayTraceError, match=r"not a readable CSV after line \d+ \(field larger than field limit"):
+        load_trace(path)
+
+
+def test_a_domain_name_beyond_the_name_limit_is_refused(tmp_path):
+    path = _write(tmp_path, f"t_s,domain,power_w\n0,{'g' * 300},1\n")
+    with pytest.raises(ReplayTraceError, match="line 2: a domain name of 300 characters; the limit is 256"):
+        load_trace(path)

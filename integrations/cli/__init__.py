@@ -40,15 +40,18 @@ def _configure(
                                   help="Print the installed version and exit."),
 ) -> None:
     """Measure the energy of ML work, keep a ledger, and report kWh, cost and CO2e."""
-    from rich.console import Console
     from rich.logging import RichHandler
+
+    from joulemeter.integrations.cli._common import SafeFormatter, stderr
 
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
     logger = logging.getLogger("joulemeter")
     logger.setLevel(level)
     # warnings (a ledger write that failed and was spooled, a default factor) on stderr,
     # so --json output on stdout stays parseable
-    logger.addHandler(RichHandler(level=level, show_path=False, console=Console(stderr=True)))
+    handler = RichHandler(level=level, show_path=False, console=stderr, markup=False)
+    handler.setFormatter(SafeFormatter())  # a logged run name or path cannot drive the terminal
+    logger.addHandler(handler)
 
 
 def main() -> None:

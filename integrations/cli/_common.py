@@ -5,24 +5,47 @@ Figures are written with joulemeter.reports.render.formatting, the same as in re
 from __future__ import annotations
 
 import functools
-import json
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.text import Text
 
 from joulemeter.meter.errors import JoulemeterError, UnknownFormatError
+from joulemeter.meter.export import json_text
+from joulemeter.reports.render.terminal import visible, visible_lines
 
 if TYPE_CHECKING:
     from joulemeter.reports import Factors
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: Human output goes to stderr when stdout carries --json, so pipes stay clean.
-stdout = Console()
-stderr = Console(stderr=True)
+
+class SafeConsole(Console):
+    """A rich Console that shows every control character in the text it prints as an escape
+    (reports.render.terminal.visible), so user text (a run name holding `\x1b]0;…`) never acts
+    on the terminal. Line breaks and tabs are kept; the escapes are made before layout, so
+    tables keep their widths."""
+
+    def render_str(self, text: str, **options: Any) -> Text:
+        return super().render_str(visible(text, keep="\n\t"), **options)
+
+
+class SafeFormatter(logging.Formatter):
+    """Log lines with their control characters visible, as SafeConsole prints."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return visible(super().format(record), keep="\n\t")
+
+
+#: Human output goes to stderr when stdout carries --json, so pipes stay clean. No automatic
+#: highlighting: its patterns colour user text as if it were numbers or URLs, and take
+#: quadratic time on long names (14 s for a 50 kB one).
+stdout = SafeConsole(highlight=False)
+stderr = SafeConsole(stderr=True, highlight=False)
 
 LedgerOption = typer.Option(
     None, "--ledger", help="Ledger path or database URL (default: $JOULEMETER_LEDGER or the user data dir)."
@@ -87,5 +110,12 @@ def resolve_factor_options(
 
 
 def print_json(data: Any) -> None:
-    """Machine-readable output on stdout (plain, no colour)."""
-    typer.echo(json.dumps(data, indent=2, default=str))
+    """Machine-readable output on stdout (plain, no colour): always valid JSON, an unknown
+    (NaN, infinite) figure as null, control characters escaped."""
+    typer.echo(json_text(data))
+
+
+def echo_document(text: str) -> None:
+    """A whole report or export (Markdown, LaTeX, CSV, JSON) on stdout, its control characters
+    other than line breaks and tabs shown as escapes."""
+    typer.echo(visible_lines(text), nl=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import sys
@@ -14,6 +15,7 @@ from rich.markup import escape
 from joulemeter.integrations.cli._common import (
     JsonOption,
     LedgerOption,
+    echo_document,
     fail,
     handle_errors,
     print_json,
@@ -26,6 +28,9 @@ from joulemeter.reports.render import formatting as fmt
 if TYPE_CHECKING:
     from joulemeter.meter import EnergyMeter, Run
 
+#: `runs` shows names and projects cut to these widths, ending in "…" (`show` has them whole)
+_NAME_COLUMN_CHARS = 40
+_PROJECT_COLUMN_CHARS = 20
 
 
 def register(app: typer.Typer) -> None:
@@ -104,7 +109,7 @@ def run(
 ) -> None:
     """Meter a command: `joulemeter run [OPTIONS] -- CMD ARGS…`. Exits with the command's exit code."""
     from joulemeter.meter import EnergyMeter
-    from joulemeter.meter.command import run_command
+    from joulemeter.meter.command import redacted, run_command
 
     argv = list(ctx.args)
     if not argv:
@@ -112,7 +117,7 @@ def run(
     if shutil.which(argv[0]) is None:  # before metering, so a typo leaves no failed run behind
         raise fail(f"command not found: {argv[0]}", 127)
     meter = EnergyMeter(
-        name or " ".join([Path(argv[0]).name, *argv[1:]])[:80],
+        name or fmt.shorten(" ".join(redacted([Path(argv[0]).name, *argv[1:]])), 80),
         project=project,
         tags=tag,
         devices=devices,
@@ -172,8 +177,8 @@ def runs(
     for r in found:
         table.add_row(
             r.id[:8],
-            escape(r.name),
-            escape(r.project),
+            escape(fmt.shorten(r.name, _NAME_COLUMN_CHARS)),
+            escape(fmt.shorten(r.project, _PROJECT_COLUMN_CHARS)),
             _status_markup(r.status.value),
             r.started_at[:19].replace("T", " "),
             fmt.duration(r.duration_s),
@@ -220,9 +225,13 @@ def export(
         raise fail(f"{fmt} is binary: give an output file with -o")
     with open_ledger(ledger, for_reading=True) as book:
         found = [book.get_run(ref) for ref in run_refs]
-    export_runs(found, fmt, output or sys.stdout, table=table)
-    if output:
-        stderr.print(f"wrote {len(found)} run(s) to {output}", markup=False)
+    if output is None:
+        text = io.StringIO()
+        export_runs(found, fmt, text, table=table)
+        echo_document(text.getvalue())
+        return
+    export_runs(found, fmt, output, table=table)
+    stderr.print(f"wrote {len(found)} run(s) to {output}", markup=False)
 
 
 # -- rendering helpers ----------------------------------------------------------------

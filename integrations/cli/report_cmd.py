@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
@@ -12,6 +11,7 @@ from rich.markup import escape
 from joulemeter.integrations.cli._common import (
     CountryOption,
     CurrencyOption,
+    echo_document,
     IntensityOption,
     LedgerOption,
     PriceOption,
@@ -23,11 +23,18 @@ from joulemeter.integrations.cli._common import (
     stderr,
     stdout,
 )
+from joulemeter.meter.export import write_text
 from joulemeter.meter.formats import REPORT, format_names, output_format
+from joulemeter.meter.limits import NAME_MAX_CHARS
 
 if TYPE_CHECKING:
     from joulemeter.meter.run import Run
     from joulemeter.reports.compare import Comparison
+
+#: Names and metadata values in `compare`'s tables are cut to this many characters ("…")
+_CELL_CHARS = 40
+#: Report formats that are data (full values kept), not documents for people
+_DATA_FORMATS = ("json", "csv")
 
 RunsArgument = typer.Argument(..., metavar="RUN…", help="Run ids, id prefixes, or `last`.")
 PerOption = typer.Option(
@@ -64,13 +71,15 @@ def report(
     suffix = output_format(fmt, REPORT).suffix
     factors = resolve_factor_options(country, pue, price, currency, intensity)
     runs, base = _load(run_refs, baseline, ledger)
+    if fmt not in _DATA_FORMATS:  # a document for people: names past the API's bound are cut
+        runs, base = _for_display(runs, base, NAME_MAX_CHARS)
     per = _chosen_per(per, runs, base)
     text = render(runs, fmt, factors=factors, baseline=base, per=per, title=title)
     if output is None and fmt != "html":
-        typer.echo(text, nl=False)
+        echo_document(text)
         return
     path = output or Path(f"joulemeter-report-{_file_stem(runs)}{suffix}")
-    _write_whole(path, text)
+    write_text(path, text)
     stdout.print(f"report written to [bold]{escape(str(path))}[/]", highlight=False)
 
 
@@ -92,6 +101,8 @@ def compare(
 
     factors = resolve_factor_options(country, pue, price, currency, intensity)
     runs, base = _load(run_refs, baseline, ledger, samples=False)
+    if not json_output:
+        runs, base = _for_display(runs, base, _CELL_CHARS)
     result = compare_runs(runs, base, per=_chosen_per(per, runs, base), factors=factors)
     if json_output:
         print_json(result.to_dict())
@@ -135,6 +146,13 @@ def _load(
     return runs, base
 
 
+def _for_display(runs: list[Run], base: Run | None, max_chars: int) -> tuple[list[Run], Run | None]:
+    """The runs and baseline with their user text cut to `max_chars` (formatting.for_display)."""
+    from joulemeter.reports.render.formatting import for_display
+
+    return [for_display(r, max_chars) for r in runs], None if base is None else for_display(base, max_chars)
+
+
 def _comparison_tables(result: Comparison) -> list[object]:
     """Energy and ratios in one table, cost and duration in a second, and the runs' metadata
     in a third with a row per key, so that many keys stay readable in a terminal."""
@@ -156,7 +174,7 @@ def _comparison_tables(result: Comparison) -> list[object]:
             table.add_column(column, overflow="fold")
     records = frame_records(result.frame)
     for row in records:
-        name = f"{escape(row['name'])} [dim]{row['id'][:8]}[/]"
+        name = _run_label(row)
         energy.add_row(
             name,
             row["provenance"],
@@ -176,25 +194,23 @@ def _comparison_tables(result: Comparison) -> list[object]:
         metadata = Table(title="Metadata")
         metadata.add_column("", overflow="fold")
         for row in records:
-            metadata.add_column(f"{escape(row['name'])} [dim]{row['id'][:8]}[/]", overflow="fold")
+            metadata.add_column(_run_label(row), overflow="fold")
         for key in result.metadata_columns:
-            metadata.add_row(escape(key.replace("_", " ")),
-                             *(escape(formatting.metadata_value(key, row[key])) for row in records))
+            metadata.add_row(
+                escape(formatting.shorten(key.replace("_", " "), _CELL_CHARS)),
+                *(escape(formatting.shorten(formatting.metadata_value(key, row[key]), _CELL_CHARS)) for row in records),
+            )
         tables.append(metadata)
     return tables
+
+
+def _run_label(row: dict) -> str:
+    """A run's name, cut to fit a column, and its short id."""
+    from joulemeter.reports.render import formatting
+
+    return f"{escape(formatting.shorten(row['name'], _CELL_CHARS))} [dim]{row['id'][:8]}[/]"
 
 
 def _file_stem(runs: list[Run]) -> str:
     stem = runs[0].id[:8]
     return stem if len(runs) == 1 else f"{stem}-and-{len(runs) - 1}-more"
-
-
-def _write_whole(path: Path, text: str) -> None:
-    """Write through a temporary file and rename, so a failure never leaves half a report."""
-    temporary = path.with_name(f".{path.name}.joulemeter-tmp")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    except OSError as exc:
-        temporary.unlink(missing_ok=True)
-        raise fail(f"cannot write {path}: {exc.strerror or exc}; choose another -o") from None

@@ -55,7 +55,8 @@ class TrialProbe:
             self.per_1000_j.append((e1 - e0) / (n1 - n0) * 1000)
         wall = t1 - t0
         others = max((busy1 - busy0) - (own1 - own0), 0.0)
-        self.other_load.append(others / (wall * self._cpus) if wall > 0 else 0.0)
+        # the two counters are not read at one instant, so clamp the share to what is possible
+        self.other_load.append(min(others / (wall * self._cpus), 1.0) if wall > 0 else 0.0)
 
     def tight_enough(self, plan: TrialPlan) -> bool:
         """True once `plan.min_trials` ran and their interval is within the target."""

@@ -145,13 +145,13 @@ def process_tree_cpu_seconds(
 
     Children that ended count through their parent's children_* times once reaped.
     """
-    root = _process(pid)
+    tree = ProcessTree(pid)
 
     def read() -> tuple[float, float]:
         import psutil
 
         busy = 0.0
-        for proc in _tree(root, pid):
+        for proc in tree.members():
             try:
                 t = proc.cpu_times()
             except (psutil.NoSuchProcess, psutil.AccessDenied):
@@ -172,13 +172,13 @@ def machine_ram_used_bytes() -> float:
 
 def process_tree_rss_bytes(pid: int) -> BytesReader:
     """A reader of the resident memory of `pid` and its descendants (shared pages count in each)."""
-    root = _process(pid)
+    tree = ProcessTree(pid)
 
     def read() -> float:
         import psutil
 
         total = 0.0
-        for proc in _tree(root, pid):
+        for proc in tree.members():
             try:
                 total += proc.memory_info().rss
             except (psutil.NoSuchProcess, psutil.AccessDenied):
@@ -188,22 +188,47 @@ def process_tree_rss_bytes(pid: int) -> BytesReader:
     return read
 
 
-def _process(pid: int):
-    import psutil
+class ProcessTree:
+    """A process and its descendants, including those that left the tree by a double fork.
 
-    try:
-        return psutil.Process(pid)
-    except psutil.NoSuchProcess:
-        raise ProcessLookupError(f"no process with pid {pid}") from None
+    A descendant whose parent exits is re-parented (to init, or a subreaper) and no longer
+    shows under `pid`; every descendant seen once is remembered (psutil.Process, which
+    tells a reused pid from the process it knew) and counted, with its own children, for
+    as long as it runs. A double fork completed between two reads is only caught where the
+    metering process is a child subreaper (joulemeter.meter.command does so for its command).
+    """
 
+    def __init__(self, pid: int) -> None:
+        import psutil
 
-def _tree(root, pid: int) -> list:
-    import psutil
+        self.pid = pid
+        try:
+            self.root = psutil.Process(pid)
+        except psutil.NoSuchProcess:
+            raise ProcessLookupError(f"no process with pid {pid}") from None
+        self._seen: dict[int, psutil.Process] = {}
 
-    try:
-        return [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        raise ProcessLookupError(f"process {pid} has ended") from None
+    def members(self) -> list:
+        """The root and every live descendant, each once."""
+        import psutil
+
+        try:
+            found = {p.pid: p for p in self.root.children(recursive=True)}
+        except psutil.NoSuchProcess:
+            raise ProcessLookupError(f"process {self.pid} has ended") from None
+        for pid, proc in list(self._seen.items()):
+            if pid in found:
+                continue
+            if not proc.is_running():
+                del self._seen[pid]
+                continue
+            found[pid] = proc
+            try:
+                found.update((c.pid, c) for c in proc.children(recursive=True))
+            except psutil.NoSuchProcess:
+                continue
+        self._seen.update(found)
+        return [self.root, *found.values()]
 
 
 def _logical_cpus() -> int:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from joulemeter.meter.errors import ReplayTraceError
+from joulemeter.meter.limits import NAME_MAX_CHARS
 from joulemeter.meter.run import Domain, Provenance
 from joulemeter.meter.sources.base import Reading, Source
 
@@ -52,6 +53,10 @@ def load_trace(path: str | os.PathLike[str]) -> list[TraceRow]:
                 raise _error(path, 1, f"missing column(s) {', '.join(missing)}; "
                              f"a trace needs {', '.join(REQUIRED_COLUMNS)}")
             rows = [_parse_row(path, reader.line_num, raw) for raw in reader]
+    except csv.Error as exc:  # e.g. a field beyond csv.field_size_limit() (128 KiB), a NUL byte
+        raise ReplayTraceError(
+            f"{path}: not a readable CSV after line {reader.line_num} ({exc}). Fix the trace and replay it again."
+        ) from None
     except OSError as exc:
         raise ReplayTraceError(
             f"{path} cannot be read ({exc.strerror or exc}); check the path of the trace"
@@ -68,6 +73,8 @@ def _parse_row(path: Path, line: int, raw: dict[str, str | None]) -> TraceRow:
     domain = (raw.get("domain") or "").strip()
     if not domain:
         raise _error(path, line, "empty domain")
+    if len(domain) > NAME_MAX_CHARS:
+        raise _error(path, line, f"a domain name of {len(domain):,} characters; the limit is {NAME_MAX_CHARS}")
     t_s = _number(path, line, raw, "t_s")
     power_w = _number(path, line, raw, "power_w")
     if t_s is None or power_w is None:

@@ -5,8 +5,10 @@ Every function takes SI values (J, kg, s, W) and returns "—" for an unknown (N
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
+from joulemeter.meter.run import Run
 from joulemeter.meter.units import G_PER_KG, HOURS_PER_DAY, J_PER_KWH, J_PER_WH, S_PER_HOUR
 
 DASH = "—"
@@ -96,6 +98,34 @@ def duration(duration_s: float | None) -> str:
         hours, minutes = divmod(round(duration_s / 60), 60)
         return f"{hours} h {minutes:02d} min"
     return f"{duration_s / (HOURS_PER_DAY * S_PER_HOUR):.1f} days"
+
+
+def shorten(text: str, max_chars: int) -> str:
+    """`text` cut to `max_chars` characters, ending in an ellipsis when cut: a name too long for
+    its column (the full value is in `joulemeter show` and the JSON)."""
+    return text if len(text) <= max_chars else text[: max_chars - 1] + "…"
+
+
+def for_display(run: Run, max_chars: int) -> Run:
+    """A copy of `run` whose user text (name, project, tags, window names, units, metadata keys
+    and text values) is cut by `shorten` to `max_chars`: a ledger written before the size
+    limits (joulemeter.meter.limits) may hold a 1 MB name, which no report should repeat."""
+
+    def cut(text: str) -> str:
+        return shorten(text, max_chars)
+
+    return dataclasses.replace(
+        run,
+        name=cut(run.name),
+        project=cut(run.project),
+        tags=[cut(t) for t in run.tags],
+        windows=[dataclasses.replace(w, name=cut(w.name), path=cut(w.path),
+                                     units={cut(u): n for u, n in w.units.items()})
+                 for w in run.windows],
+        units={cut(u): n for u, n in run.units.items()},
+        metadata={cut(k): cut(v) if isinstance(v, str) else v for k, v in run.metadata.items()},
+        error=None if run.error is None else cut(run.error),
+    )
 
 
 def count(value: float) -> str:

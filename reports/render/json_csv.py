@@ -5,11 +5,9 @@ samples are left out (export them with `joulemeter export`)."""
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 from typing import Any
 
-from joulemeter.meter.export import csv_text
+from joulemeter.meter.export import csv_text, json_text
 from joulemeter.reports.accounting import footprint, per_unit
 from joulemeter.reports.render._report import Report
 from joulemeter.reports.render._tables import domain_rows
@@ -55,18 +53,7 @@ def render_json(report: Report) -> str:
         "factors": report.factors.to_dict(),
         "factor_sources": [dataclasses.asdict(line) for line in report.factor_lines],
     }
-    return json.dumps(_finite(data), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-
-
-def _finite(value: Any) -> Any:
-    """NaN and infinities (unknown values in user metadata) become null: JSON has no NaN."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
+    return json_text(data, ensure_ascii=False) + "\n"  # NaN and infinities as null: JSON has none
 
 
 def render_csv(report: Report) -> str:

@@ -10,6 +10,7 @@ from joulemeter.meter.units import S_PER_HOUR
 from joulemeter.reports.render import formatting as fmt
 from joulemeter.reports.render._report import Report, RunReport
 from joulemeter.reports.render._tables import frame_records, methods_text
+from joulemeter.reports.render.terminal import visible
 
 _ESCAPES = {
     "\\": r"\textbackslash{}",
@@ -33,8 +34,9 @@ _TASK_SUBJECTS = {"training": "Training", "fine-tuning": "Fine-tuning", "inferen
 
 
 def latex_escape(text: object) -> str:
-    """Text that LaTeX prints as written."""
-    return "".join(_ESCAPES.get(ch, ch) for ch in str(text))
+    """Text that LaTeX prints as written; a control character (which LaTeX refuses as an invalid
+    character) printed as its escape, e.g. \\x1b."""
+    return "".join(_ESCAPES.get(ch, ch) for ch in visible(str(text)))
 
 
 def render_latex(report: Report) -> str:

@@ -17,6 +17,7 @@ from joulemeter.reports.render._tables import (
     window_domains,
     window_groups,
 )
+from joulemeter.reports.render.terminal import visible
 from joulemeter.reports.render.wording import ratio_words
 
 _SPECIAL = re.compile(r"([\\`*_\[\]|~#])")  # the punctuation that changes meaning mid-line
@@ -25,9 +26,10 @@ _PLAIN_URL = re.compile(r"https?://[^\s<>]+")
 
 def md_escape(text: object) -> str:
     """Text safe inside Markdown and its tables: HTML characters as entities, Markdown
-    punctuation backslash-escaped, line breaks as spaces."""
+    punctuation backslash-escaped, line breaks as spaces, other control characters as
+    their escapes (\\x1b), so the Markdown is safe in a terminal too."""
     text = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    text = text.replace("\r", " ").replace("\n", " ")
+    text = visible(text.replace("\r", " ").replace("\n", " "))
     return _SPECIAL.sub(r"\\\1", text)
 
 
