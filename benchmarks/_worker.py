@@ -29,11 +29,12 @@ SAMPLER_THREAD = "joulemeter-sampler"  # the name meter/sampler.py gives its thr
 Starter = Callable[[], Callable[[], str]]
 
 
-def _joulemeter(interval_s: float, ledger: Path) -> Starter:
+def _joulemeter(interval_s: float | None, ledger: Path) -> Starter:
     from joulemeter.meter import EnergyMeter
 
     def start() -> Callable[[], str]:
-        meter = EnergyMeter("benchmark", interval_s=interval_s, ledger=ledger)
+        options = {} if interval_s is None else {"interval_s": interval_s}
+        meter = EnergyMeter("benchmark", ledger=ledger, **options)
         meter.start()
 
         def stop() -> str:
@@ -95,7 +96,7 @@ def make_starter(variant: str, workdir: Path) -> Starter:
     tool, _, interval = variant.partition("@")
     interval_s = float(interval.removesuffix("ms")) / 1000 if interval else None
     if tool == "joulemeter":
-        return _joulemeter(interval_s or 0.1, workdir / "ledger.sqlite")
+        return _joulemeter(interval_s, workdir / "ledger.sqlite")
     if tool == "codecarbon":
         return _codecarbon(interval_s or 0.1)
     if tool == "zeus":

@@ -26,6 +26,7 @@ HERE = Path(__file__).resolve().parent
 PEERS_PYTHON = HERE / ".venv-peers" / "bin" / "python"
 VARIANTS = (
     "unmetered",
+    "joulemeter",  # the default: a 1 s timeline here, energy from counters at the edges
     "joulemeter@100ms",
     "joulemeter@10ms",
     "codecarbon@100ms",

@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import sys
+import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,15 +24,24 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(REPO))
 
-from benchmarks import ledger_ingest, overhead, report_render, startup, window_cost  # noqa: E402
+from benchmarks import (  # noqa: E402
+    ledger_ingest,
+    memory_growth,
+    overhead,
+    report_render,
+    sampling_cost,
+    startup,
+    window_cost,
+)
 from benchmarks._report import markdown  # noqa: E402
 
 SETTINGS = {
     # full loops outlast joulemeter's 2 s ledger flush, so its cost is in them
-    "full": {"repeats": 15, "loop_s": 2.5, "idle_repeats": 7, "idle_s": 2.0, "windows": 10_000,
-             "ledger_batches": 10, "other_repeats": 9},
-    "quick": {"repeats": 10, "loop_s": 0.4, "idle_repeats": 5, "idle_s": 0.3, "windows": 2_000,
-              "ledger_batches": 5, "other_repeats": 5},
+    # idle trials outlast the default 1 s timeline, so a tick's cost is in them
+    "full": {"repeats": 15, "loop_s": 2.5, "idle_repeats": 7, "idle_s": 3.0, "windows": 10_000,
+             "ledger_batches": 10, "other_repeats": 9, "memory_ticks": 20_000},
+    "quick": {"repeats": 10, "loop_s": 0.4, "idle_repeats": 5, "idle_s": 1.5, "windows": 2_000,
+              "ledger_batches": 5, "other_repeats": 5, "memory_ticks": 10_000},
 }
 
 #: docs/benchmarks.md keeps what follows this line when run_all rewrites the rest: the
@@ -92,10 +102,15 @@ def main(argv: list[str] | None = None) -> None:
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": machine(),
     }
+    workspace = tempfile.TemporaryDirectory(prefix="jm-bench-")
+    workdir = Path(workspace.name)
     steps = [
         ("overhead", lambda: overhead.run(repeats=s["repeats"], loop_s=s["loop_s"],
                                           idle_s=s["idle_s"], idle_repeats=s["idle_repeats"])),
+        ("sampling", lambda: sampling_cost.run(repeats=s["other_repeats"], calls=300, idle_s=s["idle_s"],
+                                               workdir=workdir)),
         ("window", lambda: window_cost.run(repeats=s["other_repeats"], windows=s["windows"])),
+        ("memory", lambda: memory_growth.in_subprocess(s["memory_ticks"])),
         ("startup", lambda: startup.run(repeats=s["other_repeats"])),
         ("ledger", lambda: ledger_ingest.run(repeats=s["ledger_batches"])),
         ("report", lambda: report_render.run(repeats=s["other_repeats"])),
@@ -105,6 +120,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"[{name}] …", file=sys.stderr, flush=True)
         results[name] = step()
         print(f"[{name}] {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    workspace.cleanup()
     gpu_file = args.out.with_name("benchmarks-gpu.json")
     results["gpu"] = json.loads(gpu_file.read_text()) if gpu_file.exists() else None
     results["machine"]["load_average_at_end"] = os.getloadavg()

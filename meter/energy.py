@@ -4,16 +4,31 @@ One `DomainAccumulator` per domain. Energy never goes down: a counter that wraps
 unwrapped with the domain's range, a counter that goes back without a range (a reset),
 an unreadable domain or an invalid power value becomes a recorded Gap, and no energy
 is counted across a gap (the counter is re-baselined when the domain comes back).
+An `Edge` (a window's start or end) gets each domain's cumulative energy at its instant:
+the counter value read just after it (an edge read, a thread switch later: that lag falls
+alike on both edges of a window), or, where a tick settles it, the value interpolated
+between the readings just before and just after it.
 """
 
 from __future__ import annotations
 
-import bisect
 import math
 from collections.abc import Iterable
 
 from joulemeter.meter.run import Domain, DomainEnergy, Gap, Sample
 from joulemeter.meter.sources.base import Reading
+
+
+class Edge:
+    """An instant the meter asks about (`t_s`, run seconds): each domain's cumulative energy
+    there (J), filled in as each domain is next read; `waiting` counts the domains still to come."""
+
+    __slots__ = ("energy_j", "t_s", "waiting")
+
+    def __init__(self, t_s: float, waiting: int) -> None:
+        self.t_s = t_s
+        self.energy_j: dict[str, float] = {}
+        self.waiting = waiting
 
 
 class DomainAccumulator:
@@ -23,32 +38,59 @@ class DomainAccumulator:
         self.domain = domain
         self.energy_j = 0.0
         self.peak_power_w: float | None = None
+        self.latest_power_w: float | None = None  # of the latest tick
         self._last_t: float | None = None
         self._last_counter_j: float | None = None
         self._last_power_w: float | None = None
+        self._tick_t: float | None = None  # the latest tick's time and energy, for its power
+        self._tick_j = 0.0
         self._gap_start: float | None = None
         self._gap_reason: str | None = None
+        self._edges: list[Edge] = []
         self.gaps: list[Gap] = []
 
     def add(self, t_s: float, reading: Reading) -> Sample:
-        """Account one reading taken at `t_s` (run seconds) and return its Sample."""
+        """Account one tick's reading taken at `t_s` (run seconds) and return its Sample."""
+        before_t, before_j = self._last_t, self.energy_j
         problem = reading.error or _invalid(reading)
         if problem:
             self._open_gap(t_s, problem)
+            self.latest_power_w = None
+            self._settle_edges(before_t, before_j, t_s)
             return Sample(t_s, self.domain.name, None, None)
         if self._gap_start is not None:
             self._close_gap(t_s)
         power = reading.power_w
         if reading.energy_j is not None:
-            power = self._add_counter(t_s, reading.energy_j, power)
+            self._add_counter(t_s, reading.energy_j)
+            if power is None and self._tick_t is not None and t_s > self._tick_t:
+                power = (self.energy_j - self._tick_j) / (t_s - self._tick_t)
         elif power is not None:
             self._add_power(t_s, power)
             self._last_counter_j = None  # a later counter reading starts a new baseline
         self._last_t = t_s
         self._last_power_w = power
+        self._tick_t, self._tick_j = t_s, self.energy_j
+        self.latest_power_w = power
         if power is not None and (self.peak_power_w is None or power > self.peak_power_w):
             self.peak_power_w = power
+        self._settle_edges(before_t, before_j, t_s)
         return Sample(t_s, self.domain.name, power, self.energy_j)
+
+    def add_counter(self, t_s: float, reading: Reading) -> None:
+        """Account a counter read between ticks (at a window edge): energy only, no sample.
+
+        A reading without a usable counter value, or with no baseline to count from (in a
+        gap, or integrated from power), is left to the next tick."""
+        if reading.energy_j is None or reading.error or _invalid(reading) or self._last_counter_j is None:
+            return
+        self._add_counter(t_s, reading.energy_j)
+        self._last_t = t_s
+        self._settle_edges(None, self.energy_j, t_s)  # the value read just after the edge
+
+    def wait_for(self, edge: Edge) -> None:
+        """Fill in this domain's energy at `edge` once it is next read (edges come in time order)."""
+        self._edges.append(edge)
 
     def missed(self, t_s: float, reason: str) -> None:
         """No reading came since the last one until `t_s` (a stalled sampler).
@@ -68,10 +110,34 @@ class DomainAccumulator:
             self._gap_start = None
         return self.gaps
 
-    def _add_counter(self, t_s: float, counter_j: float, power_w: float | None) -> float | None:
+    def settle_edges(self) -> None:
+        """Give the edges still waiting (the domain was not read after them) the energy so far."""
+        self._settle_edges(None, self.energy_j, math.inf, final=True)
+
+    def _settle_edges(self, before_t: float | None, before_j: float, t_s: float, final: bool = False) -> None:
+        """Give the edges before `t_s` the energy interpolated between (before_t, before_j) and
+        now (now's value where `before_t` is None); an edge stamped at or after `t_s` waits for
+        a later reading (`final`: no more come)."""
+        if not self._edges:
+            return
+        after_j = self.energy_j
+        waiting = []
+        for edge in self._edges:
+            if edge.t_s >= t_s and not final:
+                waiting.append(edge)
+                continue
+            if before_t is None or t_s <= before_t:
+                edge.energy_j[self.domain.name] = after_j
+            else:
+                share = min(max(edge.t_s - before_t, 0.0) / (t_s - before_t), 1.0)
+                edge.energy_j[self.domain.name] = before_j + (after_j - before_j) * share
+            edge.waiting -= 1
+        self._edges = waiting
+
+    def _add_counter(self, t_s: float, counter_j: float) -> None:
         previous, self._last_counter_j = self._last_counter_j, counter_j
         if previous is None or self._last_t is None:
-            return power_w
+            return
         delta = counter_j - previous
         span = self.domain.counter_range_j
         if delta < 0 and span:
@@ -84,12 +150,8 @@ class DomainAccumulator:
             self.gaps.append(
                 Gap(self.domain.name, self._last_t, t_s, "energy counter went back (reset)")
             )
-            return power_w
+            return
         self.energy_j += delta
-        dt = t_s - self._last_t
-        if power_w is None and dt > 0:
-            power_w = delta / dt
-        return power_w
 
     def _add_power(self, t_s: float, power_w: float) -> None:
         if self._last_t is not None and self._last_power_w is not None:
@@ -101,6 +163,7 @@ class DomainAccumulator:
             self._gap_reason = reason
         self._last_counter_j = None  # re-baseline: nothing is counted across a gap
         self._last_power_w = None
+        self._tick_t = None
 
     def _close_gap(self, t_s: float) -> None:
         assert self._gap_start is not None
@@ -121,38 +184,6 @@ def _invalid(reading: Reading) -> str | None:
     if reading.power_w is None and reading.energy_j is None:
         return "no value read"
     return None
-
-
-class EnergyTimeline:
-    """A domain's cumulative energy over time, for window edges: `between(a, b)` in joules.
-
-    Built once from the domain's samples (ascending time); samples inside gaps carry no
-    energy and are skipped. Values are linearly interpolated between samples and held
-    flat before the first and after the last.
-    """
-
-    def __init__(self, samples: Iterable[Sample]) -> None:
-        self._times: list[float] = []
-        self._energies: list[float] = []
-        for s in samples:
-            if s.energy_j is not None:
-                self._times.append(s.t_s)
-                self._energies.append(s.energy_j)
-
-    def at(self, t_s: float) -> float:
-        ts, es = self._times, self._energies
-        if not ts:
-            return 0.0
-        i = bisect.bisect_left(ts, t_s)
-        if i == 0:
-            return es[0]
-        if i >= len(ts):
-            return es[-1]
-        t0, t1 = ts[i - 1], ts[i]  # t0 < t_s <= t1, so t1 > t0
-        return es[i - 1] + (es[i] - es[i - 1]) * (t_s - t0) / (t1 - t0)
-
-    def between(self, start_s: float, end_s: float) -> float:
-        return max(self.at(end_s) - self.at(start_s), 0.0)
 
 
 def summarise(

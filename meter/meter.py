@@ -3,7 +3,7 @@
     with EnergyMeter("train-resnet") as m:
         with m.window("train"):
             ...
-            m.count(batch_size, unit="samples")
+            m.count_batch(batch)  # or m.count(n, unit="tokens")
     m.run.total_energy_j
 
 The run is written to the ledger while it goes (row at start, samples every second, from
@@ -27,11 +27,13 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
-from joulemeter.meter.energy import EnergyTimeline, summarise
+from joulemeter.meter.batch import batch_size
+from joulemeter.meter.energy import Edge, totals
 from joulemeter.meter.errors import InvalidCountError, MeterStateError
 from joulemeter.meter.limits import check_name, check_run_fields
 from joulemeter.meter.run import Domain, Provenance, Run, Status, Window
@@ -49,6 +51,13 @@ log = logging.getLogger("joulemeter")
 
 F = TypeVar("F", bound=Callable[..., Any])
 M = TypeVar("M")
+
+#: The timeline's interval when no `interval_s` is given. Energy comes from counters read
+#: at the edges (and at every tick), so the timeline is only the picture: 1 s is enough for
+#: plots and peaks; domains measured by sampling power alone (SAMPLED) are integrated from
+#: it, so they get NVML's power-reading update of about 100 ms (docs/measuring.md, "NVML").
+_TIMELINE_INTERVAL_S = 1.0
+_SAMPLED_INTERVAL_S = 0.1
 
 #: NVML's energy counter updates about every 100 ms (docs/measuring.md, "NVML"): shorter
 #: windows on a counter GPU can read 0 J, so they get a note. Used where the source did
@@ -87,7 +96,8 @@ class MeterOptions(TypedDict, total=False):
 
     project ("default"), tags, metadata: stored with the run for filtering and reports.
     devices: kinds or domains to meter, e.g. ["gpu"], ["gpu:0", "cpu"] (None: all).
-    interval_s: sampling interval (0.1 s). flush_interval_s: ledger writes (1 s): a killed
+    interval_s: timeline interval (1 s, or 0.1 s where a domain is measured by sampling power;
+    energy comes from counters at window edges either way). flush_interval_s: ledger writes (1 s): a killed
     process loses about this much, plus the time one write takes (at most 0.5 s).
     idle_baseline_s: seconds of idle power to measure before the run (0: off).
     ledger: ledger path or database URL (None: $JOULEMETER_LEDGER or the user default).
@@ -180,9 +190,9 @@ class EnergyMeter:
 
     def __init__(self, name: str | None = None, **options: Unpack[MeterOptions]) -> None:
         check_meter_options(options)
-        interval_s = options.get("interval_s", 0.1)
+        interval_s = options.get("interval_s")
         idle_baseline_s = options.get("idle_baseline_s", 0.0)
-        if interval_s <= 0:
+        if interval_s is not None and interval_s <= 0:
             raise ValueError(f"interval_s must be positive, got {interval_s!r}")
         if idle_baseline_s < 0:
             raise ValueError(f"idle_baseline_s must be >= 0, got {idle_baseline_s!r}")
@@ -193,7 +203,7 @@ class EnergyMeter:
         self.metadata = dict(options.get("metadata") or {})
         check_run_fields(self.name, self.project, self.tags, self.metadata)
         self.devices = list(devices) if devices is not None else None
-        self.interval_s = interval_s
+        self.interval_s: float | None = interval_s  # None: chosen for the domains at start
         self.idle_baseline_s = idle_baseline_s
         self.store = options.get("store", True)
         self.pid = options.get("pid")
@@ -211,6 +221,8 @@ class EnergyMeter:
         self._sampler: Sampler | None = None
         self._run: Run | None = None
         self._open_windows: list[Window] = []
+        self._window_starts: dict[int, Edge] = {}  # id(open window) -> its start edge
+        self._closing: deque[tuple[Window, Edge, Edge]] = deque()  # closed, energy not yet known
         self._idle_power_w: dict[str, float] | None = None
         self._token: contextvars.Token[tuple[object, ...]] | None = None
         self._previous_sigterm: Any = None
@@ -243,6 +255,9 @@ class EnergyMeter:
         if self._run is not None:
             raise MeterStateError("this meter already ran; create a new EnergyMeter per run")
         self._open_sources()
+        if self.interval_s is None:
+            sampled = any(d.provenance is Provenance.SAMPLED for d in self._domains)
+            self.interval_s = _SAMPLED_INTERVAL_S if sampled else _TIMELINE_INTERVAL_S
         if self.idle_baseline_s > 0:
             self._idle_power_w = self._measure_idle()
         run = Run(
@@ -263,7 +278,8 @@ class EnergyMeter:
         if self.store:
             self._ledger = self._open_ledger()
         self._synchronize_devices()  # work queued before the run is not the run's
-        self._sampler = Sampler(self._sources, self._domains, interval_s=self.interval_s)
+        self._sampler = Sampler(self._sources, self._domains, interval_s=self.interval_s,
+                                keep_unwritten=self._ledger is not None)
         self._sampler.start()
         if self._ledger is not None:
             self._start_writer(self._ledger, run, self._sampler)
@@ -283,22 +299,25 @@ class EnergyMeter:
         periods: dict[str, float] = {}
         try:
             self._synchronize_devices()  # work queued in the run is the run's
-            now = sampler.now()
+            end = sampler.mark_edge()
             for window in reversed(self._open_windows):
-                window.end_s = now
+                window.end_s = end.t_s
+                self._closing.append((window, self._window_starts.pop(id(window)), end))
             self._open_windows.clear()
             sampler.stop()
             details, periods = self._source_details(sampler.t0)
         finally:
             self._close_sources()
         # The run ends at its last reading, not after sources closed and the ledger wrote.
-        run.duration_s = sampler.samples[-1].t_s if sampler.samples else sampler.now()
+        last_tick_s = sampler.last_tick_s()
+        run.duration_s = last_tick_s if last_tick_s is not None else sampler.now()
         run.ended_at = _utc_now()
         run.status = status
         run.error = error
-        run.samples = sampler.samples
+        run.samples = sampler.samples()
         run.gaps = sampler.gaps()
-        run.energy = summarise(self._domains, run.samples, run.duration_s, self._idle_power_w)
+        run.energy = totals(self._domains, sampler.energy_j(), sampler.peak_power_w(),
+                            run.duration_s, self._idle_power_w)
         if details:
             run.metadata["devices"] = details
         self._account_windows(run, periods)
@@ -314,7 +333,7 @@ class EnergyMeter:
 
     def window(self, name: str) -> contextlib.AbstractContextManager[Window]:
         """A named span; nest and repeat freely. Energy is filled in when the run stops."""
-        return self._window(name)
+        return _WindowScope(self, name)
 
     def count(self, n: float, unit: str = "samples") -> None:
         """Record `n` units of work (samples, tokens, steps, inferences) in every open window.
@@ -328,11 +347,20 @@ class EnergyMeter:
         for window in self._open_windows:
             window.units[unit] = window.units.get(unit, 0.0) + n
 
+    def count_batch(self, batch: object, unit: str = "samples") -> int:
+        """Record one batch's examples as `count` does, and return how many: the leading
+        dimension of its first tensor (a DataLoader's `(x, y)`, a dict of tensors), or the
+        length of a list of examples (meter/batch.py); InvalidCountError if it cannot tell."""
+        n = batch_size(batch)
+        self.count(n, unit)
+        return n
+
     def energy_so_far_j(self) -> dict[str, float]:
-        """Cumulative energy per domain up to the latest reading (J)."""
+        """Cumulative energy per domain now (J): energy counters are read for it (well under a
+        millisecond), domains without one count up to their latest reading."""
         sampler = self._sampler  # read once: stop() may clear it concurrently
         if sampler is not None:
-            return sampler.energy_j()
+            return sampler.energy_now_j()
         return {name: e.energy_j for name, e in self.run.energy.items()}
 
     def power_now_w(self) -> dict[str, float | None]:
@@ -363,8 +391,7 @@ class EnergyMeter:
         self.stop(status, error)
 
     # -- internals ---------------------------------------------------------------
-    @contextlib.contextmanager
-    def _window(self, name: str) -> Iterator[Window]:
+    def _open_window(self, name: str) -> Window:
         check_name(name, "name")
         sampler = self._sampler
         if sampler is None:
@@ -372,21 +399,34 @@ class EnergyMeter:
         if self.sync is not None:
             self.sync()
         self._synchronize_devices()
+        self._settle_windows()
+        start = sampler.mark_edge()
         parent = self._open_windows[-1].path + "/" if self._open_windows else ""
-        window = Window(name=name, path=parent + name, start_s=sampler.now())
-        sampler.poke()
+        window = Window(name=name, path=parent + name, start_s=start.t_s)
         self.run.windows.append(window)
         self._open_windows.append(window)
-        try:
-            yield window
-        finally:
-            if self.sync is not None:
-                self.sync()
-            self._synchronize_devices()
-            window.end_s = sampler.now()
-            sampler.poke()
-            if window in self._open_windows:
-                self._open_windows.remove(window)
+        self._window_starts[id(window)] = start
+        return window
+
+    def _close_window(self, window: Window) -> None:
+        if self.sync is not None:
+            self.sync()
+        self._synchronize_devices()
+        sampler = self._sampler
+        start = self._window_starts.pop(id(window), None)
+        if sampler is None or start is None:
+            return  # the run stopped inside the window, and closed it then
+        end = sampler.mark_edge()
+        window.end_s = end.t_s
+        self._open_windows.remove(window)
+        self._closing.append((window, start, end))
+
+    def _settle_windows(self) -> None:
+        """Fill in the energy of closed windows whose end every domain has been read past."""
+        closing = self._closing
+        while closing and closing[0][2].waiting == 0:
+            window, start, end = closing.popleft()
+            window.energy_j = {d: max(e - start.energy_j.get(d, e), 0.0) for d, e in end.energy_j.items()}
 
     def _synchronize_devices(self) -> None:
         """Wait for work queued on the metered devices (sources that have a queue: CUDA)."""
@@ -412,19 +452,16 @@ class EnergyMeter:
         return details, periods
 
     def _account_windows(self, run: Run, periods: Mapping[str, float] | None = None) -> None:
-        """Each window's energy per domain; a note where it is shorter than a GPU counter's
+        """Each window's energy per domain (from its edges); a note where it is shorter than a GPU counter's
         update period (measured where the source measured it, else the typical 100 ms)."""
         periods = periods or {}
-        by_domain: dict[str, list] = {d.name: [] for d in self._domains}
-        for s in run.samples:
-            by_domain.setdefault(s.domain, []).append(s)
-        timelines = {name: EnergyTimeline(samples) for name, samples in by_domain.items()}
+        self._settle_windows()  # the sampler has stopped: every edge is settled
         counter_gpus = [d.name for d in self._domains if d.kind == "gpu" and d.provenance is Provenance.COUNTER]
         for window in run.windows:
-            end = window.end_s if window.end_s is not None else run.duration_s or window.start_s
-            window.end_s = end
-            window.energy_j = {name: tl.between(window.start_s, end) for name, tl in timelines.items()}
-            short = [g for g in counter_gpus if end - window.start_s < periods.get(g, _COUNTER_UPDATE_S)]
+            duration_s = window.duration_s
+            if duration_s is None:
+                continue
+            short = [g for g in counter_gpus if duration_s < periods.get(g, _COUNTER_UPDATE_S)]
             if short:
                 period_s = max(periods.get(g, _COUNTER_UPDATE_S) for g in short)
                 how = "measured" if all(g in periods for g in short) else "typical"
@@ -459,6 +496,7 @@ class EnergyMeter:
 
     def _measure_idle(self) -> dict[str, float]:
         """Mean power per domain over `idle_baseline_s` of doing nothing, before the run."""
+        assert self.interval_s is not None
         sampler = Sampler(self._sources, self._domains, interval_s=self.interval_s)
         sampler.start()
         time.sleep(self.idle_baseline_s)  # the baseline is, by definition, time spent idle
@@ -485,7 +523,7 @@ class EnergyMeter:
         self._writer = RunWriter(
             ledger,
             run,
-            sampler.samples_since,
+            sampler,
             interval_s=self.flush_interval_s,
             reopen=(lambda: open_ledger(location, recover=False)) if ours else None,  # type: ignore[arg-type]
         )
@@ -511,6 +549,26 @@ class EnergyMeter:
     def _stop_at_exit(self) -> None:
         if self._sampler is not None:
             self.stop(Status.INTERRUPTED, "interpreter exited before the meter was stopped")
+
+
+class _WindowScope:
+    """`with meter.window(name)`: a plain class rather than a generator, as a window per step
+    must cost next to nothing."""
+
+    __slots__ = ("meter", "name", "window")
+
+    def __init__(self, meter: EnergyMeter, name: str) -> None:
+        self.meter = meter
+        self.name = name
+        self.window: Window | None = None
+
+    def __enter__(self) -> Window:
+        self.window = self.meter._open_window(self.name)
+        return self.window
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.window is not None:
+            self.meter._close_window(self.window)
 
 
 def metered(name: str | None = None, **meter_options: Unpack[MeterOptions]) -> Callable[[F], F]:

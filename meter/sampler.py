@@ -1,43 +1,68 @@
-"""The one background thread that polls every source and accounts its readings.
+"""The one background thread that reads every source and accounts its readings.
 
-It reads all sources at each tick (so samples of one tick share `t_s`), feeds one
-DomainAccumulator per domain and keeps the samples in memory; it never does I/O, so a
-slow ledger cannot delay a reading (the ledger's writer thread takes the samples with
-`samples_since`). A tick that comes far too late anyway (the process was not scheduled)
-is a recorded gap for domains read as power, never an interpolation across the hole.
-`poke()` asks for an immediate reading: window edges use it to get counter values
-at the edge without paying for the read themselves.
+Ticks, every `interval_s`, read all sources (so samples of one tick share `t_s`), feed one
+DomainAccumulator per domain and add the samples to a bounded Timeline; the samples not
+yet written stay in memory only until the ledger's writer has them (`unwritten`,
+`release`). It never does I/O, so a slow ledger cannot delay a reading. A tick that comes
+far too late (the process was not scheduled) is a recorded gap for domains read as power,
+never an interpolation across the hole.
+
+Edges (`mark_edge`: a window's start or end, a live figure) cost the caller a timestamp:
+the thread then reads only the sources' cheap cumulative counters (`read_counters`), at
+most once per `_EDGE_READ_MIN_S`, and each domain's energy at the edge is interpolated
+between its readings just before and just after. Domains without a counter get theirs at
+the next tick.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 
-from joulemeter.meter.energy import DomainAccumulator
+from joulemeter.meter.energy import DomainAccumulator, Edge
 from joulemeter.meter.run import Domain, Gap, Sample
 from joulemeter.meter.sources.base import Reading, Source
+from joulemeter.meter.timeline import DEFAULT_MAX_TICKS, Timeline
 
 log = logging.getLogger("joulemeter.sampler")
 
 #: A tick this many intervals late (and at least _STALL_MIN_S) is a hole in sampling.
 _STALL_INTERVALS = 10
 _STALL_MIN_S = 1.0
+#: Edge reads come at most this often: RAPL's package counter "is updated every ~1msec"
+#: (Intel SDM vol. 3B, "Package RAPL Domain", MSR_PKG_ENERGY_STATUS), NVML's energy counter
+#: and CPU time (clock ticks of 10 ms, USER_HZ = 100, man 5 proc) more slowly, so reading
+#: more often gives nothing and costs CPU.
+_EDGE_READ_MIN_S = 0.001
+
+
+def read_counters(source: Source) -> list[Reading]:
+    """The source's cheap cumulative counter readings ([] where it has none)."""
+    reader = getattr(source, "read_counters", None)  # optional: sources without one tick only
+    return reader() if reader is not None else []
 
 
 class Sampler:
-    """Polls sources every `interval_s` on a daemon thread; times are seconds since `t0`."""
+    """Reads sources every `interval_s` on a daemon thread; times are seconds since `t0`.
+
+    `keep_unwritten`: hold each sample until `release` (a ledger writer takes them);
+    otherwise only the Timeline keeps any.
+    """
 
     def __init__(
         self,
         sources: Sequence[Source],
         domains: Sequence[Domain],
         *,
-        interval_s: float = 0.1,
+        interval_s: float = 1.0,
         t0: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        keep_unwritten: bool = False,
+        max_ticks: int = DEFAULT_MAX_TICKS,
     ) -> None:
         if interval_s <= 0:
             raise ValueError(f"sampling interval must be positive, got {interval_s!r} s")
@@ -46,10 +71,19 @@ class Sampler:
         self.clock = clock
         self.t0 = clock() if t0 is None else t0
         self.accumulators = {d.name: DomainAccumulator(d) for d in domains}
-        self.samples: list[Sample] = []
+        self.timeline = Timeline(max_ticks)
         self.stall_s = max(_STALL_INTERVALS * interval_s, _STALL_MIN_S)
+        self._keep_unwritten = keep_unwritten
+        self._unwritten: list[Sample] = []
+        self._released = 0  # the samples before this index (counted from the first) left memory
+        self._counter_sources: list[Source] = []
+        self._counter_domains: frozenset[str] = frozenset()
+        self._marked: deque[Edge] = deque()  # edges not yet handed to the accumulators
+        self._edge_read_at = -math.inf
         self._last_tick_s: float | None = None
+        self._readings = 0  # ticks and edge reads accounted so far
         self._lock = threading.Lock()
+        self._read = threading.Condition(self._lock)  # notified after every reading
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -57,23 +91,64 @@ class Sampler:
 
     # -- life cycle ------------------------------------------------------------
     def start(self) -> None:
-        """Take a first reading (the energy origin) and start the polling thread."""
+        """Take a first reading (the energy origin), learn which sources have counters, and
+        start the thread."""
         self.read_once()
+        for source in self.sources:
+            try:
+                domains = {r.domain for r in read_counters(source) if r.energy_j is not None}
+            except Exception as exc:  # then it is read at ticks only
+                log.info("%s cannot read its counters between ticks: %s", source.name, exc)
+                continue
+            if domains & self.accumulators.keys():
+                self._counter_sources.append(source)
+                self._counter_domains |= domains & self.accumulators.keys()
         self._thread = threading.Thread(target=self._loop, name="joulemeter-sampler", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop the thread and take a last reading. Safe to call twice."""
+        """Stop the thread, take a last reading, settle every edge. Safe to call twice."""
         if self._thread is not None:
             self._stopping.set()
             self._wake.set()
             self._thread.join()
             self._thread = None
             self.read_once()
+            with self._lock:
+                self._hand_out_edges()
+                for accumulator in self.accumulators.values():
+                    accumulator.settle_edges()
 
-    def poke(self) -> None:
-        """Ask the thread for a reading now (cheap: sets an event)."""
-        self._wake.set()
+    # -- edges -------------------------------------------------------------------
+    def mark_edge(self) -> Edge:
+        """An edge now: each domain's energy here is filled in as it is next read.
+
+        No lock (a window per step must cost next to nothing): deque.append is atomic, and an
+        edge stamped just before a tick but handed out after it gets that tick's value."""
+        edge = Edge(self.clock() - self.t0, len(self.accumulators))
+        self._marked.append(edge)
+        if self._counter_sources and not self._wake.is_set():
+            self._wake.set()
+        return edge
+
+    def _hand_out_edges(self) -> None:
+        """Give the accumulators the edges marked since the last reading (under the lock)."""
+        marked = self._marked
+        while marked:
+            edge = marked.popleft()
+            for accumulator in self.accumulators.values():
+                accumulator.wait_for(edge)
+
+    def energy_now_j(self, timeout_s: float = 0.05) -> dict[str, float]:
+        """Cumulative energy per domain now (J): counter domains read for it (waiting at most
+        `timeout_s`), the others as of their latest tick."""
+        with self._lock:
+            readings = self._readings  # any reading after this one is fresh: it read after now
+        edge = self.mark_edge()
+        with self._read:
+            if self._thread is not None and self._counter_domains:
+                self._read.wait_for(lambda: self._readings > readings, timeout_s)
+            return {name: edge.energy_j.get(name, a.energy_j) for name, a in self.accumulators.items()}
 
     # -- reading -----------------------------------------------------------------
     def now(self) -> float:
@@ -81,7 +156,7 @@ class Sampler:
         return self.clock() - self.t0
 
     def read_once(self) -> list[Sample]:
-        """Read every source once and account the readings; returns the new samples."""
+        """Read every source once (a tick) and account the readings; returns the new samples."""
         batch: list[Reading] = []
         for source in self.sources:
             try:
@@ -98,6 +173,7 @@ class Sampler:
         t_s = self.now()  # one time per tick, so domains read together add up to total power
         new: list[Sample] = []
         with self._lock:
+            self._hand_out_edges()
             late = self._last_tick_s is not None and t_s - self._last_tick_s > self.stall_s
             for reading in batch:
                 accumulator = self.accumulators.get(reading.domain)
@@ -106,14 +182,63 @@ class Sampler:
                         accumulator.missed(t_s, f"no reading for {t_s - self._last_tick_s:.1f} s: "
                                            "the sampling thread was not scheduled")
                     new.append(accumulator.add(t_s, reading))
-            self.samples.extend(new)
+            if new:
+                self.timeline.add(new)
+                if self._keep_unwritten:
+                    self._unwritten.extend(new)
             self._last_tick_s = t_s
+            self._readings += 1
+            self._read.notify_all()
         return new
 
-    def samples_since(self, start: int) -> list[Sample]:
-        """The samples taken after the first `start`, as whole ticks (for the ledger's writer)."""
+    def read_edges(self) -> None:
+        """Read only the cheap counters (for the edges marked since the last reading)."""
+        batch: list[Reading] = []
+        for source in self._counter_sources:
+            try:
+                batch.extend(read_counters(source))
+            except Exception as exc:  # the next tick reads it (and records a gap if it fails)
+                log.debug("reading the counters of %s failed: %s", source.name, exc)
+        t_s = self.now()
         with self._lock:
-            return self.samples[start:]
+            self._hand_out_edges()
+            for reading in batch:
+                accumulator = self.accumulators.get(reading.domain)
+                if accumulator is not None:
+                    accumulator.add_counter(t_s, reading)
+            self._readings += 1
+            self._read.notify_all()
+
+    # -- what was read -------------------------------------------------------------
+    def unwritten(self, start: int) -> tuple[list[Sample], int]:
+        """The samples from the `start`-th on (counted from the first; whole ticks) that are
+        still in memory, and the count of samples taken so far (for the ledger's writer)."""
+        with self._lock:
+            return self._unwritten[max(start - self._released, 0):], self._released + len(self._unwritten)
+
+    def release(self, upto: int) -> None:
+        """The first `upto` samples are safe in the ledger or its spool: let them leave memory."""
+        with self._lock:
+            drop = upto - self._released
+            if drop > 0:
+                del self._unwritten[:drop]
+                self._released = upto
+
+    def history(self) -> list[Sample]:
+        """The timeline's samples older than every sample still in memory (what a rewrite of
+        the whole run has left of those that were released)."""
+        with self._lock:
+            first_t = self._unwritten[0].t_s if self._unwritten else math.inf
+            return [s for s in self.timeline.samples() if s.t_s < first_t] if self._released else []
+
+    def samples(self) -> list[Sample]:
+        """The timeline: every tick of a short run, evenly thinned for a long one."""
+        with self._lock:
+            return self.timeline.samples()
+
+    def last_tick_s(self) -> float | None:
+        """Run time of the latest tick, None before the first."""
+        return self._last_tick_s
 
     def gaps(self) -> list[Gap]:
         """Every gap so far, open ones closed at the current time."""
@@ -122,27 +247,36 @@ class Sampler:
             return [g for a in self.accumulators.values() for g in a.finish(t_s)]
 
     def energy_j(self) -> dict[str, float]:
-        """Cumulative energy per domain so far (J)."""
+        """Cumulative energy per domain up to the latest reading (J)."""
         with self._lock:
             return {name: a.energy_j for name, a in self.accumulators.items()}
 
-    def latest_power_w(self) -> dict[str, float | None]:
-        """The most recent power reading per domain (W), None where none yet."""
-        latest: dict[str, float | None] = {name: None for name in self.accumulators}
+    def peak_power_w(self) -> dict[str, float]:
+        """The highest power read at a tick per domain (W), where one was read."""
         with self._lock:
-            for s in reversed(self.samples[-4 * len(latest) - 4 :]):
-                if latest.get(s.domain) is None:
-                    latest[s.domain] = s.power_w
-        return latest
+            return {n: a.peak_power_w for n, a in self.accumulators.items() if a.peak_power_w is not None}
+
+    def latest_power_w(self) -> dict[str, float | None]:
+        """Power per domain at the latest tick (W), None where none was read."""
+        with self._lock:
+            return {name: a.latest_power_w for name, a in self.accumulators.items()}
 
     def _loop(self) -> None:
         next_tick = self.clock() + self.interval_s
-        while not self._stopping.is_set():
-            self._wake.wait(max(next_tick - self.clock(), 0.0))
-            self._wake.clear()
+        while True:
+            poked = self._wake.wait(max(next_tick - self.clock(), 0.0))
             if self._stopping.is_set():
                 break
-            self.read_once()
-            now = self.clock()
-            if now >= next_tick:
-                next_tick += self.interval_s * (1 + int((now - next_tick) // self.interval_s))
+            if self.clock() >= next_tick:
+                self._wake.clear()
+                self.read_once()
+                now = self.clock()
+                if now >= next_tick:
+                    next_tick += self.interval_s * (1 + int((now - next_tick) // self.interval_s))
+            elif poked:
+                pause = self._edge_read_at + _EDGE_READ_MIN_S - self.clock()
+                if pause > 0 and self._stopping.wait(pause):
+                    break
+                self._wake.clear()
+                self._edge_read_at = self.clock()
+                self.read_edges()

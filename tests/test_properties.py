@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from joulemeter.meter.energy import DomainAccumulator, EnergyTimeline, summarise
+from joulemeter.meter.energy import DomainAccumulator, Edge, summarise
 from joulemeter.meter.run import Domain, Provenance, Sample
 from joulemeter.meter.sources.base import Reading
 
@@ -231,26 +231,70 @@ def three_edges(draw: st.DrawFn, low: float, high: float) -> tuple[float, float,
     return a, b, c
 
 
+def _edges_between(domain: Domain, events: list[tuple[float, Reading]], edge_times: list[float]) -> tuple[DomainAccumulator, list[Edge]]:
+    """Feed (dt, reading) events as `_accumulate` does, marking an edge at each of
+    `edge_times` (ascending) before the first reading after it, as the sampler does."""
+    acc = DomainAccumulator(domain)
+    edges = [Edge(t, 1) for t in edge_times]
+    pending = list(edges)
+    t_s = 0.0
+    for dt, reading in events:
+        t_s += dt
+        while pending and pending[0].t_s < t_s:
+            acc.wait_for(pending.pop(0))
+        acc.add(t_s, reading)
+    for edge in pending:
+        acc.wait_for(edge)
+    acc.settle_edges()
+    return acc, edges
+
+
 @given(events=readings_with_times, range_j=counter_range, data=st.data())
 def test_window_energy_is_additive_over_adjacent_windows(events, range_j, data):
-    acc, samples = _accumulate(_domain(range_j), events)
-    timeline = EnergyTimeline(samples)
     a, b, c = data.draw(three_edges(0.0, sum(dt for dt, _ in events)))
-    left, right, whole = timeline.between(a, b), timeline.between(b, c), timeline.between(a, c)
-    assert left >= 0 and right >= 0
+    acc, (ea, eb, ec) = _edges_between(_domain(range_j), events, [a, b, c])
+    assert all(e.waiting == 0 for e in (ea, eb, ec))
+    left = eb.energy_j["gpu:0"] - ea.energy_j["gpu:0"]
+    right = ec.energy_j["gpu:0"] - eb.energy_j["gpu:0"]
+    whole = ec.energy_j["gpu:0"] - ea.energy_j["gpu:0"]
+    assert left >= -1e-9 and right >= -1e-9
     assert left + right == pytest.approx(whole, rel=REL, abs=1e-9)
     assert whole <= acc.energy_j * (1 + REL) + 1e-9
 
 
 @given(times=jittered_times(), power_w=finite_power, data=st.data())
 def test_a_window_of_constant_power_gets_power_times_duration_whatever_the_ticks(times, power_w, data):
+    start, end = sorted(data.draw(st.tuples(*[st.floats(min_value=times[0], max_value=times[-1])] * 2)))
+    events = [(t - (times[i - 1] if i else 0.0), Reading("gpu:0", energy_j=power_w * t)) for i, t in enumerate(times)]
+    _, (a, b) = _edges_between(_domain(), events, [start, end])
+    assert b.energy_j["gpu:0"] - a.energy_j["gpu:0"] == pytest.approx(power_w * (end - start), rel=1e-9, abs=1e-6)
+
+
+def test_counter_reads_at_the_edges_give_a_short_burst_its_energy_between_coarse_ticks():
+    # 10 W, then 1000 W for 0.1 ms, then 10 W; ticks 1 s apart would spread the burst over the
+    # whole second (0.0101 J in the window); the counter read at each edge gives 0.1 J.
     acc = DomainAccumulator(_domain())
-    samples = [acc.add(t_s, Reading("gpu:0", energy_j=power_w * t_s)) for t_s in times]
-    timeline = EnergyTimeline(samples)
-    start, end = sorted(
-        data.draw(st.tuples(*[st.floats(min_value=times[0], max_value=times[-1])] * 2))
-    )
-    assert timeline.between(start, end) == pytest.approx(power_w * (end - start), rel=1e-9, abs=1e-6)
+    acc.add(0.0, Reading("gpu:0", energy_j=0.0))
+    start, end = Edge(0.5 - 1e-7, 1), Edge(0.5001 - 1e-7, 1)  # each read 0.1 µs after its edge
+    acc.wait_for(start)
+    acc.add_counter(0.5, Reading("gpu:0", energy_j=5.0))
+    acc.wait_for(end)
+    acc.add_counter(0.5001, Reading("gpu:0", energy_j=5.1))
+    acc.add(1.0, Reading("gpu:0", energy_j=5.1 + 10 * 0.4999))
+    assert end.energy_j["gpu:0"] - start.energy_j["gpu:0"] == pytest.approx(0.1, rel=1e-9)
+    assert acc.energy_j == pytest.approx(10.099, rel=1e-9)
+    assert acc.peak_power_w == pytest.approx(10.099)  # edge reads make no samples and no peaks
+
+
+def test_an_edge_stamped_after_a_reading_waits_for_the_next_one():
+    acc = DomainAccumulator(_domain())
+    acc.add(0.0, Reading("gpu:0", energy_j=0.0))
+    edge = Edge(1.5, 1)
+    acc.wait_for(edge)
+    acc.add(1.0, Reading("gpu:0", energy_j=10.0))  # stamped before the edge, accounted after it
+    assert edge.waiting == 1
+    acc.add(2.0, Reading("gpu:0", energy_j=20.0))
+    assert edge.waiting == 0 and edge.energy_j["gpu:0"] == pytest.approx(15.0)
 
 
 # -- summarise ---------------------------------------------------------------------

@@ -79,10 +79,11 @@ def test_busy_time_beyond_the_core_count_is_capped():
     assert source.read()[0].power_w == pytest.approx(2 * CCF_MAX_W)
 
 
-def test_a_read_with_no_cpu_time_elapsed_repeats_the_last_power_or_reports_an_error():
+def test_a_read_with_no_cpu_time_elapsed_repeats_the_last_power_or_gives_none():
     source, times = _cpu(cpus=2)
     source.open()
-    assert source.read()[0].error  # nothing measured yet: unknown, not 0 W
+    first_read = source.read()[0]
+    assert first_read.power_w is None and first_read.energy_j == 0.0  # power unknown, not 0 W
     times.run(wall_s=1.0, cpus=2, busy_cpus=1.0)
     first = source.read()[0].power_w
     assert source.read()[0].power_w == first

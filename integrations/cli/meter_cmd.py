@@ -99,7 +99,7 @@ def run(
     name: Optional[str] = typer.Option(None, "--name", "-n", help="Run name (default: the command)."),
     project: str = typer.Option("default", "--project", help="Project the run belongs to."),
     tag: list[str] = typer.Option([], "--tag", "-t", help="Tag the run (repeatable)."),
-    interval: float = typer.Option(0.1, "--interval", min=0.001, help="Sampling interval in seconds."),
+    interval: Optional[float] = typer.Option(None, "--interval", min=0.001, help="Timeline sampling interval in seconds (default: 1 s, or 0.1 s where power is sampled)."),
     devices: Optional[list[str]] = typer.Option(None, "--device", "-d", help="Meter only these kinds or domains (gpu, gpu:0, cpu, ram)."),
     idle_baseline: float = typer.Option(0.0, "--idle-baseline", min=0.0, help="Seconds of idle power to measure first."),
     process_only: bool = typer.Option(False, "--process-only", help="Estimate CPU/RAM of the command's process tree, not the machine."),

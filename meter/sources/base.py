@@ -64,6 +64,11 @@ class Source(abc.ABC):
     def close(self) -> None:
         """Release handles (NVML shutdown, open files). Safe to call twice."""
 
+    def read_counters(self) -> list[Reading]:
+        """Cumulative energy-counter readings only (`energy_j` set), cheap enough for every
+        window edge: a domain without a counter is left out ([] when none has one)."""
+        return []
+
     def keep(self, names: set[str]) -> None:
         """Read only these of its domains from now on (a rank meters its own GPUs only)."""
 

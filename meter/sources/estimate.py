@@ -7,7 +7,8 @@ at full load with idle at CCF's min/max ratio of that. Under a hypervisor (or wh
 that cannot be told) the host's thread count is unknown, so TDP cannot be shared out
 and CCF is used.
 Busy CPUs come from CPU-time deltas between reads: machine-wide, or of one process
-and its descendants when a pid is given.
+and its descendants when a pid is given. Being linear in CPU time, the energy is also a
+counter of CPU time (meter/cpu_time.py), exact over any window, read at its edges.
 
 RAM: power = GB in use × CCF's W per GB (machine-wide memory not available for reuse,
 or the process tree's resident memory).
@@ -24,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from joulemeter.meter.cpu_time import CpuTimeEnergy
 from joulemeter.meter.errors import SourceUnavailable
 from joulemeter.meter.run import Domain, Provenance
 from joulemeter.meter.sources.base import ESTIMATED, Reading, Source, register_source
@@ -258,6 +260,7 @@ class CpuEstimate(Source):
         self._model = model
         self._last: tuple[float, float] | None = None
         self._last_power_w: float | None = None
+        self._counter: CpuTimeEnergy | None = None
 
     def open(self) -> list[Domain]:
         if self._logical_cpus is None:
@@ -279,6 +282,8 @@ class CpuEstimate(Source):
         except OSError as exc:
             raise SourceUnavailable(self.name, f"cannot read CPU times: {exc}", None) from None
         self._last_power_w = None
+        self._counter = CpuTimeEnergy(self._model.min_w_per_cpu, self._model.max_w_per_cpu, self._cpu_seconds)
+        self._counter.energy_j(*self._last)  # its origin: the CPU time at open
         scope = "machine-wide" if self.pid is None else f"process {self.pid} and its children"
         return [
             Domain(
@@ -291,21 +296,30 @@ class CpuEstimate(Source):
         ]
 
     def read(self) -> list[Reading]:
+        """Power from utilisation since the last read, and energy as a CPU-time counter."""
         assert self._cpu_seconds is not None and self._model is not None, "read() before open()"
+        assert self._counter is not None
         try:
             busy_s, capacity_s = self._cpu_seconds()
         except OSError as exc:
             return [Reading("cpu", error=f"CPU times unreadable: {exc}")]
-        if self._last is None or capacity_s <= self._last[1]:
-            if self._last_power_w is None:
-                return [Reading("cpu", error="no CPU time elapsed since the last read")]
-            return [Reading("cpu", power_w=self._last_power_w)]
+        energy_j = self._counter.energy_j(busy_s, capacity_s)
+        if self._last is None or capacity_s <= self._last[1]:  # power unknown yet, not 0 W
+            return [Reading("cpu", power_w=self._last_power_w, energy_j=energy_j)]
         utilisation = (busy_s - self._last[0]) / (capacity_s - self._last[1])
         self._last = (busy_s, capacity_s)
         assert self._logical_cpus is not None
         busy_cpus = min(max(utilisation, 0.0), 1.0) * self._logical_cpus
         self._last_power_w = self._model.power_w(self._logical_cpus, busy_cpus)
-        return [Reading("cpu", power_w=self._last_power_w)]
+        return [Reading("cpu", power_w=self._last_power_w, energy_j=energy_j)]
+
+    def read_counters(self) -> list[Reading]:
+        """The CPU-time energy counter alone (one /proc read machine-wide), for window edges."""
+        assert self._counter is not None, "read_counters() before open()"
+        try:
+            return [Reading("cpu", energy_j=self._counter.read_j())]
+        except OSError:
+            return []  # the next tick records the failure
 
     def close(self) -> None:
         self._last = None

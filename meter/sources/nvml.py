@@ -188,6 +188,21 @@ class NvmlSource(Source):
                 self._poll_usage(gpu, now)
         return readings
 
+    def read_counters(self) -> list[Reading]:
+        """The energy counters alone (one NVML call per GPU), for window edges; a GPU whose
+        counter fails here is left to the next tick, which records what went wrong."""
+        pynvml = self._nvml
+        readings = []
+        for gpu in self._gpus:
+            if not gpu.counter or gpu.lost is not None or pynvml is None:
+                continue
+            try:
+                energy_j = pynvml.nvmlDeviceGetTotalEnergyConsumption(gpu.handle) * J_PER_MILLIJOULE
+            except Exception:
+                continue
+            readings.append(Reading(gpu.domain.name, energy_j=energy_j))
+        return readings
+
     def close(self) -> None:
         self._closing.set()
         probe, self._probe = self._probe, None

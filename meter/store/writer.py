@@ -1,7 +1,8 @@
 """The run's writer: a thread that moves a running meter's samples into the ledger.
 
 Every `interval_s` it takes the samples taken since its last write (whole ticks) and
-writes them in one transaction that waits at most `attempt_s` for a lock, so a killed
+writes them in one transaction; then they leave the sampler's memory (`release`: while
+the ledger fails they stay, as the ledger gets them from memory when it is back) that waits at most `attempt_s` for a lock, so a killed
 process loses at most about `interval_s + attempt_s` plus one sampling interval. When a
 write fails (disk full, lock held, server down, ledger file deleted) the writer warns
 once, spools what the ledger lacks to a local file (meter/store/spool.py), and retries
@@ -18,7 +19,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from joulemeter.meter.errors import LedgerBusyError, LedgerError, LedgerWriteWarning
 from joulemeter.meter.run import Run, Sample
@@ -34,6 +35,19 @@ _FINISH_DEADLINE_S = 5.0  # how long closing a run waits for a locked ledger bef
 _BUSY_WARN_AFTER_S = 5.0  # a lock held this long is worth a warning (shorter ones are routine)
 
 
+class SampleFeed(Protocol):
+    """Where the writer takes samples from (the Sampler); indexes count from the run's first."""
+
+    def unwritten(self, start: int) -> tuple[list[Sample], int]:
+        """Samples from the `start`-th on still in memory, and the count taken so far."""
+
+    def release(self, upto: int) -> None:
+        """The first `upto` samples are in the ledger or the spool."""
+
+    def history(self) -> list[Sample]:
+        """What the timeline kept of the released samples (for rewriting the whole run)."""
+
+
 class RunWriter:
     """Writes `run` (begun by `begin`) to `ledger` from a thread, spooling what fails."""
 
@@ -41,7 +55,7 @@ class RunWriter:
         self,
         ledger: Ledger,
         run: Run,
-        samples_since: Callable[[int], list[Sample]],
+        feed: SampleFeed,
         *,
         interval_s: float = 1.0,
         attempt_s: float = 0.5,
@@ -60,7 +74,7 @@ class RunWriter:
         self.failures = 0
         self.problem: str | None = None  # the latest failure, while the ledger keeps failing
         self.last_error: str | None = None
-        self._samples_since = samples_since
+        self._feed = feed
         self._reopen = reopen
         self._spool = spool or RunSpool(run.id, ledger.location)
         self._identity = writer_identity()
@@ -157,6 +171,7 @@ class RunWriter:
             self._spool_samples()
             return False
         self._spooled = max(self._spooled, self._stored)
+        self._feed.release(self._stored)  # not what is only spooled: the ledger gets it from memory
         if self.problem is not None:
             log.warning("%s takes writes again: run %s is whole there", self.ledger.location, self.run.id[:8])
             self.problem, self._failing_since, self._backoff_s = None, None, self.interval_s
@@ -169,7 +184,9 @@ class RunWriter:
         if not self._begun:
             self.ledger.begin_run(self.run, writer=self._identity, deadline_s=self.attempt_s)
             self._begun = True
-        taken = self._samples_since(self._stored)
+        taken, taken_upto = self._feed.unwritten(self._stored)
+        if self._stored == 0:  # a new ledger file: what memory no longer holds, from the timeline
+            taken = self._feed.history() + taken
         new = taken
         if self._resync:  # a failed write may have been committed after all: skip what is stored
             stored_t = self.ledger.last_sample_t(self.run.id)
@@ -177,7 +194,7 @@ class RunWriter:
         if new:
             self.ledger.append_samples(self.run.id, new, deadline_s=self.attempt_s)
         self._resync = False
-        self._stored += len(taken)
+        self._stored = taken_upto
 
     def _start_over(self) -> None:
         """The ledger file went away: open a new one at its path to write the whole run there."""
@@ -221,9 +238,9 @@ class RunWriter:
         try:
             if not self._spool.exists:
                 self._spool.write_begin(self.run, self._identity)
-            fresh = self._samples_since(self._spooled)
+            fresh, upto = self._feed.unwritten(self._spooled)
             self._spool.write_samples(fresh)
-            self._spooled += len(fresh)
+            self._spooled = upto
         except (OSError, ValueError) as exc:
             log.error("cannot spool run %s to %s either (%s): its samples are only in memory",
                       self.run.id[:8], self._spool.path, exc)
