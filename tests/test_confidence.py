@@ -105,3 +105,17 @@ def test_a_busy_machine_is_said_once_per_comparison() -> None:
     assert machine_load_note([quiet, busy]).startswith("Other processes took up to 35% of the CPU")
     assert verdict_words(busy.ratio, busy).startswith("2.0× less (")
     assert verdict_words(0.5, None) == "2.0× less (one measurement)"
+
+
+def test_the_interval_is_said_in_the_verdicts_own_terms() -> None:
+    """'2.5× less (95 % CI 2.4–2.6× less)', never '2.5× less (95 % CI 0.38×–0.42×)'."""
+    import re
+
+    from joulemeter.reports.render.wording import interval_text, ratio_words
+
+    less = ratio_interval([10.0, 10.2, 9.9], [4.0, 4.1, 3.9])
+    assert less is not None
+    text = interval_text(less)
+    low, high = map(float, re.fullmatch(r"95 % CI ([\d.]+)–([\d.]+)× less", text).groups())
+    headline = float(ratio_words(less.ratio).split("×")[0])
+    assert low <= headline <= high

@@ -37,8 +37,21 @@ def factor_text(ratio: float) -> str:
 
 
 def interval_text(interval: RatioInterval) -> str:
-    """'95 % CI 2.3–2.9×', the interval of a ratio as factors of the baseline."""
-    return f"95 % CI {factor_text(interval.low)}–{factor_text(interval.high)}"
+    """'95 % CI 2.3–2.9× less', in the verdict's own terms (for "no measurable difference"
+    and "too noisy" as factors of the baseline: '95 % CI 0.95–1.1×')."""
+    return f"95 % CI {_bounds(interval)}"
+
+
+def _bounds(interval: RatioInterval) -> str:
+    """The interval as a reader compares it with the verdict: '2.3–2.9× less', '1.2–1.5× more',
+    or '0.95–1.1×' (of the baseline) when the interval holds 1."""
+    from joulemeter.reports.confidence import Verdict
+
+    if interval.verdict is Verdict.LESS:
+        return f"{factor_text(1 / interval.high).rstrip('×')}–{factor_text(1 / interval.low)} less"
+    if interval.verdict is Verdict.MORE:
+        return f"{factor_text(interval.low).rstrip('×')}–{factor_text(interval.high)} more"
+    return f"{factor_text(interval.low)}–{factor_text(interval.high)}"
 
 
 def verdict_words(ratio: float | None, interval: RatioInterval | None) -> str:
@@ -50,7 +63,7 @@ def verdict_words(ratio: float | None, interval: RatioInterval | None) -> str:
     if interval is None:
         words = ratio_words(ratio)
         return words if words == fmt.DASH else f"{words} (one measurement)"
-    bounds = f"({factor_text(interval.low)}–{factor_text(interval.high)})"
+    bounds = f"({_bounds(interval)})"
     if interval.verdict in (Verdict.LESS, Verdict.MORE):
         return f"{ratio_words(interval.ratio)} {bounds}"
     words = "too noisy" if interval.verdict is Verdict.TOO_NOISY else interval.verdict.value
