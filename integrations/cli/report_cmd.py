@@ -16,7 +16,6 @@ from joulemeter.integrations.cli._common import (
     LedgerOption,
     PriceOption,
     PueOption,
-    fail,
     handle_errors,
     print_json,
     resolve_factor_options,
