@@ -57,8 +57,11 @@ def run_command(
     *,
     on_tick: Callable[[EnergyMeter], None] | None = None,
     tick_s: float = 0.25,
+    stdout: int | None = None,
 ) -> CommandResult:
-    """Run `argv` under `meter`; `on_tick` is called every `tick_s` while the child runs."""
+    """Run `argv` under `meter`; `on_tick` is called every `tick_s` while the child runs.
+
+    `stdout`: a file descriptor for the child's standard output (None: ours)."""
     if not argv:
         raise ValueError("no command given to meter")
     meter.metadata.setdefault("command", stored_command(argv))
@@ -66,7 +69,7 @@ def run_command(
     meter.start()
     received: list[int] = []
     try:
-        child = subprocess.Popen(list(argv))
+        child = subprocess.Popen(list(argv), stdout=stdout)
     except OSError as exc:
         meter.stop(Status.FAILED, f"could not start {argv[0]!r}: {exc}")
         if orphans:

@@ -138,3 +138,42 @@ def test_sigkill_loses_at_most_the_last_flush_and_the_run_reads_interrupted(ledg
     for name, energy in run.energy.items():
         cumulative = [s.energy_j for s in run.samples if s.domain == name and s.energy_j is not None]
         assert energy.energy_j == pytest.approx(cumulative[-1])
+
+
+@pytest.mark.slow
+def test_run_json_keeps_stdout_for_the_json_and_the_commands_output_on_stderr(ledger_path):
+    printing = "print('epoch 1 loss 0.5'); print('{not json')"
+    result = subprocess.run(joulemeter("run", "--json", "--device", "cpu", "--", sys.executable, "-c", printing),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["exit_code"] == 0
+    assert "epoch 1 loss 0.5" in result.stderr and "{not json" in result.stderr
+
+
+@pytest.mark.parametrize("make, says", [
+    (lambda d: (d / "data.txt").write_text("x") and d / "data.txt", "permission denied"),
+    (lambda d: d, "is a directory"),
+], ids=["not executable", "directory"])
+def test_a_command_that_cannot_run_exits_126_as_a_shell_does_and_leaves_no_run(ledger_path, tmp_path, make, says):
+    target = make(tmp_path)
+    result = subprocess.run(joulemeter("run", "--", str(target)), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 126
+    assert says in result.stderr
+    assert not ledger_path.exists()
+
+
+def test_a_command_not_on_the_path_exits_127():
+    result = subprocess.run(joulemeter("run", "--", "no-such-command-xyz"), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 127 and "command not found" in result.stderr
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["runs"], ["import", "codecarbon"]], ids=" ".join)
+def test_help_gives_flags_no_value_placeholder_and_run_its_command(command):
+    result = subprocess.run(joulemeter(*command, "--help"), capture_output=True, text=True, timeout=60,
+                            env=os.environ | {"COLUMNS": "200"})
+    assert result.returncode == 0
+    assert "<bool>" not in result.stdout
+    if command == ["run"]:
+        assert "run [OPTIONS] -- CMD [ARGS]..." in result.stdout
+    if command == []:
+        assert "<int>" not in result.stdout and "[default: 0]" not in result.stdout  # -v counts: -vv, not -v 2

@@ -10,8 +10,40 @@ import importlib
 import logging
 
 import typer
+from typer.core import TyperGroup
+
+
+def _without_type_labels_on_flags(command: TyperGroup) -> None:
+    """Flags (--json, -v) take no value, so their help shows none: typer labels every option
+    with its type, `<bool>` and `<int>` included, as if `--json <bool>` or `-v 2` were asked for."""
+    for param in command.params:
+        # duck-typed: typer ships its own copy of click, whose Option is not click.Option
+        if param.param_type_name == "option" and (param.is_flag or param.count):
+            param.metavar = ""
+            param.show_default = param.show_default and not param.count  # not "-v [default: 0]"
+    make_help_option = command.get_help_option  # --help is made when help is asked for
+
+    def get_help_option(ctx: typer.Context) -> object:
+        option = make_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = get_help_option  # type: ignore[method-assign]
+    for sub in getattr(command, "commands", {}).values():
+        _without_type_labels_on_flags(sub)
+
+
+class _Group(TyperGroup):
+    """The joulemeter command group, its help tidied (`_without_type_labels_on_flags`)."""
+
+    def __init__(self, **attrs: object) -> None:
+        super().__init__(**attrs)
+        _without_type_labels_on_flags(self)
+
 
 app = typer.Typer(
+    cls=_Group,
     name="joulemeter",
     help="Measure the energy of ML work, keep a ledger, and report kWh, cost and CO2e.",
     no_args_is_help=True,

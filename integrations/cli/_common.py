@@ -48,7 +48,7 @@ stdout = SafeConsole(highlight=False)
 stderr = SafeConsole(stderr=True, highlight=False)
 
 LedgerOption = typer.Option(
-    None, "--ledger", help="Ledger path or database URL (default: $JOULEMETER_LEDGER or the user data dir)."
+    None, "--ledger", metavar="PATH|URL", help="Ledger path or database URL (default: $JOULEMETER_LEDGER or the user data dir)."
 )
 JsonOption = typer.Option(False, "--json", help="Machine-readable output: SI units, with each figure's provenance.")
 CountryOption = typer.Option(None, "--country", help="ISO code (US, USA), name, or region (US-CA, CA-QC, quebec). Default: world average.")

@@ -37,6 +37,7 @@ def register(app: typer.Typer) -> None:
     app.command("devices")(devices)
     app.command(
         "run",
+        options_metavar="[OPTIONS] -- CMD [ARGS]...",
         context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     )(run)
     app.command("runs")(runs)
@@ -96,16 +97,16 @@ def devices(json_output: bool = JsonOption) -> None:
 @handle_errors
 def run(
     ctx: typer.Context,
-    name: Optional[str] = typer.Option(None, "--name", "-n", help="Run name (default: the command)."),
-    project: str = typer.Option("default", "--project", help="Project the run belongs to."),
-    tag: list[str] = typer.Option([], "--tag", "-t", help="Tag the run (repeatable)."),
-    interval: Optional[float] = typer.Option(None, "--interval", min=0.001, help="Timeline sampling interval in seconds (default: 1 s, or 0.1 s where power is sampled)."),
-    devices: Optional[list[str]] = typer.Option(None, "--device", "-d", help="Meter only these kinds or domains (gpu, gpu:0, cpu, ram)."),
-    idle_baseline: float = typer.Option(0.0, "--idle-baseline", min=0.0, help="Seconds of idle power to measure first."),
+    name: Optional[str] = typer.Option(None, "--name", "-n", metavar="NAME", help="Run name (default: the command)."),
+    project: str = typer.Option("default", "--project", metavar="PROJECT", help="Project the run belongs to."),
+    tag: list[str] = typer.Option([], "--tag", "-t", metavar="TAG", help="Tag the run (repeatable)."),
+    interval: Optional[float] = typer.Option(None, "--interval", min=0.001, metavar="SECONDS", help="Timeline sampling interval in seconds (default: 1 s, or 0.1 s where power is sampled)."),
+    devices: Optional[list[str]] = typer.Option(None, "--device", "-d", metavar="KIND|DOMAIN", help="Meter only these kinds or domains (gpu, gpu:0, cpu, ram)."),
+    idle_baseline: float = typer.Option(0.0, "--idle-baseline", min=0.0, metavar="SECONDS", help="Seconds of idle power to measure first."),
     process_only: bool = typer.Option(False, "--process-only", help="Estimate CPU/RAM of the command's process tree, not the machine."),
-    prometheus_port: Optional[int] = typer.Option(None, "--prometheus-port", help="Serve live power and energy for Prometheus on this port (127.0.0.1)."),
+    prometheus_port: Optional[int] = typer.Option(None, "--prometheus-port", metavar="PORT", help="Serve live power and energy for Prometheus on this port (127.0.0.1)."),
     ledger: Optional[str] = LedgerOption,
-    json_output: bool = JsonOption,
+    json_output: bool = typer.Option(False, "--json", help="The run as JSON on stdout (SI units, provenance); the command's own stdout goes to stderr."),
 ) -> None:
     """Meter a command: `joulemeter run [OPTIONS] -- CMD ARGS…`. Exits with the command's exit code."""
     from joulemeter.meter import EnergyMeter
@@ -114,8 +115,7 @@ def run(
     argv = list(ctx.args)
     if not argv:
         raise fail("no command given: joulemeter run -- python train.py")
-    if shutil.which(argv[0]) is None:  # before metering, so a typo leaves no failed run behind
-        raise fail(f"command not found: {argv[0]}", 127)
+    _check_runnable(argv[0])  # before metering, so a typo leaves no failed run behind
     meter = EnergyMeter(
         name or fmt.shorten(" ".join(redacted([Path(argv[0]).name, *argv[1:]])), 80),
         project=project,
@@ -129,9 +129,13 @@ def run(
     exporter = _start_exporter(meter, prometheus_port)
     live = _LiveView(meter) if sys.stderr.isatty() and not json_output else None
     try:
-        result = run_command(argv, meter, on_tick=live.update if live else None)
+        # with --json, stdout carries only the JSON: the command's output goes to stderr
+        result = run_command(argv, meter, on_tick=live.update if live else None,
+                             stdout=sys.stderr.fileno() if json_output else None)
     except FileNotFoundError as exc:
         raise fail(f"command not found: {exc.filename or argv[0]}", 127) from None
+    except PermissionError:
+        raise fail(f"permission denied: {argv[0]}", 126) from None
     finally:
         if live:
             live.close()
@@ -144,11 +148,22 @@ def run(
     raise typer.Exit(result.returncode)
 
 
+def _check_runnable(command: str) -> None:
+    """Exit as a shell would for a command that cannot run: 127 not found, 126 not executable."""
+    if shutil.which(command) is not None:
+        return
+    path = Path(command)
+    if os.sep in command and path.exists():
+        why = "is a directory" if path.is_dir() else "permission denied (not executable)"
+        raise fail(f"{command}: {why}", 126)
+    raise fail(f"command not found: {command}", 127)
+
+
 @handle_errors
 def runs(
-    project: Optional[str] = typer.Option(None, "--project"),
-    tag: Optional[str] = typer.Option(None, "--tag"),
-    name: Optional[str] = typer.Option(None, "--name"),
+    project: Optional[str] = typer.Option(None, "--project", help="Only runs of this project."),
+    tag: Optional[str] = typer.Option(None, "--tag", help="Only runs with this tag."),
+    name: Optional[str] = typer.Option(None, "--name", help="Only runs of this exact name."),
     status: Optional[str] = typer.Option(None, "--status", help="running, completed, interrupted or failed."),
     limit: int = typer.Option(20, "--limit", min=1),
     ledger: Optional[str] = LedgerOption,
@@ -307,30 +322,25 @@ def _print_run_summary(r: Run, *, console, detail: bool = False) -> None:
 
 
 class _LiveView:
-    """A rich Live panel on stderr: elapsed time, power and energy per domain."""
+    """Elapsed time, power and energy on the terminal's bottom row while the command runs;
+    the command's own output scrolls above it, every line kept (status_line)."""
 
     def __init__(self, meter: EnergyMeter) -> None:
-        from rich.live import Live
+        from joulemeter.integrations.cli.status_line import StatusLine
 
-        self.meter = meter
-        self.live = Live(console=stderr, refresh_per_second=4, transient=True)
-        self.live.start()
+        self.line = StatusLine(sys.stderr.fileno())
 
     def update(self, meter: EnergyMeter) -> None:
-        from rich.table import Table
-
-        table = Table(title=f"joulemeter · {fmt.duration(meter.elapsed_s())}", box=None)
-        for column in ("domain", "power", "energy"):
-            table.add_column(column)
         energy = meter.energy_so_far_j()
         power = meter.power_now_w()
-        for name in energy:
-            table.add_row(escape(name), fmt.power(power.get(name)), fmt.energy_with_kwh(energy[name]))
-        table.add_row("[bold]total[/]", "", f"[bold]{fmt.energy_with_kwh(sum(energy.values()))}[/]")
-        self.live.update(table)
+        known = [p for p in power.values() if p is not None]
+        total_w = sum(known) if known else None
+        parts = ", ".join(f"{name} {fmt.power(power.get(name))}" for name in energy)
+        self.line.show(f"joulemeter · {fmt.duration(meter.elapsed_s())} · {fmt.power(total_w)} · "
+                       f"{fmt.energy_with_kwh(sum(energy.values()))} ({parts})")
 
     def close(self) -> None:
-        self.live.stop()
+        self.line.close()
 
 
 def _start_exporter(meter: EnergyMeter, port: int | None):
