@@ -10,7 +10,12 @@ writes it to the ledger; the other ranks write nothing.
         ...
     m.run  # rank 0: the merged run; other ranks: their own part
 
-Without torch.distributed initialised it is a plain EnergyMeter. Entering and a clean
+A process started by a launcher (torchrun, accelerate, DeepSpeed: RANK and WORLD_SIZE set)
+is metered as a rank from its start even before any process group exists (a decorated
+`main()` that calls init_process_group itself): ranks are placed and merged through
+torchrun's own store (launcher.py), or, without it, placed from the launcher's variables
+and merged through the process group created meanwhile. Otherwise, without
+torch.distributed initialised, it is a plain EnergyMeter. Entering and a clean
 exit are collective calls (every rank must make them) over the default process group,
 gloo or NCCL; with NCCL, set each rank's device (torch.cuda.set_device) before entering,
 as object collectives travel through the current device. A rank whose part does not
@@ -33,6 +38,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from joulemeter.integrations.launcher import JobStore, Launch, launched
 from joulemeter.meter.errors import MeterStateError
 from joulemeter.meter.meter import EnergyMeter, MeterOptions, check_meter_options
 from joulemeter.meter.run import Domain, Run, Status, Window
@@ -77,14 +83,17 @@ class RankPlacement:
         return f"{self.node}/rank{self.rank}/{domain.name}"
 
 
-def local_identity(gpus: Sequence[int] | None = None) -> dict[str, Any]:
-    """What this process knows about its place, to be gathered from every rank."""
-    import torch.distributed as dist
+def local_identity(gpus: Sequence[int] | None = None, rank: int | None = None) -> dict[str, Any]:
+    """What this process knows about its place, to be gathered from every rank (`rank`:
+    the launcher's, where no process group exists yet)."""
+    if rank is None:
+        import torch.distributed as dist
 
+        rank = dist.get_rank()
     hostname = socket.gethostname()
     local_rank = os.environ.get("LOCAL_RANK")
     return {
-        "rank": dist.get_rank(),
+        "rank": rank,
         "local_rank": int(local_rank) if local_rank is not None else None,
         "node_key": os.environ.get("GROUP_RANK") or hostname,
         "hostname": hostname,
@@ -375,6 +384,9 @@ class DistributedMeter:
         self._run_id: str | None = None
         self._shared = False
         self._started = False
+        self._launch: Launch | None = None
+        self._store: JobStore | None = None
+        self._identity: dict[str, Any] = {}
 
     # -- state ---------------------------------------------------------------------
     @property
@@ -453,6 +465,9 @@ class DistributedMeter:
     def _begin(self, begin: Callable[[EnergyMeter], Any]) -> Run:
         if self._meter is not None:
             raise MeterStateError("this meter already ran; create a new DistributedMeter per run")
+        launch = None if _distributed_ready() else launched()
+        if launch is not None:
+            return self._begin_launched(launch, begin)
         if not _distributed_ready():
             self._meter = EnergyMeter(
                 self.name, devices=self.devices, ledger=self.ledger, store=self.store,
@@ -464,10 +479,41 @@ class DistributedMeter:
         import torch.distributed as dist
 
         identities: list[Any] = [None] * dist.get_world_size()
-        dist.all_gather_object(identities, local_identity(self.gpus))
+        self._identity = local_identity(self.gpus)
+        dist.all_gather_object(identities, self._identity)
+        self._placed(identities)
+        return self._start_rank_meter(begin)
+
+    def _placed(self, identities: Sequence[dict[str, Any]]) -> None:
+        """Every rank's place, decided from all their identities (the same on every rank)."""
         self.placements = place_ranks(identities)
-        self.placement = self.placements[dist.get_rank()]
+        self.placement = self.placements[self._identity["rank"]]
         self._run_id = identities[0]["run_id"]
+
+    def _begin_launched(self, launch: Launch, begin: Callable[[EnergyMeter], Any]) -> Run:
+        """Meter one rank of a launched job from its start, before any process group exists.
+
+        Ranks are placed together through torchrun's store where it is there; otherwise each
+        places itself from the launcher's variables (LOCAL_RANK 0 meters the node's CPU and
+        memory) and the merge at the end goes through the process group, if one exists then.
+        """
+        self._launch = launch
+        self._identity = local_identity(self.gpus, rank=launch.rank)
+        if launch.agent_store:
+            try:
+                self._store = JobStore(launch)
+                self._placed(self._store.all_gather("identity", self._identity))
+            except Exception as exc:  # noqa: BLE001 - torch raises plain RuntimeErrors here
+                log.warning("rank %d cannot reach torchrun's store (%s): placing it from its environment",
+                            launch.rank, exc)
+                self._store = None
+        if self._store is None:
+            self.placement = _placement_from_environment(launch, self.gpus)
+            self._identity["gpus"] = list(self.placement.gpus)  # what it metered, for the merge
+        return self._start_rank_meter(begin)
+
+    def _start_rank_meter(self, begin: Callable[[EnergyMeter], Any]) -> Run:
+        assert self.placement is not None
         self._meter = self._rank_meter()
         try:
             begin(self._meter)
@@ -510,32 +556,59 @@ class DistributedMeter:
         self._save_alone(run)
 
     def _merge_and_save(self, run: Run) -> None:
-        """Gather every rank's run on rank 0, merge and save it; ranks leave together."""
+        """Gather every rank's run on rank 0, merge and save it: through torchrun's store where
+        the ranks were placed through it, else through the process group (one may have been
+        created after the meter started); with neither, each rank's part is saved alone."""
+        assert self.placement is not None
+        part = {"identity": self._identity, "run": run.to_dict()}
+        if self._store is not None:
+            self._merge_through_store(part)
+        elif _distributed_ready():
+            self._merge_through_group(part)
+        else:
+            log.warning("rank %d: no process group and no launcher store to merge through: "
+                        "saving its part alone", self.placement.rank)
+            self._save_alone(run)
+
+    def _merge_through_store(self, part: dict[str, Any]) -> None:
+        assert self._store is not None and self.placement is not None
+        try:
+            self._store.put("part", part)
+            if self.placement.rank == 0:
+                parts = [self._store.get(f"part/{r}") for r in range(len(self.placements))]
+                self._merge(parts)
+        except Exception:  # noqa: BLE001 - a missing rank times out as a RuntimeError
+            log.exception("gathering the ranks' runs through the store failed: rank %d saves its part alone",
+                          self.placement.rank)
+            self._save_alone(self.rank_run)
+
+    def _merge_through_group(self, part: dict[str, Any]) -> None:
         import torch.distributed as dist
 
         assert self.placement is not None
         rank = self.placement.rank
         gathered: list[Any] | None = [None] * dist.get_world_size() if rank == 0 else None
         try:
-            dist.gather_object(run.to_dict(), gathered, dst=0)
+            dist.gather_object(part, gathered, dst=0)
         except Exception:
             log.exception("gathering the ranks' runs failed: rank %d saves its part alone", rank)
-            self._save_alone(run)
+            self._save_alone(self.rank_run)
             return
         try:
             if gathered is not None:
-                runs = [Run.from_dict(d) for d in gathered]
-                self._merged = merge_runs(runs, self.placements, run_id=self._run_id or uuid.uuid4().hex)
-                if self.store:
-                    self._save(self._merged)
-                log.info(
-                    "merged %d ranks into run %s: %.3f J",
-                    len(runs),
-                    self._merged.id[:8],
-                    self._merged.total_energy_j,
-                )
+                self._merge(gathered)
         finally:
             dist.barrier()  # no rank runs ahead (and exits) while rank 0 still merges
+
+    def _merge(self, parts: Sequence[dict[str, Any]]) -> None:
+        """On rank 0: merge every rank's part into one run and save it."""
+        if not self.placements:  # placed from the environment: decide together now
+            self._placed([p["identity"] for p in parts])
+        runs = [Run.from_dict(p["run"]) for p in parts]
+        self._merged = merge_runs(runs, self.placements, run_id=self._run_id or uuid.uuid4().hex)
+        if self.store:
+            self._save(self._merged)
+        log.info("merged %d ranks into run %s: %.3f J", len(runs), self._merged.id[:8], self._merged.total_energy_j)
 
     def _save_alone(self, run: Run) -> None:
         """Keep one rank's part when it cannot be merged, marked as such in its metadata."""
@@ -560,6 +633,28 @@ class DistributedMeter:
             ledger.save_run(run)
         finally:
             ledger.close()
+
+
+def _placement_from_environment(launch: Launch, gpus: Sequence[int] | None) -> RankPlacement:
+    """Where a launched rank runs, from the launcher's variables alone (no other rank asked):
+    its GPUs by its local rank among LOCAL_WORLD_SIZE (as place_ranks shares them), the
+    node's CPU and memory on LOCAL_RANK 0."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if gpus is None:
+        sharers = launch.local_world_size or 1
+        # one device visible to each rank: a launcher that binds one GPU per rank
+        one_each = visible is not None and len(visible_entries(visible) or []) == 1
+        gpus = (0,) if one_each else _gpus_of(launch.local_rank, sharers, visible)
+    node = f"node{launch.group_rank}" if launch.group_rank is not None else "node0"
+    return RankPlacement(
+        rank=launch.rank,
+        local_rank=launch.local_rank,
+        node=node,
+        node_key=launch.group_rank or socket.gethostname(),
+        hostname=socket.gethostname(),
+        gpus=tuple(gpus),
+        meters_host=launch.local_rank == 0,
+    )
 
 
 def _distributed_ready() -> bool:

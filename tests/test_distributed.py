@@ -287,6 +287,46 @@ def test_torchrun_two_processes_leave_one_merged_run_with_cpu_and_ram_once(tmp_p
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("shape", ["--group-after-meter", "--no-group"])
+def test_torchrun_ranks_metered_before_any_process_group_leave_one_run(tmp_path, shape):
+    """`@metered_training` on a main() that creates the process group itself, or never does:
+    each rank meters from its first line, and the parts merge through torchrun's store."""
+    trace = write_trace(
+        tmp_path / "trace.csv", {"gpu:0": GPU0_W, "gpu:1": GPU1_W, "cpu": CPU_W, "ram": RAM_W}
+    )
+    log = tmp_path / "torchrun.log"
+    args = ["--nproc-per-node", "2", "--standalone", str(SCRIPT), str(trace), shape]
+    finish((torchrun(*args, env=job_env(tmp_path), log=log), log))
+    run = the_only_run(tmp_path)
+    report(f"torchrun, 2 ranks, {shape}", run)
+    assert run.status is Status.COMPLETED
+    assert set(run.energy) == {"node0/cpu", "node0/ram", "node0/rank0/gpu:0", "node0/rank1/gpu:1"}
+    check_nothing_counted_twice(run, ["node0"])
+    check_training_units(run)
+
+
+def test_a_launched_rank_without_torchruns_store_places_itself_from_its_environment(monkeypatch):
+    from joulemeter.integrations.distributed import _placement_from_environment
+    from joulemeter.integrations.launcher import launched
+
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setenv("GROUP_RANK", "1")
+    monkeypatch.delenv("TORCHELASTIC_USE_AGENT_STORE", raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
+    launch = launched()
+    assert launch is not None and not launch.agent_store
+    place = _placement_from_environment(launch, None)
+    assert (place.rank, place.node, place.gpus, place.meters_host) == (3, "node1", (2, 3), False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")  # a launcher that binds one GPU per rank
+    assert _placement_from_environment(launch, None).gpus == (0,)
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert launched() is None  # one process: nothing to merge
+
+
+@pytest.mark.slow
 def test_two_torchrun_nodes_on_loopback_meter_each_nodes_cpu_and_ram_once(tmp_path):
     trace = write_trace(tmp_path / "trace.csv", {"gpu:0": GPU0_W, "cpu": CPU_W, "ram": RAM_W})
     port, env = str(free_port()), job_env(tmp_path)

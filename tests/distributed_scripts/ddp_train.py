@@ -1,9 +1,12 @@
 """A small real DDP training run (gloo, CPU) metered with TrainingMeter; launched by torchrun.
 
-Usage: torchrun … ddp_train.py TRACE [--gpu-per-rank]
+Usage: torchrun … ddp_train.py TRACE [--gpu-per-rank] [--group-after-meter | --no-group]
 Every rank replays TRACE (a power trace with gpu:N, cpu and ram domains) in place of
 real hardware. --gpu-per-rank sets CUDA_VISIBLE_DEVICES to the rank's local rank, as a
 launcher that binds one GPU per rank would, so every rank sees its GPU as gpu:0.
+--group-after-meter initialises the process group inside the metered function, after the
+meter started (as `@metered_training` on a `main()` that calls init_process_group does);
+--no-group never creates one (each rank trains on its shard alone).
 The merged run goes to $JOULEMETER_LEDGER (written by rank 0 only).
 """
 
@@ -18,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from common import exit_without_teardown
-from joulemeter.integrations.pytorch import TrainingMeter
+from joulemeter.integrations.pytorch import TrainingMeter, current_training_meter, metered_training
 
 DATASET_SIZE = 64
 BATCH = 4
@@ -31,30 +34,45 @@ def main() -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = os.environ["LOCAL_RANK"]
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    dist.init_process_group("gloo")
+    if "--group-after-meter" in sys.argv or "--no-group" in sys.argv:
+        metered = metered_training("ddp-test", replay=trace, interval_s=0.02, cuda_sync=False)(train)
+        run = metered(trace, group="--no-group" not in sys.argv).run
+    else:
+        dist.init_process_group("gloo")
+        with TrainingMeter("ddp-test", replay=trace, interval_s=0.02, cuda_sync=False) as tm:
+            train(trace, group=True, tm=tm)
+        run = tm.run
+    if os.environ["RANK"] == "0":
+        print(f"merged run {run.id} total {run.total_energy_j:.3f} J", flush=True)
+    exit_without_teardown()
+
+
+def train(trace: str, group: bool, tm: TrainingMeter | None = None) -> TrainingMeter:
+    """Train on this rank's shard under the running TrainingMeter (DDP where there is a group)."""
+    tm = tm or current_training_meter()
+    if group and not dist.is_initialized():
+        dist.init_process_group("gloo")
     dataset = TensorDataset(torch.randn(DATASET_SIZE, 8), torch.randint(0, 2, (DATASET_SIZE,)))
-    sampler = DistributedSampler(dataset, shuffle=False)
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=False)
     loader = DataLoader(dataset, batch_size=BATCH, sampler=sampler)
     model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
-    ddp = DistributedDataParallel(model)
-    optimiser = torch.optim.SGD(ddp.parameters(), lr=0.1)
-    with TrainingMeter("ddp-test", model=model, replay=trace, interval_s=0.02, cuda_sync=False) as tm:
-        for epoch in range(EPOCHS):
-            sampler.set_epoch(epoch)
-            with tm.epoch(epoch):
-                with tm.phase("train"):
-                    for x, y in loader:
-                        optimiser.zero_grad()
-                        torch.nn.functional.cross_entropy(ddp(x), y).backward()
-                        optimiser.step()
-                        tm.batch(len(x))
-                with tm.phase("eval"), torch.no_grad():
-                    for x, _ in loader:
-                        ddp(x)
-                        tm.batch(len(x))
-    if dist.get_rank() == 0:
-        print(f"merged run {tm.run.id} total {tm.run.total_energy_j:.3f} J", flush=True)
-    exit_without_teardown()
+    trained = DistributedDataParallel(model) if group else model
+    optimiser = torch.optim.SGD(trained.parameters(), lr=0.1)
+    for epoch in range(EPOCHS):
+        sampler.set_epoch(epoch)
+        with tm.epoch(epoch):
+            with tm.phase("train"):
+                for x, y in loader:
+                    optimiser.zero_grad()
+                    torch.nn.functional.cross_entropy(trained(x), y).backward()
+                    optimiser.step()
+                    tm.batch(len(x))
+            with tm.phase("eval"), torch.no_grad():
+                for x, _ in loader:
+                    trained(x)
+                    tm.batch(len(x))
+    return tm
 
 
 if __name__ == "__main__":
