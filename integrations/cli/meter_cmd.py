@@ -186,21 +186,37 @@ def runs(
         return
     from rich.table import Table
 
-    table = Table(title=f"{len(found)} run(s)")
-    for column in ("id", "name", "project", "status", "started (UTC)", "duration", "energy", "provenance", "avg power"):
-        table.add_column(column, overflow="fold")
-    for r in found:
-        table.add_row(
-            r.id[:8],
-            escape(fmt.shorten(r.name, _NAME_COLUMN_CHARS)),
-            escape(fmt.shorten(r.project, _PROJECT_COLUMN_CHARS)),
-            _status_markup(r.status.value),
-            r.started_at[:19].replace("T", " "),
-            fmt.duration(r.duration_s),
-            fmt.energy_with_kwh(r.total_energy_j),
-            r.provenance.value if r.provenance else "—",
-            fmt.power(r.avg_power_w),
-        )
+    # One line per run in 80 columns: long names cut with "…" (`show` has them whole), the
+    # project only where the runs listed are of more than one.
+    columns = ["id", "name", "project", "status", "started UTC", "duration", "energy", "measured"]
+    if len({r.project for r in found}) == 1:
+        columns.remove("project")
+    rows = [
+        {
+            "id": r.id[:8],
+            "name": fmt.shorten(r.name, _NAME_COLUMN_CHARS),
+            "project": fmt.shorten(r.project, _PROJECT_COLUMN_CHARS),
+            "status": r.status.value,
+            "started UTC": r.started_at[5:16].replace("T", " "),
+            "duration": fmt.duration(r.duration_s),
+            "energy": fmt.energy(r.total_energy_j),
+            "measured": r.provenance.value if r.provenance else "—",
+        }
+        for r in found
+    ]
+    table = Table(title=f"{len(found)} run(s), newest first", box=None, padding=(0, 1, 0, 0),
+                  header_style="bold underline", title_justify="left")
+    natural = {c: max(len(c), *(len(row[c]) for row in rows)) for c in columns}
+    # every column but the name and project keeps its whole width; those two share the rest
+    room = stdout.width - sum(w + 1 for c, w in natural.items() if c not in ("name", "project")) - 2
+    if "project" in natural:
+        natural["project"] = max(min(natural["project"], room // 3), 7)
+        room -= natural["project"] + 1
+    natural["name"] = max(min(natural["name"], room), 8)
+    for column in columns:
+        table.add_column(column, no_wrap=True, overflow="ellipsis", width=natural[column])
+    for row in rows:
+        table.add_row(*(_status_markup(row[c]) if c == "status" else escape(row[c]) for c in columns))
     stdout.print(table)
 
 

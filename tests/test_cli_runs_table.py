@@ -1,0 +1,40 @@
+"""`joulemeter runs` reads in an 80-column terminal (issue 12, item 7): one line per run, long
+names cut with an ellipsis (whole in `show`), every figure whole."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from joulemeter.meter import EnergyMeter
+from tests.doubles import LinearCounterSource
+
+LONG_NAME = "sweep-" + "x" * 250  # near the 256-character limit on names (meter.limits)
+
+
+def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "joulemeter.integrations.cli", *args],
+                          capture_output=True, text=True, timeout=60, env=env)
+
+
+def test_runs_fit_80_columns_one_line_each_with_the_long_name_cut(tmp_path):
+    ledger = tmp_path / "ledger.sqlite"
+    for name, project in ((LONG_NAME, "default"), ("bert-base", "a-project-with-a-long-name")):
+        with EnergyMeter(name, project=project, sources=[LinearCounterSource(30.0)], interval_s=0.01, ledger=ledger):
+            pass
+    env = os.environ | {"COLUMNS": "80", "JOULEMETER_LEDGER": str(ledger)}
+    listing = cli("runs", env=env)
+    assert listing.returncode == 0, listing.stderr
+    lines = listing.stdout.rstrip("\n").splitlines()
+    assert max(len(line) for line in lines) <= 80, listing.stdout
+    assert len(lines) == 4  # title, header, one line per run
+    header = lines[1].split()
+    assert header == ["id", "name", "project", "status", "started", "UTC", "duration", "energy", "measured"]
+    newest, oldest = lines[2], lines[3]
+    assert "bert-base" in newest and "a-proj" in newest
+    assert "sweep-xxx" in oldest and "…" in oldest
+    for line in (newest, oldest):  # whole words, not "comple/ted"; a counter source: "counter"
+        assert " completed " in line and line.rstrip().endswith("counter")
+    shown = cli("show", "last", "--json", env=env)
+    assert '"bert-base"' in shown.stdout  # the newest, in full
