@@ -15,13 +15,37 @@ from joulemeter.reports.render import formatting
         (0.99962, "1.00 J"),
         (15.513, "15.5 J"),
         (999.7, "1.00 kJ"),
-        (4200.0, "4.20 kJ (0.00117 kWh)"),
+        (4200.0, "4.20 kJ (1.17 Wh)"),
         (3.6e8, "360 MJ (100 kWh)"),
-        (1.22e11, "122 GJ (33,900 kWh)"),
+        (1.22e11, "122 GJ (33.9 MWh)"),
     ],
 )
 def test_energy_keeps_three_digits_and_adds_kwh_from_one_watt_hour(energy_j, text):
     assert formatting.energy_with_kwh(energy_j) == text
+
+
+@pytest.mark.parametrize(("kwh", "text"), [
+    (4.03e-9, "4.03 µWh"), (0.0009996, "1.00 Wh"), (0.412, "412 Wh"), (12.4, "12.4 kWh"), (33_900, "33.9 MWh"),
+    (0.0, "0 Wh"),
+])
+def test_watt_hours_are_scaled_for_a_reader_not_written_as_a_row_of_zeros(kwh, text):
+    assert formatting.kwh(kwh) == text
+
+
+@pytest.mark.parametrize(("kg", "text"), [
+    (4.03e-9, "4.03 µg CO2e"), (6.13e-4, "613 mg CO2e"), (0.312, "312 g CO2e"), (4.21, "4.21 kg CO2e"),
+    (552e3, "552 t CO2e"), (0.0, "0 g CO2e"),
+])
+def test_emissions_go_down_to_milligrams_and_micrograms(kg, text):
+    assert formatting.co2e(kg) == text
+
+
+@pytest.mark.parametrize(("amount", "text"), [
+    (1234.5678, "1,234.57 EUR"), (0.45, "0.450 EUR"), (6.13e-4, "0.0613 EUR cents"),
+    (6.13e-10, "6.13 × 10⁻¹⁰ EUR"), (0.0, "0 EUR"),
+])
+def test_money_below_a_cent_is_in_cents_and_below_a_thousandth_of_one_in_powers_of_ten(amount, text):
+    assert formatting.money(amount, "EUR") == text
 
 
 def test_energy_below_one_watt_hour_has_no_kwh_beside_it():

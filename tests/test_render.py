@@ -86,10 +86,10 @@ def test_html_of_one_run_shows_every_figure_with_its_provenance(single_html):
     for card in cards:
         assert re.search(r'class="prov prov-\w+"', card.split("</span></div>")[0])
     # 3,600 J × 1.5 PUE = 5,400 J = 0.0015 kWh; × 0.4 kg/kWh = 0.6 g; × 0.30 EUR = 0.00045 EUR
-    assert "3.60 kJ (0.00100 kWh)" in single_html
-    assert "0.00150 kWh" in single_html
-    assert "0.600 g CO2e" in single_html
-    assert "0.000450 EUR" in single_html
+    assert "3.60 kJ (1.00 Wh)" in single_html
+    assert "1.50 Wh" in single_html
+    assert "600 mg CO2e" in single_html
+    assert "0.0450 EUR cents" in single_html
 
 
 def test_a_run_without_an_idle_baseline_gets_no_idle_cards(training_run, factors):
@@ -144,7 +144,7 @@ def test_markdown_tables_keep_their_columns_with_hostile_names(training_run, fac
 
 def test_markdown_shows_provenance_next_to_figures(training_run, factors):
     text = render(training_run, "md", factors=factors)
-    assert "| Emissions | 0.600 g CO2e | counter |" in text
+    assert "| Emissions | 600 mg CO2e | counter |" in text
     assert "| Duration | 1 min 40 s | monotonic clock |" in text
 
 

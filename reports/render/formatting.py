@@ -13,7 +13,9 @@ from joulemeter.meter.units import G_PER_KG, HOURS_PER_DAY, J_PER_KWH, J_PER_WH,
 
 DASH = "—"
 _ROUNDS_UP = 0.9995  # a value that rounds to 1,000 of a unit is shown in the next unit up
-_ENERGY_PREFIXES = ((1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""), (1e-3, "m"))
+_PREFIXES = ((1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""), (1e-3, "m"), (1e-6, "µ"))
+_MASS_PREFIXES = ((1e6, "t"), (1e3, "kg"), (1.0, "g"), (1e-3, "mg"), (1e-6, "µg"))  # of grams
+CENTS_PER_UNIT = 100  # the minor unit of the currencies priced (reports/data/prices.csv)
 
 
 def format_number(value: float) -> str:
@@ -35,18 +37,23 @@ def number(value: float | None) -> str:
 
 def energy(energy_j: float | None) -> str:
     """'2.64 mJ', '812 J', '45.3 kJ', '1.27 MJ', '3.41 GJ': the prefix that keeps three digits."""
-    if energy_j is None:
-        return DASH
-    if energy_j == 0:
-        return "0 J"
-    for scale, prefix in _ENERGY_PREFIXES:
-        if abs(energy_j) >= scale * _ROUNDS_UP:
-            return f"{number(energy_j / scale)} {prefix}J"
-    return f"{number(energy_j / 1e-6)} µJ"
+    return DASH if energy_j is None else _scaled(energy_j, [(scale, f"{p}J") for scale, p in _PREFIXES])
+
+
+def _scaled(value: float, units: list[tuple[float, str]]) -> str:
+    """`value` in the largest of `units` ((scale, name), largest first) it reaches, three
+    digits kept; below the smallest, in the smallest; zero as "0 <base unit>"."""
+    if value == 0:
+        return f"0 {next(name for scale, name in units if scale == 1.0)}"
+    for scale, name in units:
+        if abs(value) >= scale * _ROUNDS_UP:
+            return f"{number(value / scale)} {name}"
+    scale, name = units[-1]
+    return f"{number(value / scale)} {name}"
 
 
 def energy_with_kwh(energy_j: float | None) -> str:
-    """energy() with kWh beside it from 3.6 kJ (1 Wh) up, the unit bills and papers use."""
+    """energy() with watt-hours beside it from 3.6 kJ (1 Wh) up, the unit bills and papers use."""
     text = energy(energy_j)
     if energy_j is not None and abs(energy_j) >= J_PER_WH:
         text += f" ({kwh(energy_j / J_PER_KWH)})"
@@ -54,25 +61,36 @@ def energy_with_kwh(energy_j: float | None) -> str:
 
 
 def kwh(energy_kwh: float | None) -> str:
-    return DASH if energy_kwh is None else f"{number(energy_kwh)} kWh"
+    """Watt-hours scaled for a reader: '0.403 mWh', '1.17 Wh', '12.4 kWh', '33.9 MWh'."""
+    if energy_kwh is None:
+        return DASH
+    return _scaled(energy_kwh * 1000, [(scale, f"{p}Wh") for scale, p in _PREFIXES])
 
 
 def co2e(kg: float | None) -> str:
-    """'312 g CO2e', '4.21 kg CO2e', '552 t CO2e'."""
+    """'4.03 µg CO2e', '613 mg CO2e', '312 g CO2e', '4.21 kg CO2e', '552 t CO2e'."""
     if kg is None:
         return DASH
-    if abs(kg) >= G_PER_KG * _ROUNDS_UP:  # kg per tonne, as g per kg
-        return f"{number(kg / G_PER_KG)} t CO2e"
-    if abs(kg) >= _ROUNDS_UP:
-        return f"{number(kg)} kg CO2e"
-    return f"{number(kg * G_PER_KG)} g CO2e"
+    return _scaled(kg * G_PER_KG, [(scale, f"{name} CO2e") for scale, name in _MASS_PREFIXES])
 
 
 def money(amount: float | None, currency: str | None) -> str:
+    """'1,234.56 EUR', '0.45 EUR', '6.13 EUR cents', '6.13 × 10⁻⁸ EUR': cents below a cent's
+    worth, powers of ten below a thousandth of a cent, never a row of zeros."""
     if amount is None:
         return DASH
-    text = f"{amount:,.2f}" if abs(amount) >= 1 else number(amount)
-    return f"{text} {currency or ''}".rstrip()
+    unit = f" {currency}" if currency else ""
+    if amount == 0 or abs(amount) >= 0.01:
+        return f"{amount:,.2f}{unit}" if abs(amount) >= 1 else f"{number(amount)}{unit}"
+    cents = amount * CENTS_PER_UNIT
+    if abs(cents) >= 0.001:
+        return f"{number(cents)}{unit} cents"
+    exponent = math.floor(math.log10(abs(amount)))
+    mantissa = amount / 10**exponent
+    return f"{mantissa:.2f} × 10{str(exponent).translate(_SUPERSCRIPTS)}{unit}"
+
+
+_SUPERSCRIPTS = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 
 def power(power_w: float | None) -> str:
