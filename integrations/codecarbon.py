@@ -31,10 +31,10 @@ from typing import IO, TYPE_CHECKING, Any, NamedTuple
 from joulemeter.meter.errors import ImportFormatError, InputLimitError
 from joulemeter.meter.export import spreadsheet_safe, write_text
 from joulemeter.meter.limits import NAME_MAX_CHARS, check_metadata
-from joulemeter.meter.run import Domain, DomainEnergy, Provenance, Run, Status
+from joulemeter.meter.run import Domain, DomainEnergy, Location, Provenance, Run, Status
 from joulemeter.meter.units import J_PER_KWH
 from joulemeter.reports.accounting import footprint
-from joulemeter.reports.factors import Factors, resolve_factors
+from joulemeter.reports.factors import Factors, factors_for_run, region_in_country, resolve_factors
 
 if TYPE_CHECKING:
     from joulemeter.meter.store import Ledger
@@ -346,7 +346,20 @@ def _row_to_run(path: Path, line: int, header: list[str], fields: list[str]) -> 
         domains=domains,
         energy=energy,
         metadata=metadata,
+        location=_location(row),
     )
+
+
+def _location(row: _Row) -> Location | None:
+    """Where CodeCarbon said the run ran: its country (ISO alpha-3), its region (a US state or
+    Canadian province, as a grid code where one matches in that country) and its cloud."""
+    country, region = row.text("country_iso_code"), row.text("region")
+    provider, cloud_region = row.text("cloud_provider"), row.text("cloud_region")
+    if not (country or region or provider or cloud_region):
+        return None
+    grid = region_in_country(region, country) if region and country else None
+    return Location(country=country or None, region=grid or region or None, cloud_provider=provider or None,
+                    cloud_region=cloud_region or None, source="codecarbon")
 
 
 def _iso_utc(moment: datetime) -> str:
@@ -415,7 +428,8 @@ def export_codecarbon_csv(
 
 def _codecarbon_row(run: Run, factors: Factors | None) -> dict[str, Any]:
     """One run as a CodeCarbon row; None where joulemeter does not know the value."""
-    factors = factors or resolve_factors(run.metadata.get("country"))
+    if factors is None:  # where the run ran; runs imported before ledger schema 2 kept it in metadata
+        factors = factors_for_run(run) if run.location else resolve_factors(run.metadata.get("country"))
     by_kind = run.energy_by_kind_j()
     left_out = sorted(set(by_kind) - {k for c in _COMPONENTS for k in c.kinds})
     if left_out:
@@ -442,11 +456,13 @@ def _codecarbon_row(run: Run, factors: Factors | None) -> dict[str, Any]:
         energy_consumed=sum(facility_j.values()) / J_PER_KWH,
         country_name=None if factors.intensity_is_default else factors.region_name,
         country_iso_code=None if factors.intensity_is_default else factors.region,
-        region=run.metadata.get("region"),
+        region=run.location.region if run.location else run.metadata.get("region"),
+        cloud_provider=run.location.cloud_provider if run.location else None,
+        cloud_region=run.location.cloud_region if run.location else None,
         **{column: run.host.get(key) for key, column, _ in _HOST_COLUMNS},
         gpu_count=len(gpus),
         gpu_model=", ".join(f"{gpus.count(name)} x {name}" for name in dict.fromkeys(gpus)) or None,
-        on_cloud="N",
+        on_cloud="Y" if run.location and run.location.cloud_provider else "N",
         pue=factors.pue,
     )  # water_consumed and wue stay None: joulemeter does not account water
     imported = run.metadata.get("codecarbon") or {}

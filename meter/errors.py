@@ -12,7 +12,9 @@
     │   ├── RunNotFoundError         no run matches the id, prefix or name asked for
     │   └── LedgerBusyError          another writer held the ledger's lock past the deadline
     ├── FactorError                  a conversion factor cannot be resolved
-    │   └── UnknownRegionError       a country or region code nobody knows (suggests close matches)
+    │   ├── UnknownRegionError       a country or region code nobody knows (suggests close matches)
+    │   └── IntensityError           an intensity series malformed or not covering the run (reports.intensity)
+    ├── ConfigError                  a joulemeter.toml that cannot be read (meter.config)
     ├── UnknownHardwareError         a hardware name missing from the hardware table
     ├── ImportFormatError            a foreign file (CodeCarbon CSV, …) is malformed; nothing imported
     ├── ExporterError                a live exporter (Prometheus) cannot serve, e.g. port in use
@@ -44,12 +46,16 @@ class JoulemeterError(Exception):
 
 
 class SourceUnavailable(JoulemeterError):
-    """A power source cannot read on this machine; `reason` says why and `fix` what to do."""
+    """A power source cannot read on this machine; `reason` says why and `fix` what to do.
 
-    def __init__(self, source: str, reason: str, fix: str | None = None) -> None:
+    `absent`: the hardware it reads is not on this machine at all (no Mac, no AMD driver), so
+    fallback notes leave it out; `joulemeter devices` still lists it with its reason."""
+
+    def __init__(self, source: str, reason: str, fix: str | None = None, *, absent: bool = False) -> None:
         self.source = source
         self.reason = reason
         self.fix = fix
+        self.absent = absent
         message = f"{source}: {reason}"
         if fix:
             message += f" ({fix})"

@@ -36,6 +36,7 @@ from joulemeter.meter.batch import batch_size
 from joulemeter.meter.energy import Edge, totals
 from joulemeter.meter.errors import InvalidCountError, MeterStateError
 from joulemeter.meter.limits import check_name, check_run_fields
+from joulemeter.meter.place import resolve_location
 from joulemeter.meter.run import Domain, Provenance, Run, Status, Window
 from joulemeter.meter.sampler import Sampler
 from joulemeter.meter.sources.base import Source
@@ -109,6 +110,9 @@ class MeterOptions(TypedDict, total=False):
     window edge (True), as Zeus does, so it is counted where it was asked for; only where
     CUDA already runs in this process. False for code that synchronises itself.
     sources: already opened sources (tests, custom hardware); skips discovery.
+    country, region: where the run runs, for its grid intensity (ISO code or name, e.g. "DE",
+    "CA-QC"); None: $JOULEMETER_COUNTRY/$JOULEMETER_REGION, joulemeter.toml, cloud variables
+    (meter.place), else not recorded.
     """
 
     project: str
@@ -125,6 +129,8 @@ class MeterOptions(TypedDict, total=False):
     sync_devices: bool
     sources: Sequence[Source] | None
     flush_interval_s: float
+    country: str | None
+    region: str | None
 
 
 def check_meter_options(
@@ -212,8 +218,10 @@ class EnergyMeter:
         self.sync_devices = options.get("sync_devices", True)
         self.flush_interval_s = options.get("flush_interval_s", 1.0)
         self._ledger_location = options.get("ledger")
+        self.country, self.region = options.get("country"), options.get("region")
         self._given_sources = list(sources) if sources is not None else None
         self._sources: list[Source] = []
+        self._queued_sources: list[Source] = []  # those with a queue to wait for (sync_devices)
         self._domains: list[Domain] = []
         self._fallbacks: list[str] = []
         self._ledger: Ledger | None = None
@@ -254,6 +262,7 @@ class EnergyMeter:
         """Open sources, measure the idle baseline if asked, start sampling and the ledger row."""
         if self._run is not None:
             raise MeterStateError("this meter already ran; create a new EnergyMeter per run")
+        location = resolve_location(self.country, self.region)  # a bad joulemeter.toml fails here, first
         self._open_sources()
         if self.interval_s is None:
             sampled = any(d.provenance is Provenance.SAMPLED for d in self._domains)
@@ -271,6 +280,7 @@ class EnergyMeter:
             host=_host_info(),
             domains=list(self._domains),
             metadata=self.metadata,
+            location=location,
         )
         if self._fallbacks:
             run.metadata.setdefault("fallbacks", self._fallbacks)
@@ -430,9 +440,7 @@ class EnergyMeter:
 
     def _synchronize_devices(self) -> None:
         """Wait for work queued on the metered devices (sources that have a queue: CUDA)."""
-        if not self.sync_devices:
-            return
-        for source in self._sources:
+        for source in self._queued_sources:
             try:
                 source.synchronize()
             except Exception:  # a failed sync must not fail the metered code
@@ -471,6 +479,13 @@ class EnergyMeter:
                 )
 
     def _open_sources(self) -> None:
+        self._find_sources()
+        # only sources that override synchronize have a queue: an edge skips the others
+        self._queued_sources = [
+            s for s in self._sources if self.sync_devices and type(s).synchronize is not Source.synchronize
+        ]
+
+    def _find_sources(self) -> None:
         if self._given_sources is not None:
             self._sources = self._given_sources
             self._domains = [d for s in self._sources for d in s.open()]

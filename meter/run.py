@@ -1,4 +1,4 @@
-"""The data model: Domain, Sample, Gap, Window, DomainEnergy and Run.
+"""The data model: Domain, Location, Sample, Gap, Window, DomainEnergy and Run.
 
 SI units throughout (J, W, s); times inside a run are seconds on a monotonic clock
 from the run's start, wall-clock timestamps are ISO 8601 in UTC. A value nobody
@@ -152,6 +152,28 @@ class Domain(_Record):
     method: str  # how it is measured, in words, e.g. "NVML total energy counter"
     counter_range_j: float | None = None
     note: str | None = None  # e.g. "MIG instance: power and energy are board-level"
+    vendor: str | None = None  # "nvidia", "amd", "apple", "intel", "habana"; None for CPU/RAM, old runs
+
+
+@dataclass(frozen=True)
+class Location(_Record):
+    """Where a run ran: the grid it drew from and, where known, the cloud region.
+
+    `country` and `region` are as given (ISO 3166 code or name, e.g. "DE", "CA-QC"); the
+    reports resolve them to a grid. `source` says where the location came from ("api",
+    "env JOULEMETER_COUNTRY", "config /path/joulemeter.toml", "cloud AWS_REGION", "codecarbon").
+    """
+
+    country: str | None = None
+    region: str | None = None
+    cloud_provider: str | None = None  # "aws", "gcp", "azure"
+    cloud_region: str | None = None  # the provider's name, e.g. "eu-central-1"
+    source: str | None = None
+
+    @property
+    def grid(self) -> str | None:
+        """The most precise place a grid intensity can be looked up for: region, else country."""
+        return self.region or self.country
 
 
 @dataclass(frozen=True)
@@ -246,6 +268,7 @@ class Run(_Record):
     gaps: list[Gap] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    location: Location | None = None  # None: not recorded (runs before ledger schema 2)
 
     # -- figures -------------------------------------------------------------
     @property

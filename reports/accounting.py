@@ -9,8 +9,9 @@ in `reports/data/uncertainty.csv`:
   Yang et al. 2024 report is not shown);
 - sampled and replayed: ±39 %, the average error of naive sampled GPU energy (Yang,
   Adámek & Armour, SC'24, arXiv 2312.02741);
-- estimated: × 0.63 to × 1.08, the spread of measured average power over board power
-  in Patterson et al. 2021, Table 3 (TPU v3 283/450 W to V100 325/300 W);
+- estimated: × 0.54 to × 1.10, the spread of measured average power over board power
+  in the published runs that measured it (published_runs.csv: Switch Transformer 245/450 W
+  to GPT-3 330/300 W, Patterson et al. 2021, Table 4; BERT-base 0.627, Strubell et al. 2019);
 - published: no range (the publication's own figure).
 """
 
@@ -38,9 +39,11 @@ from joulemeter.reports.factors import (
     EquivalenceFactor,
     Factors,
     data_table,
+    factors_for_run,
     resolve_factors,
 )
 from joulemeter.reports.render.formatting import format_number
+from joulemeter.reports.scope2 import MarketInstruments, Scope2, scope2_of
 
 if TYPE_CHECKING:
     from joulemeter.reports.estimates import Estimate, PublishedRun
@@ -257,9 +260,9 @@ def footprint(
 ) -> Footprint:
     """Footprint of a Run, an Estimate, a PublishedRun or a number of device joules.
 
-    Without factors: a published run uses its own PUE and intensity; anything else the
-    world average (said loudly; see resolve_factors). A plain number is "estimated"
-    unless `provenance` says otherwise.
+    Without factors: a Run uses those of where it ran (factors_for_run: its Location, else
+    the world average, said loudly); a published run its own PUE and intensity; anything
+    else the world average. A plain number is "estimated" unless `provenance` says otherwise.
     """
     from joulemeter.reports.estimates import Estimate, PublishedRun
 
@@ -269,6 +272,8 @@ def footprint(
     kind: Provenance
     if isinstance(subject, Run):
         energy_j, kind, range_j = _run_energy(subject)
+        if factors is None:
+            factors = factors_for_run(subject)
     elif isinstance(subject, Estimate):
         energy_j, kind, range_j = subject.energy_j, Provenance.ESTIMATED, None
     elif isinstance(subject, PublishedRun):
@@ -346,3 +351,28 @@ def projection(
         if not value >= 0:
             raise FactorError(f"{name} = {value} is negative or not a number: give a value ≥ 0")
     return footprint(energy_per_inference_j * inferences_per_day * days, factors, provenance=Provenance.ESTIMATED)
+
+
+def scope2(
+    subject: Run | Footprint,
+    factors: Factors | None = None,
+    market: MarketInstruments | None = None,
+    *,
+    certificate_kwh: float | None = None,
+) -> Scope2:
+    """Location- and market-based Scope 2 kg CO2e of a run (or a footprint), each with its range.
+
+    Location-based uses the footprint's grid intensity, which must be an average (a marginal
+    intensity answers another question); market-based uses `market`'s instruments
+    (reports.scope2). `certificate_kwh`: the certificates allotted to this run when several
+    share them (scope2.allocate_certificates); by default as many as it needs.
+    """
+    fp = subject if isinstance(subject, Footprint) else footprint(subject, factors)
+    f = fp.factors
+    if f.intensity_signal != "average":
+        raise FactorError(
+            f"location-based Scope 2 needs an average grid intensity, and {f.intensity_citation} is "
+            f"{f.intensity_signal}: use an average series for the inventory, the marginal one for decisions"
+        )
+    basis = f"{format_number(f.intensity_g_per_kwh)} g CO2e/kWh, {f.region_name} ({f.intensity_citation})"
+    return scope2_of(fp.energy_kwh, fp.energy_kwh_range, f.intensity_g_per_kwh, basis, market, certificate_kwh)

@@ -9,15 +9,16 @@ frames, so importing this is cheap.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from joulemeter.meter.errors import ReportError
 from joulemeter.meter.run import Provenance, Run
-from joulemeter.reports.accounting import Footprint, footprint, provenance_band
+from joulemeter.reports.accounting import Footprint, footprint, provenance_band, scope2
 from joulemeter.reports.confidence import RatioInterval, ratio_interval, trial_figures
-from joulemeter.reports.factors import Factors, resolve_factors
+from joulemeter.reports.factors import Factors, factors_for_run, resolve_factors
+from joulemeter.reports.scope2 import MarketInstruments
 from joulemeter.reports.render import frame_records
 from joulemeter.reports.render.wording import (
     break_even_text,
@@ -66,9 +67,15 @@ class Comparison:
     per_label: str  # "per 1,000 inferences", or "" for total energy
     metadata_columns: list[str] = field(default_factory=list)  # run.metadata keys shown
     footprints: dict[str, Footprint] = field(default_factory=dict)
-    factors: Factors | None = None
+    factors: Factors | None = None  # the baseline's (every run's, unless they ran on different grids)
     intervals: dict[str, RatioInterval | None] = field(default_factory=dict)  # run id -> CI
     trials: dict[str, list[float]] = field(default_factory=dict)  # run id -> per-trial figures
+    factors_by_run: dict[str, Factors] = field(default_factory=dict)  # run id -> the factors it was given
+
+    @property
+    def same_factors(self) -> bool:
+        """Whether every run was accounted with the same factors (one grid, one PUE, one price)."""
+        return len(set(self.factors_by_run.values())) <= 1
 
     def frontier(self, y: str = "accuracy") -> pandas.Series:
         """The Pareto frontier of `y` against the compared figure, where two runs whose
@@ -104,6 +111,7 @@ class Comparison:
                 run_id: None if ci is None else ci.to_dict() for run_id, ci in self.intervals.items()
             },
             "factors": self.factors.to_dict() if self.factors is not None else None,
+            "factors_by_run": {run_id: f.to_dict() for run_id, f in self.factors_by_run.items()},
         }
 
 
@@ -112,11 +120,16 @@ def compare(
     baseline: Run | str | None = None,
     *,
     per: str | None = None,
-    factors: Factors | None = None,
+    factors: Factors | Mapping[str, Factors] | None = None,
+    market: MarketInstruments | None = None,
 ) -> Comparison:
     """Compare runs side by side against a baseline (a Run, added first if not among
     `runs`; an id, id prefix or name; the first run by default), optionally per unit of
-    work ("sample", "token", "inference" or "1000": J per 1,000 inferences or samples)."""
+    work ("sample", "token", "inference" or "1000": J per 1,000 inferences or samples).
+
+    `factors`: one set for every run, one per run id, or None for each run's own location
+    (factors_for_run). `kg_co2e` is location-based Scope 2; `kg_co2e_market` the
+    market-based figure from `market` (the grid average, labelled, without one)."""
     import pandas
 
     runs = list(runs)
@@ -125,12 +138,15 @@ def compare(
     base = _resolve_baseline(runs, baseline)
     if all(run is not base for run in runs):
         runs.insert(0, base)
-    factors = factors or resolve_factors()
+    by_run = _factors_by_run(runs, factors)
     unit, per_column, per_label = _per_unit(runs, per)
     count = _PER_UNITS[per][1] if per else 1
 
-    footprints = {run.id: footprint(run, factors) for run in runs}
-    rows = [_row(run, footprints[run.id], unit, count, per_column, factors) for run in runs]
+    footprints = {run.id: footprint(run, by_run[run.id]) for run in runs}
+    rows = [_row(run, footprints[run.id], unit, count, per_column, by_run[run.id]) for run in runs]
+    for row, run in zip(rows, runs):
+        row["region"] = by_run[run.id].region
+        row["kg_co2e_market"] = scope2(footprints[run.id], market=market).market_kg
     frame = pandas.DataFrame(rows)
     metadata_columns = _metadata_columns(runs)
     for key in metadata_columns:
@@ -170,10 +186,19 @@ def compare(
         per_label,
         metadata_columns,
         footprints,
-        factors,
+        by_run[base.id],
         intervals,
         trials,
+        by_run,
     )
+
+
+def _factors_by_run(runs: Sequence[Run], factors: Factors | Mapping[str, Factors] | None) -> dict[str, Factors]:
+    """Each run's factors: the one set given, its entry in a mapping, else where it ran."""
+    if isinstance(factors, Factors):
+        return {run.id: factors for run in runs}
+    given = factors or {}
+    return {run.id: given.get(run.id) or factors_for_run(run) for run in runs}
 
 
 def _interval(

@@ -8,14 +8,15 @@ carry what their paper or model card reported, with the citation.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 from dataclasses import dataclass
 
 from joulemeter.meter.errors import FactorError, UnknownHardwareError
-from joulemeter.meter.run import Provenance
+from joulemeter.meter.run import Domain, DomainEnergy, Provenance, Run, Status
 from joulemeter.meter.tables import Citation
-from joulemeter.meter.units import J_PER_KWH, KWH_PER_MWH, S_PER_HOUR
+from joulemeter.meter.units import G_PER_KG, J_PER_KWH, KWH_PER_MWH, S_PER_HOUR
 from joulemeter.reports.factors import Factors, data_table, normalise_name, resolve_factors
 
 
@@ -103,6 +104,9 @@ def estimate(
     return Estimate(name, count, float(hours), power, float(utilization), energy_j, citation, method)
 
 
+G_PER_TONNE = G_PER_KG * 1000.0
+
+
 # -- published runs ----------------------------------------------------------------
 @dataclass(frozen=True)
 class PublishedRun:
@@ -119,7 +123,9 @@ class PublishedRun:
     count: int | None
     hours: float | None
     device_hours: float | None
+    tokens: float | None  # training tokens, where a source states them (notes say which)
     power_w: float | None  # per device, as the source used it
+    power_measured: bool  # power_w is a measured average (not a board power or TDP)
     reported_energy_mwh: float | None
     energy_includes_pue: bool
     reported_co2e_t: float | None
@@ -144,9 +150,51 @@ class PublishedRun:
             raise FactorError(f"published run {self.name!r} has neither energy nor device-hours")
         return self.device_hours * S_PER_HOUR * power
 
+    @property
+    def implied_intensity_g_per_kwh(self) -> float | None:
+        """Reported CO2e ÷ facility energy, for a source that gives both but no intensity."""
+        if self.reported_co2e_t is None:
+            return None
+        facility_kwh = self.energy_j * (self.pue or 1.0) / J_PER_KWH
+        return self.reported_co2e_t * G_PER_TONNE / facility_kwh if facility_kwh > 0 else None
+
     def factors(self) -> Factors:
-        """The PUE and grid intensity the source used (world average where it gave none)."""
-        return resolve_factors(intensity_g_per_kwh=self.intensity_g_per_kwh, pue=self.pue or "device")
+        """The PUE and grid intensity the source used, or implied by its CO2e ÷ its energy; the
+        world average (said) only where it gives neither."""
+        intensity, source = self.intensity_g_per_kwh, self.citation.source
+        if intensity is None and (intensity := self.implied_intensity_g_per_kwh) is not None:
+            source += " (implied by its reported CO2e ÷ energy)"
+        factors = resolve_factors(intensity_g_per_kwh=intensity, pue=self.pue or "device")
+        if intensity is None:
+            return factors
+        citation = Citation(source, self.citation.year, self.citation.url)
+        return dataclasses.replace(factors, intensity_citation=citation)
+
+    def as_run(self) -> Run:
+        """This published run as a Run (one domain, provenance published or estimated, its
+        tokens as units), so comparisons treat it like a measured one and say the difference."""
+        kind = self.provenance
+        method = ("as reported by the source" if kind is Provenance.PUBLISHED
+                  else "device-hours × power as the source states them")
+        domain = Domain("published", "gpu", self.hardware, kind, method)
+        return Run(
+            id=f"published:{self.name}",
+            name=f"{self.model} (published)",
+            project="published",
+            status=Status.COMPLETED,
+            duration_s=None if self.hours is None else self.hours * S_PER_HOUR,
+            domains=[domain],
+            energy={"published": DomainEnergy("published", self.energy_j, kind, None, None)},
+            units={} if self.tokens is None else {"tokens": self.tokens},
+            metadata={"source": str(self.citation)},
+        )
+
+    @property
+    def measured_power_ratio(self) -> float | None:
+        """Measured average power ÷ board power, where the source measured it."""
+        if not self.power_measured or self.power_w is None:
+            return None
+        return self.power_w / find_hardware(self.hardware).power_w
 
 
 def published_runs() -> list[PublishedRun]:

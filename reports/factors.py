@@ -1,10 +1,14 @@
 """Conversion factors for a region: grid carbon intensity, PUE and electricity price, each cited.
 
 Grid intensity comes from the data CodeCarbon ships, read through its public getters
-(countries: Our World in Data / Ember; US states: EPA eGRID; Canadian provinces: the
-generation mix × CodeCarbon's lifecycle factor per source; Chinese provinces: MEE/NBS;
-Nordic bidding zones: ENTSO-E). PUE presets, prices and equivalences live in
-`reports/data/*.csv`, each row with its source and year, read once into the records below.
+(countries: Our World in Data / Ember, lifecycle; US states: EPA eGRID, combustion;
+Canadian provinces: CodeCarbon's own method, the combustion emissions of the fossil share of
+the generation mix; Chinese provinces: MEE/NBS; Nordic bidding zones: ENTSO-E). Each
+Factors says which method its intensity follows. PUE presets, prices, equivalences and cloud
+regions live in `reports/data/*.csv`, each row with its source and year.
+
+A run's own location (meter.place) picks its factors (`factors_for_run`); a country given
+by the caller overrides it and the Factors say so (`location_basis`).
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from joulemeter.meter.errors import FactorError, UnknownRegionError
+from joulemeter.meter.run import Location, Run
 from joulemeter.meter.tables import Citation, load_table, read_rows
-from joulemeter.meter.units import G_PER_POUND, KWH_PER_MWH
+from joulemeter.meter.units import G_PER_KG, G_PER_POUND, KWH_PER_MWH
 
 logger = logging.getLogger("joulemeter.reports")
 
@@ -28,16 +33,9 @@ EU = "EU"
 DEFAULT_HOUSEHOLD_COUNTRY = "US"  # see _household_country: the reference most ML-energy papers use
 R = TypeVar("R")
 
-_CANADA_SOURCE_FACTORS = {  # canada_energy_mix.json key -> carbon_intensity_per_source.json key
-    "coal": "coal",
-    "petroleum": "petroleum",
-    "naturalGas": "natural_gas",
-    "nuclear": "nuclear",
-    "hydro": "hydroelectricity",
-    "wind": "wind",
-    "solar": "solar",
-    "biomass": "biomass",
-}
+#: How each grid's intensity was computed, as Factors.intensity_method says it
+LIFECYCLE = "lifecycle (generation and upstream, Ember / IPCC AR5 factors)"
+COMBUSTION = "combustion at the power plant (direct emissions only)"
 
 
 @dataclass(frozen=True)
@@ -56,6 +54,9 @@ class Factors:
     price_citation: Citation | None
     household_country: str  # which country's household/per-person equivalences to prefer
     pue_basis: str = "as given"  # where the PUE came from, in words, when it has no citation
+    intensity_method: str | None = None  # LIFECYCLE, COMBUSTION, or None where unknown (given)
+    intensity_signal: Literal["average", "marginal"] = "average"  # a grid average, or the marginal plant
+    location_basis: str | None = None  # where the region came from, e.g. "the run's location (api)"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, citations as dicts (None where there is none)."""
@@ -138,6 +139,7 @@ class _Region:
     intensity_g_per_kwh: float
     citation: Citation
     aliases: tuple[str, ...]
+    method: str | None = None
 
 
 def normalise_name(text: str) -> str:
@@ -182,7 +184,7 @@ def _country_regions() -> list[_Region]:
         )
         out.append(
             _Region(alpha3, row["country_name"], alpha3, float(row["carbon_intensity"]), citation,
-                    tuple(sorted(names)))
+                    tuple(sorted(names)), LIFECYCLE)
         )
     return out
 
@@ -197,35 +199,38 @@ def _us_state_regions() -> list[_Region]:
             continue
         g_per_kwh = row["emissions"] * G_PER_POUND / KWH_PER_MWH  # lbs/MWh -> g/kWh
         code = f"US-{row['regionCode']}"
-        out.append(_Region(code, f"{key.title()}, United States", "USA", g_per_kwh, citation, (key,)))
+        out.append(_Region(code, f"{key.title()}, United States", "USA", g_per_kwh, citation, (key,), COMBUSTION))
     return out
 
 
 def _canada_province_regions() -> list[_Region]:
-    """Provinces from their generation mix × CodeCarbon's lifecycle factor per source.
-
-    A province whose mix has a share with no factor (tidal, other) is skipped rather
-    than guessed.
-    """
+    """Provinces as CodeCarbon itself computes them (its Emissions.get_private_infra_emissions
+    for 1 kWh): the coal, petroleum and natural-gas shares of the 2023 generation mix times
+    their combustion factors; other sources count as zero. The same method as the US
+    states (eGRID), and CodeCarbon's figure for a user in the province."""
     import pycountry
+    from codecarbon.core.emissions import Emissions
+    from codecarbon.core.units import Energy
+    from codecarbon.external.geography import GeoMetadata
 
-    per_source = _codecarbon_data().get_carbon_intensity_per_source_data()
+    emissions = Emissions(_codecarbon_data())
+    one_kwh = Energy.from_energy(kWh=1)
     codes = {normalise_name(s.name): s.code for s in pycountry.subdivisions.get(country_code="CA")}
     citation = Citation(
-        "CodeCarbon canada_energy_mix.json generation shares × CodeCarbon "
-        "carbon_intensity_per_source.json lifecycle factors",
-        None,
-        "https://github.com/mlco2/codecarbon",
+        "CodeCarbon's Canadian method: canada_energy_mix.json generation shares (2023) × combustion "
+        "factors of coal, petroleum and natural gas (responsibleproblemsolving/energy-usage)",
+        2023,
+        "https://github.com/responsibleproblemsolving/energy-usage#conversion-to-co2",
     )
     out = []
-    for name, mix in _codecarbon_data().get_country_energy_mix_data("can").items():
-        uncovered = {k: v for k, v in mix.items() if k not in _CANADA_SOURCE_FACTORS and k != "total" and v}
+    for name in _codecarbon_data().get_country_energy_mix_data("can"):
         code = codes.get(normalise_name(name))
-        if uncovered or code is None:
-            logger.debug("skipping Canadian province %s: no factor for %s", name, uncovered)
+        if code is None:
+            logger.debug("skipping Canadian province %s: no ISO 3166-2 code", name)
             continue
-        g_per_kwh = sum(mix.get(k, 0.0) * per_source[f] for k, f in _CANADA_SOURCE_FACTORS.items()) / mix["total"]
-        out.append(_Region(code, f"{name.title()}, Canada", "CAN", g_per_kwh, citation, (name,)))
+        geo = GeoMetadata(country_iso_code="CAN", region=name)
+        g_per_kwh = emissions.get_private_infra_emissions(one_kwh, geo) * G_PER_KG  # kg for 1 kWh
+        out.append(_Region(code, f"{name.title()}, Canada", "CAN", g_per_kwh, citation, (name,), COMBUSTION))
     return out
 
 
@@ -293,6 +298,18 @@ def _find_region(country: str) -> _Region:
                 names.append(label)
         raise UnknownRegionError(country, names)
     return _regions()[code]
+
+
+def region_in_country(name: str, country: str) -> str | None:
+    """The code of a sub-national region named `name` (or coded so) inside `country` (ISO
+    alpha-3): "georgia" in USA is US-GA, though "Georgia" alone is the country."""
+    key = normalise_name(name)
+    for region in _regions().values():
+        if region.country == country.upper() and region.code != region.country and key in {
+            normalise_name(a) for a in (region.code, region.name, *region.aliases)
+        }:
+            return region.code
+    return None
 
 
 def known_regions() -> list[tuple[str, str]]:
@@ -398,10 +415,12 @@ def resolve_factors(
     pue_value, pue_citation, pue_basis = _resolve_pue(pue)
 
     asked_for_world = country is not None and normalise_name(country) == WORLD.lower()
+    method: str | None = None
     if country is not None and not asked_for_world:
         region = _find_region(country)
         code, name, country_code = region.code, region.name, region.country
         intensity, citation, is_default = region.intensity_g_per_kwh, region.citation, False
+        method = region.method
     else:
         code, name, country_code = WORLD, "World", WORLD
         intensity, citation = _world_average()
@@ -409,7 +428,7 @@ def resolve_factors(
         if is_default:
             _warn_world_default(intensity, citation)
     if intensity_g_per_kwh is not None:
-        intensity, citation = float(intensity_g_per_kwh), Citation("user-supplied", None)
+        intensity, citation, method = float(intensity_g_per_kwh), Citation("user-supplied", None), None
 
     if price_per_kwh is not None:
         price, price_currency, price_citation = float(price_per_kwh), currency, None
@@ -428,4 +447,85 @@ def resolve_factors(
         currency=price_currency,
         price_citation=price_citation,
         household_country=_household_country(None if country is None else country_code),
+        intensity_method=method,
     )
+
+
+# -- a run's own place ----------------------------------------------------------------
+@dataclass(frozen=True)
+class CloudRegion:
+    """A row of cloud_regions.csv: a provider's region and the grid (region code) it draws from."""
+
+    provider: str
+    region: str
+    grid: str
+    location: str
+    citation: Citation
+
+
+@functools.cache
+def _cloud_regions() -> dict[tuple[str, str], tuple[str, Citation]]:
+    """(provider, region) -> (grid code, citation): AWS and Azure from cloud_regions.csv, Google
+    Cloud from CodeCarbon's cloud/impact.csv (country, and US state or province where given)."""
+    import csv
+    import importlib.resources
+
+    out = {(r.provider, r.region): (r.grid, r.citation) for r in data_table("cloud_regions.csv", CloudRegion)}
+    impact = importlib.resources.files("codecarbon").joinpath("data", "cloud", "impact.csv")
+    citation = Citation("CodeCarbon data/cloud/impact.csv (Google Cloud region locations)", 2025,
+                        "https://cloud.google.com/sustainability/region-carbon#data")
+    for row in csv.DictReader(impact.read_text(encoding="utf-8-sig").splitlines()):
+        if row["provider"] != "gcp":
+            continue
+        state = normalise_name(row.get("state") or "")
+        grid = _alias_index().get(state) if state else None
+        if grid is None or _regions()[grid].country != row["countryIsoCode"]:
+            grid = row["countryIsoCode"]
+        out[("gcp", row["region"])] = (grid, citation)
+    return out
+
+
+def cloud_grid(provider: str, region: str) -> tuple[str, Citation] | None:
+    """The grid (region code) a cloud region draws from, with where that is said; None if unknown."""
+    return _cloud_regions().get((provider.lower(), region.strip().lower()))
+
+
+def location_grid(location: Location | None) -> tuple[str | None, str]:
+    """(the grid to look up, where it came from in words) for a run's location; (None, why) if none."""
+    if location is None:
+        return None, "no location recorded for the run"
+    source = location.source or "unknown source"
+    if location.grid:
+        return location.grid, f"the run's location ({source})"
+    if location.cloud_provider and location.cloud_region:
+        found = cloud_grid(location.cloud_provider, location.cloud_region)
+        where = f"{location.cloud_provider} {location.cloud_region}"
+        if found is not None:
+            return found[0], f"the run's cloud region {where} ({source}; {found[1]})"
+        return None, f"the run's cloud region {where} is not in cloud_regions.csv"
+    return None, "no location recorded for the run"
+
+
+def factors_for_run(
+    run: Run,
+    country: str | None = None,
+    *,
+    intensity_g_per_kwh: float | None = None,
+    pue: float | str | None = None,
+    price_per_kwh: float | None = None,
+    currency: str | None = None,
+) -> Factors:
+    """Factors for where `run` ran (its Location; the world average, said, where it has none).
+
+    A `country` given here overrides the run's location, and `location_basis` says so.
+    """
+    grid, basis = location_grid(run.location)
+    if country is not None:
+        recorded = f"; the run's own location is {grid}" if grid and normalise_name(grid) != normalise_name(country) else ""
+        basis = f"given ({country}), overriding the run's location{recorded}" if grid else f"given ({country})"
+        grid = country
+    elif grid is None:
+        basis = f"{basis}: world average"
+    factors = resolve_factors(grid, intensity_g_per_kwh=intensity_g_per_kwh, pue=pue,
+                              price_per_kwh=price_per_kwh, currency=currency)
+    return dataclasses.replace(factors, location_basis=basis)

@@ -316,3 +316,27 @@ def test_cli_import_of_a_poisoned_row_is_a_clear_error_and_runs_json_stays_valid
     assert "Traceback" not in result.output
     listed = runner.invoke(app, ["runs", "--json", "--ledger", ledger_path])
     assert json.loads(listed.stdout, parse_constant=lambda name: pytest.fail(f"{name} in JSON")) == []
+
+
+def test_an_imported_run_keeps_codecarbons_place_as_its_location(codecarbon_csv, ledger, tmp_path):
+    from joulemeter.reports.accounting import footprint
+
+    (row,) = csv_rows(codecarbon_csv)
+    placed = tmp_path / "placed.csv"
+    write_rows(placed, list(row), [{**row, "country_iso_code": "USA", "region": "georgia",
+                                    "cloud_provider": "gcp", "cloud_region": "us-east1"}])
+    (run,) = import_codecarbon_csv(placed, ledger).imported
+    location = ledger.get_run(run.id).location
+    assert (location.country, location.region, location.source) == ("USA", "US-GA", "codecarbon")
+    assert (location.cloud_provider, location.cloud_region) == ("gcp", "us-east1")
+    assert footprint(ledger.get_run(run.id)).factors.region == "US-GA"  # the state, not the country Georgia
+    (exported,) = csv_rows(_exported(ledger.get_run(run.id), tmp_path))
+    assert (exported["region"], exported["cloud_region"]) == ("US-GA", "us-east1")
+
+
+def _exported(run, tmp_path):
+    from joulemeter.integrations.codecarbon import export_codecarbon_csv
+
+    path = tmp_path / "out.csv"
+    export_codecarbon_csv([run], path)
+    return path

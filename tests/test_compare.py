@@ -332,3 +332,22 @@ def test_per_unit_comparison_has_co2e_and_cost_per_unit(factors) -> None:
     # 20 J per 1,000 = 20/3.6e6 kWh at the device, × PUE 1.5 × 400 g/kWh, and × 0.30 EUR/kWh
     assert row["kg_co2e_per_1000"] == pytest.approx(20 / 3.6e6 * 1.5 * 0.4)
     assert row["cost_per_1000"] == pytest.approx(20 / 3.6e6 * 1.5 * 0.30)
+
+
+def test_a_published_footprint_uses_the_intensity_its_card_implies_not_the_world_average():
+    from joulemeter.reports.estimates import published_run
+
+    llama = published_run("llama-3.1-405b")
+    from joulemeter.reports.accounting import footprint
+
+    fp = footprint(llama)
+    assert fp.kg_co2e == pytest.approx(llama.reported_co2e_t * 1e3)  # 8,930 t as the card reports
+    assert "implied by its reported CO2e" in fp.factors.intensity_citation.source
+    assert not fp.factors.intensity_is_default
+
+
+def test_a_published_run_compares_as_a_run_with_its_own_provenance():
+    from joulemeter.reports.estimates import published_run
+
+    llama = published_run("llama-2-70b").as_run()
+    assert llama.units == {"tokens": 2.0e12} and llama.provenance.value == "estimated"

@@ -41,17 +41,32 @@ def test_codecarbon_region_name_resolves_like_its_code():
     assert resolve_factors("quebec").region == "CA-QC"
 
 
-def test_canadian_province_intensity_is_its_mix_times_per_source_lifecycle_factors():
+# CodeCarbon's own factors for the Canadian mix (kg CO2/kWh of coal, petroleum and natural gas),
+# as its Emissions._region_energy_mix_to_emissions_rate states them, from
+# github.com/responsibleproblemsolving/energy-usage#conversion-to-co2; other sources count 0.
+_CODECARBON_CANADA_KG_PER_KWH = {"coal": 0.995725971, "petroleum": 0.8166885263, "naturalGas": 0.7438415916}
+
+
+@pytest.mark.parametrize(("province", "code"), [("ontario", "CA-ON"), ("quebec", "CA-QC")])
+def test_canadian_provinces_match_codecarbons_own_figures(province, code):
+    from codecarbon.core.emissions import Emissions
+    from codecarbon.core.units import Energy
+    from codecarbon.external.geography import GeoMetadata
+
     ds = _codecarbon()
-    mix = ds.get_country_energy_mix_data("can")["quebec"]
-    per_source = ds.get_carbon_intensity_per_source_data()
-    expected = (
-        mix["coal"] * per_source["coal"] + mix["petroleum"] * per_source["petroleum"]
-        + mix["naturalGas"] * per_source["natural_gas"] + mix["nuclear"] * per_source["nuclear"]
-        + mix["hydro"] * per_source["hydroelectricity"] + mix["wind"] * per_source["wind"]
-        + mix["solar"] * per_source["solar"] + mix["biomass"] * per_source["biomass"]
-    ) / mix["total"]
-    assert resolve_factors("CA-QC").intensity_g_per_kwh == pytest.approx(expected)
+    mix = ds.get_country_energy_mix_data("can")[province]
+    by_hand = sum(mix[k] * f for k, f in _CODECARBON_CANADA_KG_PER_KWH.items()) / mix["total"] * 1000
+    codecarbon_kg = Emissions(ds).get_private_infra_emissions(
+        Energy.from_energy(kWh=1), GeoMetadata(country_iso_code="CAN", region=province)
+    )
+    f = resolve_factors(code)
+    assert f.intensity_g_per_kwh == pytest.approx(by_hand)
+    assert f.intensity_g_per_kwh == pytest.approx(codecarbon_kg * 1000)
+    assert "combustion" in f.intensity_method and "CodeCarbon" in f.intensity_citation.source
+
+
+def test_quebec_is_no_longer_inflated_by_lifecycle_factors_on_hydro():
+    assert resolve_factors("quebec").intensity_g_per_kwh < 5  # was 31.2 with lifecycle factors on every source
 
 
 def test_a_name_shared_by_a_country_and_a_us_state_means_the_country():

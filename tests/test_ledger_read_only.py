@@ -106,3 +106,15 @@ def test_writes_to_a_read_only_ledger_are_refused_before_touching_it(tmp_path):
         with pytest.raises(LedgerError, match="read-only"):
             ledger.update_metadata("kept", {"x": 1})
         assert ledger.get_run("kept").metadata == make_run().metadata
+
+
+@pytest.mark.parametrize("command", [["runs"], ["show", "last"], ["report", "last", "-f", "md"], ["inventory"]],
+                         ids=" ".join)
+def test_a_reading_command_refuses_a_ledger_that_does_not_exist_and_creates_nothing(tmp_path, command):
+    missing = tmp_path / "nonexistent" / "dir" / "l.sqlite"
+    env = os.environ | {"JOULEMETER_LEDGER": str(missing)}
+    result = subprocess.run([sys.executable, "-m", "joulemeter.integrations.cli", *command],
+                            capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 2
+    assert "no ledger at" in result.stderr and "nonexistent" in result.stderr
+    assert not (tmp_path / "nonexistent").exists()

@@ -82,7 +82,8 @@ def test_hostile_run_names_tags_and_metadata_come_out_escaped(hostile_html):
 
 def test_html_of_one_run_shows_every_figure_with_its_provenance(single_html):
     cards = single_html.split('<div class="card">')[1:]
-    assert len(cards) == 9
+    assert len(cards) == 10  # market-based emissions beside location-based (GHG Protocol Scope 2)
+    assert "Emissions, market-based" in single_html
     for card in cards:
         assert re.search(r'class="prov prov-\w+"', card.split("</span></div>")[0])
     # 3,600 J × 1.5 PUE = 5,400 J = 0.0015 kWh; × 0.4 kg/kWh = 0.6 g; × 0.30 EUR = 0.00045 EUR
@@ -97,7 +98,7 @@ def test_a_run_without_an_idle_baseline_gets_no_idle_cards(training_run, factors
     for domain_energy in run.energy.values():
         domain_energy.idle_power_w = None
     html = render(run, "html", factors=factors)
-    assert len(html.split('<div class="card">')[1:]) == 7
+    assert len(html.split('<div class="card">')[1:]) == 8
     assert "Idle baseline" not in html and "Attributable energy" not in html
 
 
@@ -256,7 +257,7 @@ def test_notes_every_run_shares_are_said_once_per_page():
 
     runs = [make_run("a" * 32, "one"), make_run("b" * 32, "two")]
     factors = resolve_factors()  # no country: world average
-    note = "no country given: emissions use the world-average grid intensity"
+    note = "no location recorded or given: emissions use the world-average grid intensity"
     for kind in ("html", "md", "json"):
         text = render(runs, kind, factors=factors)
         assert text.count(note) == 1, kind

@@ -51,7 +51,7 @@ LedgerOption = typer.Option(
     None, "--ledger", metavar="PATH|URL", help="Ledger path or database URL (default: $JOULEMETER_LEDGER or the user data dir)."
 )
 JsonOption = typer.Option(False, "--json", help="Machine-readable output: SI units, with each figure's provenance.")
-CountryOption = typer.Option(None, "--country", help="ISO code (US, USA), name, or region (US-CA, CA-QC, quebec). Default: world average.")
+CountryOption = typer.Option(None, "--country", help="ISO code (US, USA), name, or region (US-CA, CA-QC, quebec). Overrides where the run ran (its recorded location, JOULEMETER_COUNTRY or joulemeter.toml); default: that, else the world average.")
 PueOption = typer.Option(None, "--pue", help="A number ≥ 1.0 or a preset: device (default), industry, hyperscale.")
 PriceOption = typer.Option(None, "--price", help="Electricity price per kWh (overrides the country's).")
 CurrencyOption = typer.Option(None, "--currency", help="Currency of --price, e.g. EUR.")

@@ -34,6 +34,19 @@ def register(app: typer.Typer) -> None:
     app.command("published")(published)
 
 
+def _configured(
+    country: str | None, pue: str | None, price: float | None, currency: str | None
+) -> tuple[str | None, str | None, float | None, str | None]:
+    """The flags, with joulemeter.toml's country (or region), PUE and price where a flag is absent."""
+    from joulemeter.meter.config import load_config
+
+    config = load_config()
+    if price is None and config.price is not None:
+        price, currency = config.price, currency or config.currency
+    return (country or config.region or config.country,
+            pue if pue is not None else (None if config.pue is None else str(config.pue)), price, currency)
+
+
 def _cite(citation: Citation | None) -> str:
     return "—" if citation is None else str(citation)
 
@@ -83,7 +96,7 @@ def factors(
             table.add_row(escape(code), escape(name))
         stdout.print(table)
         return
-    f = resolve_factor_options(country, pue, price, currency, intensity)
+    f = resolve_factor_options(*_configured(country, pue, price, currency), intensity)
     if json_output:
         print_json(f.to_dict())
         return
@@ -141,12 +154,13 @@ def estimate(
     """Estimate energy, CO2e and cost from hardware × count × time (provenance: estimated)."""
     from joulemeter.reports import estimate as estimate_energy
     from joulemeter.reports import footprint
+    from joulemeter.reports.accounting import uncertainty_bands
 
     if (hours is None) == (days is None):
         raise fail("give exactly one of --hours or --days")
     total_hours = hours if hours is not None else days * 24  # type: ignore[operator]
     est = estimate_energy(hardware, count=count, hours=total_hours, utilization=utilization, power_w=power_w)
-    f = resolve_factor_options(country, pue, price, currency, intensity)
+    f = resolve_factor_options(*_configured(country, pue, price, currency), intensity)
     fp = footprint(est, f)
     if json_output:
         print_json({
@@ -164,7 +178,8 @@ def estimate(
                  f"{est.utilization:.0%} utilization [dim]({escape(power_source)})[/]")
     stdout.print(_footprint_table(fp, "Estimate"))
     _print_equivalences(fp)
-    stdout.print("[dim]Range: the spread of measured over board power in Patterson et al. 2021, Table 3.[/]")
+    low, high, citation = uncertainty_bands()["estimated"]
+    stdout.print(f"[dim]Range × {low:g}–{high:g}: measured over board power in published runs ({escape(str(citation))}).[/]")
 
 
 @handle_errors

@@ -1,4 +1,9 @@
-"""`joulemeter report | compare`: reports of runs from the ledger, and runs side by side."""
+"""`joulemeter report | compare`: reports of runs from the ledger, and runs side by side.
+
+Each run is accounted with the factors of where it ran (its recorded location; `--country`
+overrides it and says so), defaults from joulemeter.toml where no flag is given, an hourly
+intensity where one is asked for (a CSV, or a provider with --intensity-provider, cached
+in the ledger), and market-based Scope 2 from --supplier-factor / [market] instruments."""
 
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ from joulemeter.integrations.cli._common import (
     PueOption,
     handle_errors,
     print_json,
-    resolve_factor_options,
+    fail,
     stderr,
     stdout,
 )
@@ -29,6 +34,8 @@ from joulemeter.meter.limits import NAME_MAX_CHARS
 if TYPE_CHECKING:
     from joulemeter.meter.run import Run
     from joulemeter.reports.compare import Comparison
+    from joulemeter.reports.factors import Factors
+    from joulemeter.reports.scope2 import MarketInstruments
 
 #: Names and metadata values in `compare`'s tables are cut to this many characters ("…")
 _CELL_CHARS = 40
@@ -42,6 +49,13 @@ PerOption = typer.Option(
          "or run (whole runs). Default: per 1,000 (or per token) when every run counted that unit, else whole runs.",
 )
 BaselineOption = typer.Option(None, "--baseline", help="Run to compare against (default: the first RUN).")
+IntensityCsvOption = typer.Option(None, "--intensity-csv", help="Hourly grid intensity of the runs' time (CSV, docs/intensity.md) instead of the yearly figure.")
+ZoneOption = typer.Option(None, "--zone", help="Zone of --intensity-csv or --intensity-provider (e.g. DE, CAISO_NORTH, CISO).")
+SignalOption = typer.Option("average", "--signal", help="average (inventories, Scope 2) or marginal, from --intensity-csv.")
+ProviderOption = typer.Option(None, "--intensity-provider", help="Fetch hourly intensity (network!) from electricitymaps, watttime, carbonintensity or eia; cached in the ledger for offline use.")
+ApiKeyOption = typer.Option(None, "--api-key", help="Key for --intensity-provider (default: its environment variable, e.g. $ELECTRICITYMAPS_API_KEY).")
+SupplierFactorOption = typer.Option(None, "--supplier-factor", help="Market-based Scope 2: the supplier's emission factor, g CO2e/kWh (default: [market] in joulemeter.toml).")
+CertificatesOption = typer.Option(None, "--certificates-mwh", help="Market-based Scope 2: MWh of zero-emission certificates (GOs, RECs) held for these runs.")
 
 
 def register(app: typer.Typer) -> None:
@@ -62,14 +76,21 @@ def report(
     price: Optional[float] = PriceOption,
     currency: Optional[str] = CurrencyOption,
     intensity: Optional[float] = IntensityOption,
+    intensity_csv: Optional[Path] = IntensityCsvOption,
+    zone: Optional[str] = ZoneOption,
+    signal: str = SignalOption,
+    provider: Optional[str] = ProviderOption,
+    api_key: Optional[str] = ApiKeyOption,
     ledger: Optional[str] = LedgerOption,
 ) -> None:
     """A report of one run (figures, plots, windows) or several (comparison, ratios, Pareto)."""
     from joulemeter.reports.render import render
 
     suffix = output_format(fmt, REPORT).suffix
-    factors = resolve_factor_options(country, pue, price, currency, intensity)
     runs, base = _load(run_refs, baseline, ledger)
+    hourly = _Hourly(intensity_csv, zone, signal, provider, api_key, ledger)
+    by_run = _run_factors([*runs, *([base] if base else [])], country, pue, price, currency, intensity, hourly)
+    factors = _one_set(runs, by_run)
     if fmt not in _DATA_FORMATS:  # a document for people: names past the API's bound are cut
         runs, base = _for_display(runs, base, NAME_MAX_CHARS)
     per = _chosen_per(per, runs, base)
@@ -92,17 +113,36 @@ def compare(
     price: Optional[float] = PriceOption,
     currency: Optional[str] = CurrencyOption,
     intensity: Optional[float] = IntensityOption,
+    intensity_csv: Optional[Path] = IntensityCsvOption,
+    zone: Optional[str] = ZoneOption,
+    signal: str = SignalOption,
+    provider: Optional[str] = ProviderOption,
+    api_key: Optional[str] = ApiKeyOption,
+    supplier_factor: Optional[float] = SupplierFactorOption,
+    certificates_mwh: Optional[float] = CertificatesOption,
+    published: Optional[str] = typer.Option(None, "--published", help="A published run to put beside RUN (see `joulemeter published`), per unit where both counted it."),
     json_output: bool = typer.Option(False, "--json", help="Machine-readable output: SI units, each figure's provenance, factors with sources."),
     ledger: Optional[str] = LedgerOption,
 ) -> None:
-    """Runs side by side: energy (per unit), CO2e, cost, metadata, and ratios to a baseline."""
+    """Runs side by side: energy (per unit), CO2e (location- and market-based), cost, metadata, and ratios to a baseline."""
     from joulemeter.reports.compare import compare as compare_runs
 
-    factors = resolve_factor_options(country, pue, price, currency, intensity)
-    runs, base = _load(run_refs, baseline, ledger, samples=False)
+    hourly = _Hourly(intensity_csv, zone, signal, provider, api_key, ledger)
+    runs, base = _load(run_refs, baseline, ledger, samples=hourly.asked)
+    by_run = _run_factors([*runs, *([base] if base else [])], country, pue, price, currency, intensity, hourly)
+    if published is not None:
+        from joulemeter.reports.estimates import published_run
+
+        row = published_run(published)
+        runs.append(row.as_run())
+        by_run[runs[-1].id] = row.factors()
+        stderr.print(f"{row.model} is accounted with its source's own PUE and grid intensity "
+                     f"({by_run[runs[-1].id].intensity_g_per_kwh:.4g} g CO2e/kWh, {row.citation})",
+                     highlight=False, markup=False, soft_wrap=True)
+    market = _market(supplier_factor, certificates_mwh)
     if not json_output:
         runs, base = _for_display(runs, base, _CELL_CHARS)
-    result = compare_runs(runs, base, per=_chosen_per(per, runs, base), factors=factors)
+    result = compare_runs(runs, base, per=_chosen_per(per, runs, base), factors=by_run, market=market)
     if json_output:
         print_json(result.to_dict())
         return
@@ -110,11 +150,15 @@ def compare(
         stdout.print(table)
     for phrase in result.phrases:
         stdout.print(f"• {phrase}", highlight=False, markup=False)
-    stdout.print(
-        f"[dim]factors: {factors.intensity_g_per_kwh:g} g CO2e/kWh ({escape(str(factors.intensity_citation))}), "
-        f"PUE {factors.pue:g}[/]",
-        highlight=False,
-    )
+    shown = [result.factors] if result.same_factors and result.factors else list(result.factors_by_run.values())
+    for f in dict.fromkeys(shown):
+        stdout.print(
+            f"[dim]factors{_where(f)}: {f.intensity_g_per_kwh:.4g} g CO2e/kWh {f.intensity_signal} "
+            f"({escape(str(f.intensity_citation))}), PUE {f.pue:g}[/]",
+            highlight=False,
+        )
+    stdout.print("[dim]CO2e is location-based Scope 2; market-based beside it, never added "
+                 "(GHG Protocol Scope 2 Guidance, 2015)[/]", highlight=False)
 
 
 def _chosen_per(per: str | None, runs: list[Run], base: Run | None) -> str | None:
@@ -165,7 +209,7 @@ def _comparison_tables(result: Comparison) -> list[object]:
     details = Table(title="Cost and duration")
     for table, columns in (
         (energy, ["provenance", "energy", *([result.per_label] if per else []), "vs baseline",
-                  "CO2e"]),
+                  "CO2e location", "CO2e market"]),
         (details, ["cost", "duration", "avg power"]),
     ):
         table.add_column("run", overflow="fold", min_width=10)
@@ -181,6 +225,7 @@ def _comparison_tables(result: Comparison) -> list[object]:
             *([formatting.energy(row[per])] if per else []),
             "[bold]baseline[/]" if row["id"] == result.baseline_id else ratio_words(row["ratio"]),
             formatting.co2e(row["kg_co2e"]),
+            formatting.co2e(row["kg_co2e_market"]),
         )
         details.add_row(
             name,
@@ -213,3 +258,108 @@ def _run_label(row: dict) -> str:
 def _file_stem(runs: list[Run]) -> str:
     stem = runs[0].id[:8]
     return stem if len(runs) == 1 else f"{stem}-and-{len(runs) - 1}-more"
+
+
+class _Hourly:
+    """What the hourly-intensity options ask for: a CSV, or a provider (network, cached)."""
+
+    def __init__(self, csv: Path | None, zone: str | None, signal: str, provider: str | None,
+                 api_key: str | None, ledger: str | None) -> None:
+        if csv is not None and provider is not None:
+            raise fail("give --intensity-csv or --intensity-provider, not both")
+        if signal not in ("average", "marginal"):
+            raise fail(f"--signal {signal!r}: use average or marginal")
+        if provider is not None and not zone:
+            raise fail("--intensity-provider needs --zone, the provider's name for the grid (e.g. DE, CISO)")
+        self.csv, self.zone, self.signal, self.provider, self.api_key, self.ledger = (
+            csv, zone, signal, provider, api_key, ledger)
+        self._series = None
+
+    @property
+    def asked(self) -> bool:
+        return self.csv is not None or self.provider is not None
+
+    def factors(self, run: Run, base: Factors) -> Factors:
+        """`base` with the run's hourly intensity in place of the yearly one."""
+        from joulemeter.reports.intensity import parse_time, read_intensity_csv, run_intensity
+
+        if self.csv is not None:
+            if self._series is None:
+                self._series = read_intensity_csv(self.csv, zone=self.zone, signal=self.signal)  # type: ignore[arg-type]
+            return run_intensity(run, self._series).factors(base)
+        import os
+        from datetime import timedelta
+
+        from joulemeter.meter.store import open_ledger
+        from joulemeter.reports.intensity_providers import fetch_intensity, provider_named
+
+        spec = provider_named(self.provider or "")
+        key = self.api_key or (os.environ.get(spec.key_env) if spec.key_env else None)
+        start = parse_time(run.started_at, f"run {run.id[:8]}'s start")
+        end = start + timedelta(seconds=run.duration_s or 0.0)
+        with open_ledger(self.ledger) as book:  # written: the fetched series is cached there
+            series = fetch_intensity(spec.name, self.zone or "", start, end, api_key=key, ledger=book,
+                                     allow_network=True)
+        return run_intensity(run, series).factors(base)
+
+
+def _run_factors(
+    runs: list[Run], country: str | None, pue: str | None, price: float | None, currency: str | None,
+    intensity: float | None, hourly: _Hourly,
+) -> dict[str, Factors]:
+    """Each run's factors: where it ran (or --country, said), joulemeter.toml defaults, hourly."""
+    from joulemeter.meter.config import load_config
+    from joulemeter.reports.factors import factors_for_run, location_grid
+
+    config = load_config()
+    pue = pue if pue is not None else (None if config.pue is None else str(config.pue))
+    if price is None and config.price is not None:
+        price, currency = config.price, currency or config.currency
+    out: dict[str, Factors] = {}
+    for run in runs:
+        f = factors_for_run(run, country, intensity_g_per_kwh=intensity, pue=pue, price_per_kwh=price,
+                            currency=currency)
+        recorded, _ = location_grid(run.location)
+        if country is not None and recorded is not None:
+            stderr.print(f"--country {country} overrides where run {run.id[:8]} ran ({recorded})",
+                         highlight=False, markup=False, soft_wrap=True)
+        out[run.id] = hourly.factors(run, f) if hourly.asked else f
+    return out
+
+
+def _one_set(runs: list[Run], by_run: dict[str, Factors]) -> Factors:
+    """The factors a one-set report uses: the runs' own when they share them, else the first
+    run's, said on stderr (a report accounts every run alike; compare accounts each its own)."""
+    first = by_run[runs[0].id]
+    others = {by_run[r.id].region for r in runs if by_run[r.id] != first}
+    if others:
+        stderr.print(
+            f"these runs were accounted differently ({', '.join(sorted(others | {first.region}))}); the report "
+            f"uses the first run's factors ({first.region}) for all: pass --country, or use `joulemeter compare`, "
+            "which accounts each run with its own",
+            highlight=False, markup=False, soft_wrap=True,
+        )
+    return first
+
+
+def _market(supplier_factor: float | None, certificates_mwh: float | None) -> MarketInstruments | None:
+    """Market-based instruments from the flags, else the [market] table of joulemeter.toml."""
+    from joulemeter.meter.config import load_config
+    from joulemeter.reports.scope2 import Certificate, MarketInstruments
+
+    config = load_config()
+    market = MarketInstruments.from_config(config.market) if config.market else None
+    if supplier_factor is None and certificates_mwh is None:
+        return market
+    certificates = (Certificate("certificates (--certificates-mwh)", certificates_mwh),) if certificates_mwh else ()
+    return MarketInstruments(
+        supplier_factor_g_per_kwh=supplier_factor if supplier_factor is not None else (market and market.supplier_factor_g_per_kwh),
+        supplier="--supplier-factor" if supplier_factor is not None else (market and market.supplier),
+        residual_mix_g_per_kwh=market and market.residual_mix_g_per_kwh,
+        residual_mix_source=market and market.residual_mix_source,
+        certificates=certificates or (market.certificates if market else ()),
+    )
+
+
+def _where(f: Factors) -> str:
+    return f" for {escape(f.region_name)}" + (f" ({escape(f.location_basis)})" if f.location_basis else "")

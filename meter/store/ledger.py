@@ -56,17 +56,24 @@ _CONNECT_TIMEOUT_S = 10  # a server that does not answer fails a write instead o
 def open_ledger(
     location: str | os.PathLike[str] | None = None, *, for_reading: bool = False, recover: bool = True
 ) -> Ledger:
-    """Open (creating if needed) the ledger at a path or URL.
+    """Open the ledger at a path or URL, creating it if needed unless `for_reading`.
 
     `recover`: deliver this machine's spooled runs and mark runs whose writer died
     `interrupted` (in bounded memory). `for_reading`: a SQLite ledger that cannot be
-    written here (read-only file, folder or mount) is opened read-only, without recovery.
+    written here (read-only file, folder or mount) is opened read-only, without recovery,
+    and a ledger of an older schema is read as it is, never upgraded (nor written).
     A new ledger file is made private (0600, and 0700 for a folder we create).
     """
     target = resolve(location)
     read_only = False
     connect_args: dict[str, Any] = {}
     if target.sqlite_path is not None:
+        if for_reading and not target.sqlite_path.exists():  # a typo must not make a new, empty ledger
+            raise LedgerError(
+                f"no ledger at {target.display}: check the path ($JOULEMETER_LEDGER or --ledger); "
+                "a ledger is made by the first metered run (joulemeter run -- CMD, or joulemeter demo)",
+                path=target.sqlite_path,
+            )
         sqlite_file.check_file(target.sqlite_path)
         read_only = for_reading and sqlite_file.cannot_write(target.sqlite_path)
         if not read_only:
@@ -92,11 +99,15 @@ def open_ledger(
     try:
         if read_only:
             log.info("%s cannot be written here: opened read-only, dead runs are not recovered", ledger.location)
-            ledger._transaction(functools.partial(schema.read_schema_version, where=ledger.location))
+            version = ledger._transaction(functools.partial(schema.read_schema_version, where=ledger.location))
+            ledger.schema_version = schema.SCHEMA_VERSION if version is None else version
         else:
-            ensure = functools.partial(schema.ensure_schema, where=ledger.location)
-            ledger._transaction(ensure, write=True, transient=_is_transient_at_creation)
-            if recover:
+            ensure = functools.partial(schema.ensure_schema, where=ledger.location, migrate=not for_reading)
+            ledger.schema_version = ledger._transaction(ensure, write=True, transient=_is_transient_at_creation)
+            if ledger.schema_version < schema.SCHEMA_VERSION:
+                log.info("%s has ledger schema %d: read as it is, not upgraded, dead runs not recovered",
+                         ledger.location, ledger.schema_version)
+            elif recover:
                 ledger.recover()
     except BaseException:
         engine.dispose()
@@ -143,9 +154,10 @@ def _is_transient(exc: sa.exc.DBAPIError) -> bool:
 
 
 def _is_transient_at_creation(exc: sa.exc.DBAPIError) -> bool:
-    """Also retry losing a race to create the tables: the retry finds them made."""
-    duplicate = getattr(exc.orig, "sqlstate", None) in ("23505", "42P07")  # unique, duplicate table
-    return duplicate or "already exists" in str(exc.orig) or _is_transient(exc)
+    """Also retry losing a race to create or upgrade the tables: the retry finds them made."""
+    duplicate = getattr(exc.orig, "sqlstate", None) in ("23505", "42P07", "42701")  # unique, table, column
+    message = str(exc.orig)
+    return duplicate or "already exists" in message or "duplicate column" in message or _is_transient(exc)
 
 
 class Ledger:
@@ -153,7 +165,10 @@ class Ledger:
 
     Safe to share between threads. Every method is one transaction, written whole or
     not at all, and retried with backoff while another writer holds the lock.
+    `schema_version` is the version of the tables read (older only when opened for reading).
     """
+
+    schema_version: int = schema.SCHEMA_VERSION
 
     def __init__(
         self, engine: sa.Engine, location: str, *, read_only: bool = False, path: Path | None = None
@@ -324,7 +339,7 @@ class Ledger:
 
     def get_run(self, ref: str, samples: bool = True) -> Run:
         """The run named by its full id, a unique id prefix, or "last" (the newest)."""
-        return self._transaction(lambda conn: _load_runs(conn, [self._find(conn, ref)], samples)[0])
+        return self._transaction(lambda conn: self._load(conn, [self._find(conn, ref)], samples)[0])
 
     def list_runs(
         self,
@@ -337,7 +352,7 @@ class Ledger:
     ) -> list[Run]:
         """Runs newest first, with energy and windows but without samples."""
         runs = schema.runs
-        query = sa.select(runs).order_by(*_NEWEST_FIRST).limit(limit)
+        query = self._select(runs).order_by(*_NEWEST_FIRST).limit(limit)
         if project is not None:
             query = query.where(runs.c.project == project)
         if name is not None:
@@ -347,21 +362,62 @@ class Ledger:
         if tag is not None:
             tagged = sa.select(schema.tags.c.run_id).where(schema.tags.c.tag == tag)
             query = query.where(runs.c.id.in_(tagged))
-        return self._transaction(lambda conn: _load_runs(conn, conn.execute(query).all(), False))
+        return self._transaction(lambda conn: self._load(conn, conn.execute(query).all(), False))
+
+    def read(self, work: Callable[[sa.Connection], T]) -> T:
+        """Run `work` (reads only) in one transaction, retried while the database is locked:
+        for report queries over the tables of joulemeter.meter.store.schema (an inventory)."""
+        return self._transaction(work)
+
+    # -- grid intensity cache ------------------------------------------------------------
+    def save_intensity(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Keep the intensity spans a provider gave (columns of schema.grid_intensity), each
+        replacing a cached span of the same provider, zone, signal and start."""
+        table = schema.grid_intensity
+        keys = [c.name for c in table.primary_key.columns]
+
+        def work(conn: sa.Connection) -> None:
+            for row in rows:
+                conn.execute(sa.delete(table).where(*(table.c[k] == row[k] for k in keys)))
+            if rows:
+                conn.execute(sa.insert(table), [dict(r) for r in rows])
+
+        self._transaction(work, write=True)
+
+    def cached_intensity(self, provider: str, zone: str, signal: str, start: str, end: str) -> list[dict[str, Any]]:
+        """Cached spans of (provider, zone, signal) that meet [start, end) (ISO 8601 UTC, as
+        stored), in time order; none in a ledger older than the cache."""
+        if self.schema_version < 2:
+            return []
+        t = schema.grid_intensity
+        query = (
+            sa.select(t)
+            .where(t.c.provider == provider, t.c.zone == zone, t.c.signal == signal,
+                   t.c.start < end, t.c.end > start)
+            .order_by(t.c.start)
+        )
+        return self._transaction(lambda conn: [dict(r._mapping) for r in conn.execute(query)])
 
     # -- internals ---------------------------------------------------------------------
+    def _select(self, table: sa.Table) -> sa.Select:
+        """SELECT of the columns of `table` that this ledger's schema version has."""
+        return sa.select(*schema.columns_at(table, self.schema_version))
+
+    def _load(self, conn: sa.Connection, rows: Sequence[sa.Row], with_samples: bool) -> list[Run]:
+        return _load_runs(conn, rows, with_samples, self._select)
+
     def _find(self, conn: sa.Connection, ref: str) -> sa.Row:
         runs = schema.runs
         if ref == "last":
-            row = conn.execute(sa.select(runs).order_by(*_NEWEST_FIRST).limit(1)).first()
+            row = conn.execute(self._select(runs).order_by(*_NEWEST_FIRST).limit(1)).first()
             if row is None:
                 raise RunNotFoundError(f"{self.location} holds no run yet; meter one first")
             return row
-        row = conn.execute(sa.select(runs).where(runs.c.id == ref)).first()
+        row = conn.execute(self._select(runs).where(runs.c.id == ref)).first()
         if row is not None:
             return row
         matches = [] if not ref else conn.execute(
-            sa.select(runs)
+            self._select(runs)
             .where(runs.c.id.startswith(ref, autoescape=True))
             .order_by(*_NEWEST_FIRST)
             .limit(_LISTED_CANDIDATES + 1)
@@ -399,6 +455,13 @@ class Ledger:
         if write and self.read_only:
             raise LedgerError(
                 f"{self.location} was opened read-only (it cannot be written here); nothing was written",
+                path=self.location,
+            )
+        if write and self.schema_version < schema.SCHEMA_VERSION:
+            raise LedgerError(
+                f"{self.location} was opened for reading and has ledger schema {self.schema_version}, "
+                f"older than this joulemeter's {schema.SCHEMA_VERSION}: open it for writing (any "
+                "metered run does) to upgrade it; nothing was written",
                 path=self.location,
             )
         engine = self._writer if write else self._engine
@@ -670,13 +733,19 @@ def _insert_samples(conn: sa.Connection, run_id: str, samples: Sequence[Sample])
 
 
 # -- rows -> data model ----------------------------------------------------------------
-def _load_runs(conn: sa.Connection, rows: Sequence[sa.Row], with_samples: bool) -> list[Run]:
-    """Build Runs from their rows, reading each child table once per chunk of run ids."""
+def _load_runs(
+    conn: sa.Connection,
+    rows: Sequence[sa.Row],
+    with_samples: bool,
+    select: Callable[[sa.Table], sa.Select] = sa.select,
+) -> list[Run]:
+    """Build Runs from their rows, reading each child table once per chunk of run ids
+    (its columns chosen by `select`, which leaves out those an older ledger lacks)."""
     runs = {row.id: from_fields(Run, row._mapping) for row in rows}
     ids = list(runs)
     for chunk in (ids[i : i + _ID_CHUNK] for i in range(0, len(ids), _ID_CHUNK)):
         for table, add in _PART_READERS:
-            query = sa.select(table).where(table.c.run_id.in_(chunk)).order_by(table.c.position)
+            query = select(table).where(table.c.run_id.in_(chunk)).order_by(table.c.position)
             for part in conn.execute(query):
                 add(runs[part.run_id], part)
         if with_samples:

@@ -19,11 +19,25 @@ SPOOL_ENV = "JOULEMETER_SPOOL"
 
 
 def default_location() -> str:
-    """$JOULEMETER_LEDGER if set, else `ledger.sqlite` in the platform's per-user data directory."""
+    """$JOULEMETER_LEDGER if set, else the `ledger` of a joulemeter.toml (meter.config), else
+    `ledger.sqlite` in the platform's per-user data directory."""
+    from joulemeter.meter.config import load_config
+
     configured = os.environ.get(LEDGER_ENV)
     if configured:
         return configured
+    config = load_config()
+    if config.ledger:
+        return _from_config(config.ledger, config.origin["ledger"])
     return str(_user_data_dir() / "joulemeter" / LEDGER_FILE_NAME)
+
+
+def _from_config(ledger: str, config_file: Path) -> str:
+    """A config's ledger: a URL as it is, a relative path from the config file's folder."""
+    if "://" in ledger:
+        return ledger
+    path = Path(ledger).expanduser()
+    return str(path if path.is_absolute() else config_file.parent / path)
 
 
 def spool_dir() -> Path:

@@ -1,7 +1,11 @@
 """The ledger's tables in SQLAlchemy Core, one definition for SQLite and PostgreSQL.
 
 Raise SCHEMA_VERSION with every change to the tables and add the migration to
-`ensure_schema`; a ledger written by a newer version is refused, never altered.
+`ensure_schema` (a column added to a table goes in ADDED_COLUMNS); a ledger written by a
+newer version is refused, never altered, and one opened only for reading is read at the
+version it has.
+
+Versions: 1 the first; 2 adds domains.vendor, runs.location and the grid_intensity cache.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ import sqlalchemy as sa
 
 from joulemeter.meter.errors import ForeignLedgerError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 tables = sa.MetaData()
 
@@ -60,6 +64,7 @@ runs = sa.Table(
     sa.Column("hostname", sa.String),
     sa.Column("process_started_at", sa.Double),  # epoch s; tells a reused pid from the writer
     sa.Column("heartbeat_at", sa.String),  # ISO 8601 UTC of the last write
+    sa.Column("location", sa.JSON),  # Location.to_dict(); NULL: not recorded (schema 1 runs)
 )
 
 tags = _run_part("tags", sa.Column("tag", sa.String, nullable=False, index=True))
@@ -74,6 +79,7 @@ domains = _run_part(
     sa.Column("method", sa.String, nullable=False),
     sa.Column("counter_range_j", sa.Double),
     sa.Column("note", sa.Text),
+    sa.Column("vendor", sa.String),  # "nvidia", "amd", …; NULL for CPU/RAM and schema 1 runs
 )
 
 energy = _run_part(
@@ -117,6 +123,30 @@ samples = sa.Table(
     sa.Column("energy_j", sa.Double),
 )
 
+# Grid carbon intensity per hour as a provider or a user's CSV gave it, kept so that a
+# report made later, offline, uses the same figures. Average and marginal are separate rows.
+grid_intensity = sa.Table(
+    "grid_intensity",
+    tables,
+    sa.Column("provider", sa.String, primary_key=True),  # "electricitymaps", "csv:<name>", …
+    sa.Column("zone", sa.String, primary_key=True),  # the provider's zone, e.g. "DE", "CAISO_NORTH"
+    sa.Column("signal", sa.String, primary_key=True),  # "average" or "marginal"
+    sa.Column("start", sa.String, primary_key=True),  # ISO 8601 UTC start of the hour
+    sa.Column("end", sa.String, nullable=False),  # ISO 8601 UTC end of the span
+    sa.Column("intensity_g_per_kwh", sa.Double, nullable=False),
+    sa.Column("method", sa.String),  # e.g. "lifecycle", "direct" (operational), as the provider says
+    sa.Column("source", sa.Text, nullable=False),  # where it came from: URL without key, or file
+    sa.Column("fetched_at", sa.String, nullable=False),  # ISO 8601 UTC
+)
+
+# Columns added after version 1, by the version that added them: a ledger at an older
+# version lacks them (ensure_schema adds them; a reader leaves them out).
+ADDED_COLUMNS: dict[int, tuple[sa.Column, ...]] = {
+    2: (domains.c.vendor, runs.c.location),
+}
+# Tables added after version 1, by the version that added them.
+ADDED_TABLES: dict[int, tuple[sa.Table, ...]] = {2: (grid_intensity,)}
+
 # Child tables replaced whole when a run is finished (samples are only ever appended).
 RUN_PARTS = (tags, domains, energy, windows, gaps)
 
@@ -147,8 +177,39 @@ def read_schema_version(conn: sa.Connection, where: str) -> int | None:
     return version
 
 
-def ensure_schema(conn: sa.Connection, where: str) -> None:
-    """Create the tables in an empty database; check the version of an existing ledger."""
-    if read_schema_version(conn, where) is None:
+def ensure_schema(conn: sa.Connection, where: str, *, migrate: bool = True) -> int:
+    """Create the tables in an empty database; bring an older ledger up to SCHEMA_VERSION
+    (unless `migrate` is False: then it is left as it is). Returns the version it is at."""
+    version = read_schema_version(conn, where)
+    if version is None:
         tables.create_all(conn)
         conn.execute(sa.insert(meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
+        return SCHEMA_VERSION
+    if version == SCHEMA_VERSION or not migrate:
+        return version
+    # Lock the version row, then read it again: a writer that migrated meanwhile is seen
+    # (PostgreSQL re-reads a row locked FOR UPDATE; SQLite writers are already serialised).
+    locked = sa.select(meta.c.value).where(meta.c.key == "schema_version").with_for_update()
+    version = int(conn.execute(locked).scalar_one())
+    for step in range(version + 1, SCHEMA_VERSION + 1):
+        for column in ADDED_COLUMNS.get(step, ()):
+            _add_column(conn, column)
+        for table in ADDED_TABLES.get(step, ()):
+            table.create(conn, checkfirst=True)
+    conn.execute(sa.update(meta).where(meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION)))
+    return SCHEMA_VERSION
+
+
+def _add_column(conn: sa.Connection, column: sa.Column) -> None:
+    """ALTER TABLE … ADD COLUMN for a nullable column, in the connection's dialect."""
+    preparer = conn.dialect.identifier_preparer
+    kind = column.type.compile(dialect=conn.dialect)
+    conn.exec_driver_sql(
+        f"ALTER TABLE {preparer.format_table(column.table)} ADD COLUMN {preparer.format_column(column)} {kind}"
+    )
+
+
+def columns_at(table: sa.Table, version: int) -> list[sa.Column]:
+    """The columns of `table` that a ledger at schema `version` has."""
+    later = {c for step, added in ADDED_COLUMNS.items() if step > version for c in added}
+    return [c for c in table.columns if c not in later]

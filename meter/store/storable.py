@@ -11,7 +11,7 @@ import json
 import math
 from typing import Any
 
-from joulemeter.meter.run import Run
+from joulemeter.meter.run import Location, Run
 
 _NUL = "\x00"
 _REPLACEMENT = "\ufffd"  # U+FFFD, the Unicode character for one that cannot be kept
@@ -41,6 +41,8 @@ def make_storable(run: Run) -> list[str]:
     run.tags = [t.replace(_NUL, _REPLACEMENT) for t in run.tags]
     if run.error is not None:
         run.error = run.error.replace(_NUL, _REPLACEMENT)
+    if run.location is not None:
+        run.location = Location(**{k: None if v is None else _clean_text(str(v)) for k, v in run.location.to_dict().items()})
     return found
 
 
@@ -54,6 +56,8 @@ def _text_fields(run: Run) -> list[tuple[str, str]]:
     texts = [("name", run.name), ("project", run.project), ("error", run.error or "")]
     texts += [("tag", t) for t in run.tags]
     texts += [("window name", w.path) for w in run.windows]
+    if run.location is not None:
+        texts += [(f"location {k}", v) for k, v in run.location.to_dict().items() if v is not None]
     return [(field, text) for field, text in texts if isinstance(text, str)]
 
 

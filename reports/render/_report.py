@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from joulemeter.meter.run import Provenance, Run, Status
-from joulemeter.reports.accounting import Equivalence, Footprint, footprint
+from joulemeter.reports.accounting import Equivalence, Footprint, footprint, scope2
 from joulemeter.reports.compare import Comparison, compare
 from joulemeter.reports.factors import Citation, Factors, resolve_factors
 from joulemeter.reports.render import formatting as fmt
@@ -93,7 +93,7 @@ def _page_notes(run_reports: list[RunReport], factors: Factors) -> list[str]:
     page says each once."""
     notes = []
     if factors.intensity_is_default:
-        notes.append("no country given: emissions use the world-average grid intensity")
+        notes.append("no location recorded or given: emissions use the world-average grid intensity")
     if len(run_reports) > 1:
         shared = [n for n in run_reports[0].notes if all(n in rr.notes for rr in run_reports[1:])]
         notes += shared
@@ -108,6 +108,10 @@ def factor_lines(factors: Factors, equivalences: Sequence[Equivalence] = ()) -> 
     if factors.intensity_is_default:
         intensity += ", world average: no country was given"
     lines = [FactorLine("Grid carbon intensity", intensity, *_cite(factors.intensity_citation))]
+    if factors.location_basis:
+        lines.append(FactorLine("Location", factors.location_basis, "the run's recorded location (docs/intensity.md)", None))
+    method = factors.intensity_method or "as its source states"
+    lines.append(FactorLine("Intensity method", f"{factors.intensity_signal}, {method}", "docs/intensity.md", None))
     pue_source = _cite(factors.pue_citation) if factors.pue_citation else (factors.pue_basis, None)
     lines.append(FactorLine("PUE", fmt.number(factors.pue), *pue_source))
     if factors.price_per_kwh is not None:
@@ -142,6 +146,7 @@ def _peak_provenance(run: Run) -> str:
 
 def _run_report(run: Run, factors: Factors) -> RunReport:
     fp = footprint(run, factors)
+    market = scope2(fp)  # beside the location-based figure, never added to it
     prov = fp.provenance
     figures = [
         Figure("Energy at the devices", fmt.energy_with_kwh(fp.energy_j), prov, fp.energy_j, "J"),
@@ -150,6 +155,8 @@ def _run_report(run: Run, factors: Factors) -> RunReport:
                _range(fp.energy_kwh_range, fmt.kwh)),
         Figure("Emissions", fmt.co2e(fp.kg_co2e), prov, fp.kg_co2e, "kg CO2e",
                _range(fp.kg_co2e_range, fmt.co2e)),
+        Figure("Emissions, market-based (GHG Protocol Scope 2)", fmt.co2e(market.market_kg),
+               prov, market.market_kg, "kg CO2e", _range(market.market_kg_range, fmt.co2e)),
         Figure("Cost", fmt.money(fp.cost, fp.currency), prov, fp.cost, fp.currency or ""),
         Figure("Duration", fmt.duration(run.duration_s), "monotonic clock", run.duration_s, "s"),
         Figure("Average power", fmt.power(run.avg_power_w), prov, run.avg_power_w, "W"),
@@ -161,7 +168,8 @@ def _run_report(run: Run, factors: Factors) -> RunReport:
             Figure("Attributable energy (above idle)", fmt.energy(run.attributable_energy_j), prov,
                    run.attributable_energy_j, "J"),
         ]
-    return RunReport(run, fp, figures, _best_equivalence(fp), _notes(run))
+    notes = [*_notes(run), f"market-based emissions: {market.market_basis}"]
+    return RunReport(run, fp, figures, _best_equivalence(fp), notes)
 
 
 def _range(bounds: tuple[float, float] | None, unit_format: Callable[[float], str]) -> str | None:
