@@ -129,7 +129,8 @@ def test_a_malformed_replay_trace_raises_instead_of_metering_something_else(tmp_
 
 def test_statuses_cover_every_source_with_reason_and_fix_when_unavailable(no_gpu_driver, no_rapl):
     by_source = {s.source: s for s in statuses()}
-    assert list(by_source) == ["nvml", "rapl", "cpu-estimate", "ram-estimate"]
+    assert list(by_source) == ["nvml", "amdsmi", "intel-gpu", "hl-smi", "jetson", "apple", "rapl",
+                               "cpu-estimate", "ram-estimate"]
     for name in ("nvml", "rapl"):
         assert not by_source[name].available
         assert by_source[name].reason and by_source[name].fix

@@ -65,7 +65,8 @@ def test_statuses_list_the_registered_vendor_with_its_reason(monkeypatch, amd_re
     install(monkeypatch, FakeNvml([], library_missing=True))
     monkeypatch.setattr(FakeAmdGpus, "present", False)
     by_source = {s.source: s for s in statuses()}
-    assert list(by_source) == ["nvml", "amd-smi", "rapl", "cpu-estimate", "ram-estimate"]
+    assert list(by_source) == ["nvml", "amdsmi", "amd-smi", "intel-gpu", "hl-smi", "jetson", "apple", "rapl",
+                               "cpu-estimate", "ram-estimate"]
     assert (by_source["amd-smi"].available, by_source["amd-smi"].reason) == (False, "no AMD driver")
 
 
@@ -75,3 +76,12 @@ def test_no_gpu_source_reading_names_every_reason(monkeypatch, amd_registered):
     (note,) = discover(["gpu"]).fallbacks
     assert note.startswith("NVML unavailable: no NVIDIA driver")
     assert note.endswith("; AMD SMI unavailable: no AMD driver; GPUs are not metered")
+
+
+def test_a_source_whose_hardware_is_absent_is_left_out_of_the_fallback_notes(monkeypatch, amd_registered):
+    install(monkeypatch, FakeNvml([], library_missing=True))
+    monkeypatch.setattr(FakeAmdGpus, "present", False)
+    (note,) = discover(["gpu"]).fallbacks
+    assert "Apple Silicon" not in note and "Jetson" not in note  # not a Mac, no Jetson rails here
+    apple = {s.source: s for s in statuses()}["apple"]
+    assert not apple.available and apple.reason == "not a Mac with Apple Silicon"  # `devices` still says why

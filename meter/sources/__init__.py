@@ -3,15 +3,19 @@
 Each source module registers its class for the kinds it meters (`register_source`);
 discovery imports every module of this package and, per kind, opens the registered
 sources in order of preference until one reads:
-- GPUs: NVML (no estimate stands in for a GPU).
-- CPU: RAPL packages (or psys), else the utilisation estimate.
-- Memory: RAPL dram, else the memory-in-use estimate.
+- GPUs and other accelerators: NVML, then AMD SMI, Intel GPU hwmon, Gaudi hl-smi, Jetson
+  rails, Apple Silicon (no estimate stands in for an accelerator). Each has a `vendor`.
+- CPU: RAPL packages (or psys), then Jetson's CPU rail, Apple Silicon's CPU, else the
+  utilisation estimate.
+- Memory: RAPL dram, then Apple Silicon's DRAM, else the memory-in-use estimate.
 With a replay trace, only the trace is played. Each fallback taken is recorded in
 words, with the reason the better source could not read.
 
 `devices` names what to meter: a domain name ("gpu:0") or a kind ("gpu", "cpu",
-"dram", "ram"). "cpu" also takes RAPL's psys zone, which stands in for packages, and
-"ram" also takes RAPL dram zones: both ask for "the CPU" and "the memory".
+"dram", "ram", "ane"). "gpu" also takes Apple's Neural Engine (kind "ane"), an
+accelerator beside the GPU; "cpu" also takes RAPL's psys zone, which stands in for
+packages, and "ram" also takes dram zones: each asks for "the accelerators", "the CPU"
+and "the memory".
 """
 
 from __future__ import annotations
@@ -65,7 +69,7 @@ class _Kind:
 
 
 _KINDS = {
-    "gpu": _Kind(frozenset({"gpu"}), "GPU", "GPU asked for", "GPUs are not metered"),
+    "gpu": _Kind(frozenset({"gpu", "ane"}), "GPU", "GPU asked for", "GPUs are not metered"),
     "cpu": _Kind(frozenset({"cpu", "psys"}), "CPU", "CPU zone", "CPU not metered"),
     "ram": _Kind(frozenset({"ram", "dram"}), "RAM", "dram zone", "RAM not metered"),
 }
@@ -170,6 +174,8 @@ def _meter_kind(
                 found.fallbacks.extend(f"{why}; {words.words} {d.method}" for d in added)
             return
         if not entry.estimated:
+            if problem is _ABSENT:
+                continue  # nothing of it on this machine: `devices` says so, the notes need not
             reasons.append(
                 f"{entry.label} unavailable: {problem}" if problem else f"{entry.label} has no {words.missing}"
             )
@@ -182,6 +188,10 @@ def _meter_kind(
     found.fallbacks.append("; ".join(reasons))
 
 
+#: What `_open_filtered` gives as the reason of a source whose hardware is not on this machine.
+_ABSENT = "not on this machine"
+
+
 def _open_filtered(
     found: Discovery, source: Source, devices: Sequence[str] | None
 ) -> tuple[list[Domain], str | None]:
@@ -190,7 +200,7 @@ def _open_filtered(
         domains = source.open()
     except SourceUnavailable as exc:
         _close_quietly(source)
-        return [], exc.reason
+        return [], _ABSENT if exc.absent else exc.reason
     except JoulemeterError:  # bad input (a malformed replay trace): the caller must hear it
         _close_quietly(source)
         raise

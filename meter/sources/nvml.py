@@ -308,6 +308,7 @@ class NvmlSource(Source):
             provenance=provenance,
             method=method,
             note="; ".join(notes) or None,
+            vendor="nvidia",
         )
         return _Gpu(domain, handle, device, counter, power, fallback, module)
 
