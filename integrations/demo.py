@@ -128,7 +128,7 @@ def run_demo(options: DemoOptions, *, on_progress: Progress | None = None) -> De
     plan = QUICK if options.quick else FULL
     progress = on_progress or (lambda stage, done, total: None)
     factors = resolve_factors(options.country)  # a bad country fails before any work
-    output = _check_output(Path(options.output))
+    output = check_report_path(Path(options.output))
     device = resolve_device(options.device)
     set_torch_threads(options.threads)
     torch.manual_seed(options.seed)
@@ -253,7 +253,7 @@ def run_demo(options: DemoOptions, *, on_progress: Progress | None = None) -> De
         factors=factors,
         skipped=skipped,
     )
-    _write_atomically(output, render_compression_html(summary))
+    write_report(output, render_compression_html(summary))
     progress("report", 1, 1)
     return DemoResult(summary, output, str(device), time.monotonic() - began)
 
@@ -305,7 +305,7 @@ def _student(inputs: int, hidden: int) -> nn.Module:
     return nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, 10))
 
 
-def _check_output(path: Path) -> Path:
+def check_report_path(path: Path) -> Path:
     """Create the report's folder and make sure it can be written, before any work."""
     if path.is_dir():
         raise ReportError(
@@ -317,12 +317,9 @@ def _check_output(path: Path) -> Path:
     return path
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    """Write to a temporary file beside `path`, then rename: never a half-written report."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+def write_report(path: Path, text: str) -> None:
+    """Write a report whole or not at all (meter.export.replacing: a temporary file, renamed)."""
+    from joulemeter.meter.export import replacing
+
+    with replacing(path) as temporary:
         temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise

@@ -1,4 +1,5 @@
-"""`joulemeter demo`: train a model, compress it four ways, meter everything, write a report."""
+"""`joulemeter demo`: train a model, compress it four ways, meter everything, write a report;
+or, with --experiment, "train large, then compress" on Transformers, or an LLM J/token sweep."""
 
 from __future__ import annotations
 
@@ -20,8 +21,11 @@ from joulemeter.integrations.cli._common import (
 
 if TYPE_CHECKING:
     from joulemeter.integrations.demo import DemoResult
+    from joulemeter.integrations.experiment_llm import LLMDemoResult
+    from joulemeter.integrations.experiment_tlc import TLCResult
 
 DEVICES = ("auto", "cpu", "cuda")
+EXPERIMENTS = ("compression", "train-large-then-compress", "llm-sweep")
 
 
 def register(app: typer.Typer) -> None:
@@ -33,8 +37,15 @@ def demo(
     quick: bool = typer.Option(
         False, "--quick", help="Fewer epochs and shorter inference trials (well under a minute)."
     ),
-    output: Path = typer.Option(
-        Path("joulemeter-demo.html"), "--output", "-o", help="Where to write the HTML report."
+    experiment: str = typer.Option(
+        "compression",
+        "--experiment",
+        help="compression (an MLP on digits, compressed four ways), train-large-then-compress "
+        "(a small vs a larger Transformer on one training energy budget, the larger compressed) "
+        "or llm-sweep (GPT-2 from its config: J per input/output token over batch sizes and lengths).",
+    ),
+    output: Optional[Path] = typer.Option(
+        None, "--output", "-o", help="Where to write the HTML report (default joulemeter-<experiment>.html)."
     ),
     country: Optional[str] = CountryOption,
     queries_per_day: float = typer.Option(
@@ -42,6 +53,13 @@ def demo(
     ),
     days: float = typer.Option(
         365, "--days", min=0, help="Days of serving for the lifetime projection."
+    ),
+    budget_j: Optional[float] = typer.Option(
+        None,
+        "--budget-j",
+        min=0,
+        help="train-large-then-compress: training energy budget per model in joules (default: "
+        "what the small model's training time measures).",
     ),
     ledger: Optional[str] = LedgerOption,
     device: str = typer.Option(
@@ -56,19 +74,30 @@ def demo(
     ),
 ) -> None:
     """Full vs compressed models on scikit-learn's digits: pruned, int8, half precision and
-    distilled variants, each metered in production and inference, compared in an HTML report."""
+    distilled variants, each metered in production and inference, compared in an HTML report.
+    --experiment picks the Transformer experiments instead."""
     from joulemeter.integrations.compression import resolve_device
     from joulemeter.integrations.demo import DemoOptions, run_demo
 
     if device not in DEVICES:
         raise fail(f"unknown device {device!r}: choose one of {', '.join(DEVICES)}")
+    if experiment not in EXPERIMENTS:
+        raise fail(f"unknown experiment {experiment!r}: choose one of {', '.join(EXPERIMENTS)}")
     try:
         resolve_device(device)
     except ValueError as exc:
         raise fail(str(exc)) from None
+    if experiment == "train-large-then-compress":
+        _train_large_then_compress(
+            quick, output, country, queries_per_day * days, budget_j, ledger, device, threads
+        )
+        return
+    if experiment == "llm-sweep":
+        _llm_sweep(quick, output, ledger, device, threads)
+        return
     options = DemoOptions(
         quick=quick,
-        output=output,
+        output=output or Path("joulemeter-demo.html"),
         country=country,
         queries_per_day=queries_per_day,
         days=days,
@@ -81,8 +110,45 @@ def demo(
     _print_summary(result)
 
 
+def _train_large_then_compress(
+    quick: bool,
+    output: Path | None,
+    country: str | None,
+    queries: float,
+    budget_j: float | None,
+    ledger: str | None,
+    device: str,
+    threads: int,
+) -> None:
+    from joulemeter.integrations.experiment_tlc import TLCOptions, run_tlc, tlc_stages
+
+    options = TLCOptions(
+        quick=quick, output=output or Path("joulemeter-tlc.html"), country=country,
+        queries=queries, budget_j=budget_j, ledger=ledger, device=device, threads=threads,
+    )
+    with _ProgressBars(tlc_stages()) as on_progress:
+        result = run_tlc(options, on_progress=on_progress)
+    _print_tlc(result)
+
+
+def _llm_sweep(quick: bool, output: Path | None, ledger: str | None, device: str, threads: int) -> None:
+    from joulemeter.integrations.experiment_llm import LLMDemoOptions, run_llm_demo
+
+    options = LLMDemoOptions(
+        quick=quick, output=output or Path("joulemeter-llm.html"), ledger=ledger, device=device,
+        threads=threads,
+    )
+    stages = [("sweep", "meter generate at each sweep point"), ("report", "write the report")]
+    with _ProgressBars(stages) as on_progress:
+        result = run_llm_demo(options, on_progress=on_progress)
+    _print_llm(result)
+
+
 class _ProgressBars:
-    """Rich progress bars on stderr, one per stage, updated by run_demo's callback."""
+    """Rich progress bars on stderr, one per stage, updated by the run's callback."""
+
+    def __init__(self, stages: list[tuple[str, str]] | None = None) -> None:
+        self.stages = stages
 
     def __enter__(self) -> Callable[[str, int, int], None]:
         from rich.progress import (
@@ -95,7 +161,7 @@ class _ProgressBars:
 
         from joulemeter.integrations.demo import demo_stages
 
-        self.descriptions = dict(demo_stages())
+        self.descriptions = dict(self.stages if self.stages is not None else demo_stages())
         self.progress = Progress(
             TextColumn("{task.description:<48}"),
             BarColumn(),
@@ -124,7 +190,7 @@ def _print_summary(result: DemoResult) -> None:
     from rich.table import Table
 
     from joulemeter.reports.render import formatting as fmt
-    from joulemeter.reports.render.wording import ratio_words
+    from joulemeter.reports.render.wording import verdict_words
 
     summary = result.summary
     provenances = sorted(
@@ -136,9 +202,9 @@ def _print_summary(result: DemoResult) -> None:
         box=box.SIMPLE_HEAD,
         pad_edge=False,
     )
-    for column in ("variant", "acc.", "J/1k inf.", "vs full", "size", "p50", "made with"):
+    for column in ("variant", "acc.", "J/1k inf.", "vs full (95 % CI)", "size", "p50", "made with"):
         justify = "left" if column == "variant" else "right"
-        table.add_column(column, justify=justify, no_wrap=column != "vs full")
+        table.add_column(column, justify=justify, no_wrap=not column.startswith("vs full"))
     for v in summary.variants:
         meta = v.inference.metadata
         per_1000 = None if v.energy_per_inference_j is None else v.energy_per_inference_j * 1000
@@ -146,7 +212,7 @@ def _print_summary(result: DemoResult) -> None:
             v.variant,
             f"{v.accuracy:.1%}" if isinstance(v.accuracy, (int, float)) else fmt.DASH,
             fmt.energy(per_1000),
-            "baseline" if v.variant == summary.baseline else ratio_words(v.ratio),
+            "baseline" if v.variant == summary.baseline else verdict_words(v.ratio, v.interval),
             fmt.size(meta.get("size_on_disk_bytes")),
             fmt.metadata_value("latency_p50_s", meta.get("latency_p50_s")),
             fmt.energy(v.production_energy_j),
@@ -164,6 +230,68 @@ def _print_summary(result: DemoResult) -> None:
         )
     for name, reason in summary.skipped.items():
         stdout.print(f"[dim]{escape(name)} skipped: {escape(reason)}[/]", highlight=False)
+    stdout.print(
+        f"report written to [bold]{escape(str(result.report_path))}[/] in {fmt.duration(result.duration_s)}",
+        highlight=False,
+    )
+
+
+def _print_tlc(result: TLCResult) -> None:
+    from rich import box
+    from rich.table import Table
+
+    from joulemeter.reports.render import formatting as fmt
+    from joulemeter.reports.render.tlc import premise_words
+    from joulemeter.reports.render.wording import verdict_words
+
+    summary = result.summary
+    table = Table(
+        title=f"train large, then compress on {result.device}: budget {fmt.energy(summary.budget_j)} per model",
+        title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+    )
+    for column in ("model", "acc.", "J/1k queries", "vs small (95 % CI)", "lifecycle", "lifecycle vs small"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for m in summary.models:
+        per_query = m.figures.energy_per_inference_j
+        small = m.name == summary.baseline
+        table.add_row(
+            m.name,
+            fmt.DASH if m.accuracy is None else f"{m.accuracy.value:.1%}",
+            fmt.energy(None if per_query is None else per_query * 1000),
+            "baseline" if small else verdict_words(m.figures.ratio, m.figures.interval),
+            fmt.energy(m.lifecycle_energy_j),
+            "baseline" if small else verdict_words(None, summary.lifecycle_interval(m)),
+        )
+    stdout.print(table)
+    stdout.print(premise_words(summary), highlight=False, markup=False)
+    for name, reason in summary.compression.skipped.items():
+        stdout.print(f"[dim]{escape(name)} skipped: {escape(reason)}[/]", highlight=False)
+    stdout.print(
+        f"report written to [bold]{escape(str(result.report_path))}[/] in {fmt.duration(result.duration_s)}",
+        highlight=False,
+    )
+
+
+def _print_llm(result: LLMDemoResult) -> None:
+    from rich import box
+    from rich.table import Table
+
+    from joulemeter.reports.llm import sweep_figures
+    from joulemeter.reports.render import formatting as fmt
+
+    meta = result.run.metadata
+    table = Table(
+        title=f"{meta.get('model')} ({fmt.count(meta.get('parameters', 0))} parameters) on {result.device}",
+        title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+    )
+    for column in ("point", "J/input token", "J/output token", "TTFT", "output tokens/s"):
+        table.add_column(column, justify="left" if column == "point" else "right")
+    for p in sweep_figures(result.run):
+        table.add_row(
+            p.name, fmt.energy(p.per_input_token_j.value), fmt.energy(p.per_output_token_j.value),
+            fmt.duration(p.ttft_s), fmt.number(p.output_tokens_per_s),
+        )
+    stdout.print(table)
     stdout.print(
         f"report written to [bold]{escape(str(result.report_path))}[/] in {fmt.duration(result.duration_s)}",
         highlight=False,

@@ -6,6 +6,10 @@ their inference side by side (one ledger run per variant).
     runs = benchmark_inference({"full": model, "pruned": prune_magnitude(model, 0.5)},
                                x_test, y_test, base_model="mlp", project="demo")
 
+Transformers (Hugging Face models built from a config) go through the same functions:
+wrap one with `logits_module` so it maps token ids to logits; pruning and quantization
+turn GPT-2's Conv1D into nn.Linear first (compression.transformer).
+
 torch is imported inside the functions: importing this package stays cheap.
 """
 
@@ -19,39 +23,59 @@ from joulemeter.integrations.compression.stats import (
 )
 from joulemeter.integrations.compression.training import (
     accuracy,
+    flat_cross_entropy,
     production_meter,
     resolve_device,
     set_torch_threads,
     train_classifier,
+    train_until_energy,
+)
+from joulemeter.integrations.compression.transformer import (
+    conv1d_to_linear,
+    logits_module,
+    perplexity,
 )
 from joulemeter.integrations.compression.variants import (
     HALF_PRECISIONS,
+    WEIGHT_ONLY,
     half_precision_unsupported,
     is_quantized,
+    precision_label,
     prune_magnitude,
     quantize_dynamic_int8,
+    quantize_weight_only,
     to_half_precision,
+    weight_only_unsupported,
     weight_sparsity,
 )
 
 __all__ = [
     "HALF_PRECISIONS",
+    "WEIGHT_ONLY",
     "accuracy",
     "benchmark_inference",
+    "conv1d_to_linear",
     "distill",
     "distillation_loss",
+    "flat_cross_entropy",
     "half_precision_unsupported",
     "is_quantized",
+    "logits_module",
     "nonzero_parameter_count",
     "parameter_count",
+    "perplexity",
+    "precision_label",
     "production_meter",
     "prune_magnitude",
     "quantize_dynamic_int8",
+    "quantize_weight_only",
     "resolve_device",
     "set_torch_threads",
     "size_on_disk_bytes",
     "state_bytes",
     "to_half_precision",
     "train_classifier",
+    "train_until_energy",
+    "weight_only_unsupported",
     "weight_sparsity",
 ]

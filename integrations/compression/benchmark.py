@@ -25,12 +25,13 @@ from joulemeter.integrations.compression.stats import (
 )
 from joulemeter.integrations.compression.training import (
     accuracy,
+    as_model_input,
     model_dtype,
     resolve_device,
     window_sync,
 )
 from joulemeter.integrations.compression.trials import TrialPlan, TrialProbe
-from joulemeter.integrations.compression.variants import is_quantized
+from joulemeter.integrations.compression.variants import is_quantized, precision_label
 from joulemeter.meter import EnergyMeter, Run
 from joulemeter.meter.meter import MeterOptions, check_meter_options, extend_options
 
@@ -140,7 +141,7 @@ def _benchmark_one(
     model = model.to(device).eval()
     dtype = model_dtype(model)
     batches = [
-        inputs[i : i + batch_size].to(device, dtype) for i in range(0, len(inputs), batch_size)
+        as_model_input(inputs[i : i + batch_size], device, dtype) for i in range(0, len(inputs), batch_size)
     ]
     sync = window_sync(device)
     metadata: dict[str, Any] = {
@@ -148,7 +149,7 @@ def _benchmark_one(
         "variant": variant,
         "base_model": base_model,
         "device": str(device),
-        "precision": "qint8" if is_quantized(model) else str(dtype).removeprefix("torch."),
+        "precision": precision_label(model),
         "batch_size": batch_size,
         "parameters": parameter_count(model),
         "nonzero_parameters": nonzero_parameter_count(model),

@@ -9,7 +9,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from joulemeter.integrations.compression.training import model_dtype
+from joulemeter.integrations.compression.training import as_model_input, model_dtype
 from joulemeter.meter import EnergyMeter, current_meter
 
 if TYPE_CHECKING:
@@ -30,7 +30,9 @@ def distillation_loss(
     """alpha · T² · KL(softmax(teacher/T) ‖ softmax(student/T)) + (1 − alpha) · CE(student, labels).
 
     The T² keeps the soft term's gradients on the scale of the hard one as T changes
-    (Hinton et al. 2015, §2). KL is averaged over the batch.
+    (Hinton et al. 2015, §2). Classes are the last axis: (N, C) logits with (N,) labels,
+    or per position (N, T, C) with (N, T) for a language model; KL is averaged over the
+    N (or N × T) predictions.
     """
     import torch.nn.functional as F
 
@@ -38,13 +40,15 @@ def distillation_loss(
         raise ValueError(f"temperature must be positive, got {temperature!r}")
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha weighs the soft term, in [0, 1]; got {alpha!r}")
+    student_logits = student_logits.flatten(0, -2)
+    teacher_logits = teacher_logits.flatten(0, -2)
     soft = F.kl_div(
         F.log_softmax(student_logits / temperature, dim=1),
         F.log_softmax(teacher_logits / temperature, dim=1),
         reduction="batchmean",
         log_target=True,
     )
-    hard = F.cross_entropy(student_logits, labels)
+    hard = F.cross_entropy(student_logits, labels.flatten())
     return alpha * temperature**2 * soft + (1.0 - alpha) * hard
 
 
@@ -80,11 +84,11 @@ def distill(
     for epoch in range(1, epochs + 1):
         with meter.window(f"epoch-{epoch}") if meter else contextlib.nullcontext():
             for inputs, labels in loader:
-                inputs, labels = inputs.to(device), labels.to(device)
+                labels = labels.to(device)
                 with torch.no_grad():
-                    teacher_logits = teacher(inputs.to(teacher_dtype)).float()
+                    teacher_logits = teacher(as_model_input(inputs, device, teacher_dtype)).float()
                 optimizer.zero_grad()
-                student_logits = student(inputs.to(student_dtype)).float()
+                student_logits = student(as_model_input(inputs, device, student_dtype)).float()
                 loss = distillation_loss(
                     student_logits, teacher_logits, labels, temperature=temperature, alpha=alpha
                 )

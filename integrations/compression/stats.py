@@ -24,7 +24,13 @@ def _weight_tensors(model: nn.Module) -> Iterator[torch.Tensor]:
             if bias is not None:
                 yield bias
         else:
-            yield from module.parameters(recurse=False)
+            for parameter in module.parameters(recurse=False):
+                # torchao's quantized weights are tensor subclasses without count_nonzero
+                yield parameter.dequantize() if _is_torchao(parameter) else parameter
+
+
+def _is_torchao(tensor: torch.Tensor) -> bool:
+    return type(tensor).__module__.startswith("torchao.")
 
 
 def parameter_count(model: nn.Module) -> int:
@@ -46,7 +52,11 @@ def _state_tensors(value: object) -> Iterator[torch.Tensor]:
     """Tensors in a state_dict, looking inside the tuples that packed params are."""
     import torch
 
-    if isinstance(value, torch.Tensor):
+    if isinstance(value, torch.Tensor) and _is_torchao(value):
+        names, _ = value.__tensor_flatten__()  # the int8/int4 data and scales it holds
+        for name in names:
+            yield getattr(value, name)
+    elif isinstance(value, torch.Tensor):
         yield value
     elif isinstance(value, dict):
         for item in value.values():
