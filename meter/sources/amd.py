@@ -35,6 +35,7 @@ from joulemeter.meter.sources.base import (
     Reading,
     Source,
     SourceStatus,
+    bridged_counter_reading,
     register_source,
 )
 from joulemeter.meter.sources.cuda_devices import synchronize_cuda
@@ -346,13 +347,7 @@ class AmdSmiSource(Source):
                 return Reading(name, error=gpu.lost)
             error = str(exc)
         if gpu.counter:
-            if energy_j is None:
-                if not gpu.bridged or gpu.bridged[-1][1] is not None:
-                    gpu.bridged.append([now, None, error])
-                return None
-            if gpu.bridged and gpu.bridged[-1][1] is None:
-                gpu.bridged[-1][1] = now
-            return Reading(name, power_w=power_w, energy_j=energy_j)
+            return bridged_counter_reading(name, gpu.bridged, now, power_w, energy_j, error)
         if power_w is None:
             return Reading(name, error=f"power read failed: {error or gpu.power_field + ' not answered'}")
         return Reading(name, power_w=power_w)

@@ -157,3 +157,19 @@ def register_source(
 def registered() -> list[SourceEntry]:
     """Every source registered so far, in registration order."""
     return list(_registry)
+
+
+def bridged_counter_reading(
+    domain: str, bridged: list[list[Any]], now: float, power_w: float | None, energy_j: float | None,
+    error: str | None,
+) -> Reading | None:
+    """A GPU energy counter's reading, or None while it cannot be read: the counter keeps
+    counting through the error, so the next difference holds the energy across it; the
+    span bridged is kept in `bridged` as [start, end or None while open, error]."""
+    if energy_j is None:
+        if not bridged or bridged[-1][1] is not None:
+            bridged.append([now, None, error])
+        return None
+    if bridged and bridged[-1][1] is None:
+        bridged[-1][1] = now
+    return Reading(domain, power_w=power_w, energy_j=energy_j)

@@ -26,7 +26,7 @@ from typing import Any
 
 from joulemeter.meter.errors import SourceUnavailable
 from joulemeter.meter.run import Domain, Provenance
-from joulemeter.meter.sources.base import Reading, Source, SourceStatus, register_source
+from joulemeter.meter.sources.base import Reading, Source, SourceStatus, bridged_counter_reading, register_source
 from joulemeter.meter.sources.cuda_devices import (
     Board,
     CudaDevice,
@@ -335,15 +335,7 @@ class NvmlSource(Source):
                 log.warning("%s: power now read from %s", name, way.label)
             gpu.methods.append((now, way.label))
         if gpu.counter:
-            if energy_j is None:
-                # The counter keeps counting through the error: leave this read out and the
-                # next one's difference holds the energy across it.
-                if not gpu.bridged or gpu.bridged[-1][1] is not None:
-                    gpu.bridged.append([now, None, counter_error])
-                return None
-            if gpu.bridged and gpu.bridged[-1][1] is None:
-                gpu.bridged[-1][1] = now
-            return Reading(name, power_w=power_w, energy_j=energy_j)
+            return bridged_counter_reading(name, gpu.bridged, now, power_w, energy_j, counter_error)
         if power_w is None:
             return Reading(name, error=f"power read failed: {power_error}")
         return Reading(name, power_w=power_w)
