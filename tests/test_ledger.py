@@ -175,6 +175,19 @@ def test_an_ambiguous_prefix_raises_and_lists_the_candidates(ledger_location: st
         assert "abc-one (first)" in str(caught.value) and "abc-two (second)" in str(caught.value)
 
 
+def test_a_unique_name_names_a_run_and_a_shared_one_lists_the_candidates(ledger_location: str) -> None:
+    with open_ledger(ledger_location) as ledger:
+        ledger.save_run(make_run("aaaa1111", name="sigkill-test"))
+        ledger.save_run(make_run("bbbb2222", name="sweep"))
+        ledger.save_run(make_run("cccc3333", name="sweep"))
+        assert ledger.get_run("sigkill-test").id == "aaaa1111"
+        with pytest.raises(RunNotFoundError, match="several runs are named 'sweep'") as caught:
+            ledger.get_run("sweep")
+        assert "bbbb2222 (sweep)" in str(caught.value) and "cccc3333 (sweep)" in str(caught.value)
+        ledger.save_run(make_run("dddd4444", name="aaaa"))
+        assert ledger.get_run("aaaa").id == "aaaa1111"  # an id prefix comes before a name
+
+
 def test_unknown_ids_and_last_of_an_empty_ledger_raise_run_not_found(ledger_location: str) -> None:
     with open_ledger(ledger_location) as ledger:
         with pytest.raises(RunNotFoundError, match="holds no run"):

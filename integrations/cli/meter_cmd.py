@@ -222,7 +222,7 @@ def runs(
 
 @handle_errors
 def show(
-    run_ref: str = typer.Argument(..., metavar="RUN", help="Run id, id prefix, or `last`."),
+    run_ref: str = typer.Argument(..., metavar="RUN", help="Run id, id prefix, unique name, or `last`."),
     ledger: Optional[str] = LedgerOption,
     json_output: bool = JsonOption,
 ) -> None:
@@ -239,7 +239,7 @@ def show(
 
 @handle_errors
 def export(
-    run_refs: list[str] = typer.Argument(..., metavar="RUN...", help="Run ids, prefixes, or `last`."),
+    run_refs: list[str] = typer.Argument(..., metavar="RUN...", help="Run ids, id prefixes, unique names, or `last`."),
     fmt: str = typer.Option("json", "--format", "-f", help=", ".join(format_names(EXPORT)) + "."),
     table: str = typer.Option("samples", "--table", help="For csv/parquet: samples, windows or domains."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="File to write (default: stdout for json/csv)."),

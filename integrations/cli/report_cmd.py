@@ -42,7 +42,7 @@ _CELL_CHARS = 40
 #: Report formats that are data (full values kept), not documents for people
 _DATA_FORMATS = ("json", "csv")
 
-RunsArgument = typer.Argument(..., metavar="RUN…", help="Run ids, id prefixes, or `last`.")
+RunsArgument = typer.Argument(..., metavar="RUN…", help="Run ids, id prefixes, unique names, or `last`.")
 PerOption = typer.Option(
     None, "--per",
     help="Compare energy per unit of work: sample, token, inference, 1000 (J per 1,000 inferences or samples), "

@@ -115,6 +115,12 @@ def open_ledger(
     return ledger
 
 
+def _candidates(rows: Sequence[sa.Row]) -> str:
+    """Runs an ambiguous reference matches, for its error: 'id (name), …' and whether more."""
+    shown = ", ".join(f"{r.id} ({r.name})" for r in rows[:_LISTED_CANDIDATES])
+    return shown + (" and more" if len(rows) > _LISTED_CANDIDATES else "")
+
+
 def _create_private(path: Path) -> None:
     """Make the ledger's folder (0700) and an empty file (0600) if missing; SQLite keeps the mode."""
     folder = path.parent
@@ -338,7 +344,7 @@ class Ledger:
         return self._transaction(lambda conn: {run_id for run_id in wanted if _exists(conn, run_id)})
 
     def get_run(self, ref: str, samples: bool = True) -> Run:
-        """The run named by its full id, a unique id prefix, or "last" (the newest)."""
+        """The run named by its full id, a unique id prefix, "last" (the newest) or a unique name."""
         return self._transaction(lambda conn: self._load(conn, [self._find(conn, ref)], samples)[0])
 
     def list_runs(
@@ -424,15 +430,18 @@ class Ledger:
         ).all()
         if len(matches) == 1:
             return matches[0]
-        if not matches:
-            raise RunNotFoundError(
-                f"no run {ref!r} in {self.location}; `joulemeter runs` lists the ids"
-            )
-        shown = ", ".join(f"{m.id} ({m.name})" for m in matches[:_LISTED_CANDIDATES])
-        more = " and more" if len(matches) > _LISTED_CANDIDATES else ""
-        raise RunNotFoundError(
-            f"{ref!r} matches several runs: {shown}{more}; give more characters of the id"
-        )
+        if matches:
+            raise RunNotFoundError(f"{ref!r} matches several runs: {_candidates(matches)}; "
+                                   "give more characters of the id")
+        named = conn.execute(
+            self._select(runs).where(runs.c.name == ref).order_by(*_NEWEST_FIRST).limit(_LISTED_CANDIDATES + 1)
+        ).all()
+        if len(named) == 1:
+            return named[0]
+        if named:
+            raise RunNotFoundError(f"several runs are named {ref!r}: {_candidates(named)}; give an id")
+        raise RunNotFoundError(f"no run {ref!r} (an id, id prefix or name) in {self.location}; "
+                               "`joulemeter runs` lists them")
 
     def _not_begun(self, run_id: str) -> RunNotFoundError:
         return RunNotFoundError(f"no run {run_id!r} in {self.location}; call begin_run first")
