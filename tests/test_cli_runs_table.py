@@ -38,3 +38,13 @@ def test_runs_fit_80_columns_one_line_each_with_the_long_name_cut(tmp_path):
         assert " completed " in line and line.rstrip().endswith("counter")
     shown = cli("show", "last", "--json", env=env)
     assert '"bert-base"' in shown.stdout  # the newest, in full
+
+
+def test_compare_refuses_a_run_beside_itself(tmp_path):
+    ledger = tmp_path / "ledger.sqlite"
+    with EnergyMeter("only", sources=[LinearCounterSource(30.0)], interval_s=0.01, ledger=ledger) as m:
+        pass
+    env = os.environ | {"JOULEMETER_LEDGER": str(ledger)}
+    result = cli("compare", "last", m.run.id[:8], "--intensity", "400", env=env)
+    assert result.returncode == 2
+    assert "same run" in result.stderr and m.run.id[:8] in result.stderr

@@ -186,6 +186,12 @@ def _load(
     with open_ledger(ledger, for_reading=True) as book:
         runs = [book.get_run(ref, samples=samples) for ref in refs]
         base = None if baseline is None else book.get_run(baseline, samples=samples)
+    seen: dict[str, str] = {}
+    for ref, run in zip(refs, runs):
+        if run.id in seen:  # `compare last last`: a run beside itself says nothing
+            raise fail(f"{seen[run.id]!r} and {ref!r} are the same run ({run.id[:8]}, {run.name}): "
+                       "name each run once")
+        seen[run.id] = ref
     return runs, base
 
 
