@@ -213,11 +213,11 @@ def test_markup_in_names_and_metadata_is_printed_literally_by_every_command(tmp_
         ledger.save_run(run)
     monkeypatch.setenv("JOULEMETER_LEDGER", str(path))
     monkeypatch.setenv("COLUMNS", "400")  # wide enough that no cell is folded
-    for args in (["runs"], ["show", "last"], ["compare", "last", "last", *FACTOR_ARGS]):
+    for args in (["runs"], ["show", "last"], ["compare", "last", *FACTOR_ARGS]):
         result = runner.invoke(app, args)
         assert result.exit_code == 0, (args, result.output)
         assert MARKUP_NAME in result.output, args
     shown = runner.invoke(app, ["show", "last"]).output
     assert "[/]epoch" in shown and "tuning=[red]v[/]" in shown
-    compared = runner.invoke(app, ["compare", "last", "last", *FACTOR_ARGS]).output
+    compared = runner.invoke(app, ["compare", "last", *FACTOR_ARGS]).output
     assert "[red]v[/]" in compared and "Metadata" in compared
