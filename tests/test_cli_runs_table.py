@@ -48,3 +48,13 @@ def test_compare_refuses_a_run_beside_itself(tmp_path):
     result = cli("compare", "last", m.run.id[:8], "--intensity", "400", env=env)
     assert result.returncode == 2
     assert "same run" in result.stderr and m.run.id[:8] in result.stderr
+
+
+def test_runs_says_how_many_it_shows_of_how_many_there_are(tmp_path):
+    ledger = tmp_path / "ledger.sqlite"
+    for i in range(3):
+        with EnergyMeter(f"run-{i}", sources=[LinearCounterSource(30.0)], interval_s=0.01, ledger=ledger):
+            pass
+    env = os.environ | {"COLUMNS": "80", "JOULEMETER_LEDGER": str(ledger)}
+    assert cli("runs", "--limit", "2", env=env).stdout.startswith("showing 2 of 3 runs")
+    assert cli("runs", env=env).stdout.startswith("3 run(s)")

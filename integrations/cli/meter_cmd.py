@@ -174,6 +174,7 @@ def runs(
 
     with open_ledger(ledger, for_reading=True) as book:
         found = book.list_runs(project=project, tag=tag, name=name, status=status, limit=limit)
+        total = book.count_runs(project=project, tag=tag, name=name, status=status) if len(found) == limit else len(found)
         location = book.location
     if json_output:
         print_json([r.to_dict(samples=False) for r in found])
@@ -204,7 +205,8 @@ def runs(
         }
         for r in found
     ]
-    table = Table(title=f"{len(found)} run(s), newest first", box=None, padding=(0, 1, 0, 0),
+    shown = f"showing {len(found)} of {total} runs (--limit)" if total > len(found) else f"{total} run(s)"
+    table = Table(title=f"{shown}, newest first", box=None, padding=(0, 1, 0, 0),
                   header_style="bold underline", title_justify="left")
     natural = {c: max(len(c), *(len(row[c]) for row in rows)) for c in columns}
     # every column but the name and project keeps its whole width; those two share the rest

@@ -115,6 +115,22 @@ def open_ledger(
     return ledger
 
 
+def _filtered(
+    query: sa.Select, project: str | None, tag: str | None, name: str | None, status: Status | str | None
+) -> sa.Select:
+    """`query` over the runs table narrowed to a project, tag, exact name and status."""
+    runs = schema.runs
+    if project is not None:
+        query = query.where(runs.c.project == project)
+    if name is not None:
+        query = query.where(runs.c.name == name)
+    if status is not None:
+        query = query.where(runs.c.status == _status(status).value)
+    if tag is not None:
+        query = query.where(runs.c.id.in_(sa.select(schema.tags.c.run_id).where(schema.tags.c.tag == tag)))
+    return query
+
+
 def _candidates(rows: Sequence[sa.Row]) -> str:
     """Runs an ambiguous reference matches, for its error: 'id (name), …' and whether more."""
     shown = ", ".join(f"{r.id} ({r.name})" for r in rows[:_LISTED_CANDIDATES])
@@ -357,18 +373,21 @@ class Ledger:
         limit: int | None = None,
     ) -> list[Run]:
         """Runs newest first, with energy and windows but without samples."""
-        runs = schema.runs
-        query = self._select(runs).order_by(*_NEWEST_FIRST).limit(limit)
-        if project is not None:
-            query = query.where(runs.c.project == project)
-        if name is not None:
-            query = query.where(runs.c.name == name)
-        if status is not None:
-            query = query.where(runs.c.status == _status(status).value)
-        if tag is not None:
-            tagged = sa.select(schema.tags.c.run_id).where(schema.tags.c.tag == tag)
-            query = query.where(runs.c.id.in_(tagged))
+        query = _filtered(self._select(schema.runs), project, tag, name, status)
+        query = query.order_by(*_NEWEST_FIRST).limit(limit)
         return self._transaction(lambda conn: self._load(conn, conn.execute(query).all(), False))
+
+    def count_runs(
+        self,
+        *,
+        project: str | None = None,
+        tag: str | None = None,
+        name: str | None = None,
+        status: Status | str | None = None,
+    ) -> int:
+        """How many runs `list_runs` would give with these filters and no limit."""
+        query = _filtered(sa.select(sa.func.count()).select_from(schema.runs), project, tag, name, status)
+        return self._transaction(lambda conn: int(conn.execute(query).scalar_one()))
 
     def read(self, work: Callable[[sa.Connection], T]) -> T:
         """Run `work` (reads only) in one transaction, retried while the database is locked:
