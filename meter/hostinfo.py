@@ -7,6 +7,7 @@ Nothing here touches the network. On Linux the CPU model and topology come from
 from __future__ import annotations
 
 import functools
+import getpass
 import platform
 import socket
 import sys
@@ -19,11 +20,12 @@ _CPUINFO = Path("/proc/cpuinfo")
 
 
 def host_info() -> dict[str, Any]:
-    """Hostname, OS, Python, CPU model, logical CPUs, RAM (GB), VM or not, and GPU names."""
+    """Hostname, user, OS, Python, CPU model, logical CPUs, RAM (GB), VM or not, and GPU names."""
     import psutil
 
     return {
         "hostname": socket.gethostname(),
+        "user": _user(),
         "os": platform.platform(),
         "python": platform.python_version(),
         "cpu_model": cpu_model(),
@@ -32,6 +34,14 @@ def host_info() -> dict[str, Any]:
         "virtual_machine": is_virtual_machine(),
         "gpus": _gpu_names(),
     }
+
+
+def _user() -> str | None:
+    """The login name running the process (an inventory groups by it), None if unknown."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry, e.g. a container with an arbitrary uid
+        return None
 
 
 def cpu_model() -> str | None:

@@ -15,10 +15,12 @@ import pytest
 from joulemeter.reports.factors import normalise_name, read_table
 
 CITED_TABLES = ("prices.csv", "equivalences.csv", "hardware.csv", "published_runs.csv", "pue.csv",
-                "uncertainty.csv", "eu_members.csv")
+                "uncertainty.csv", "eu_members.csv", "cloud_regions.csv", "embodied.csv", "water_wue.csv",
+                "water_electricity.csv")
 KEY_COLUMN = {"prices.csv": "region", "equivalences.csv": "key", "hardware.csv": "name",
               "published_runs.csv": "name", "pue.csv": "preset", "uncertainty.csv": "provenance",
-              "eu_members.csv": "alpha3"}
+              "eu_members.csv": "alpha3", "cloud_regions.csv": "region",
+              "embodied.csv": "key", "water_wue.csv": "preset", "water_electricity.csv": "region"}
 # Rows that are definitions, not measured figures: (table, key) -> why they carry no source.
 UNSOURCED_DEFINITIONS = {("pue.csv", "device"): "PUE 1.0 means 'measured at the device', a definition"}
 KG_PER_LB = 0.45359237  # exact, 1959 international yard and pound agreement
@@ -27,7 +29,7 @@ KM_PER_MILE = 1.609344  # exact, same agreement
 REQUIRED_PRICES = {"USA", "EU", "DEU", "FRA", "GBR", "CHN", "IND", "JPN", "WORLD"}
 REQUIRED_EQUIVALENCES = {
     "household_us", "household_eu", "household_uk", "household_de", "household_fr", "household_cn",
-    "household_in", "household_world",
+    "household_in",
     "person_us", "person_eu", "person_uk", "person_de", "person_fr", "person_cn", "person_in", "person_world",
     "car_km", "flight_ny_sf", "smartphone_charges", "tv_hours", "tree_seedlings_10yr",
 }
@@ -110,6 +112,7 @@ def _factor_from_published(row: dict[str, str]) -> float:
     value, unit = float(row["published_value"]), row["published_unit"]
     conversions = {
         "kWh": 1.0,  # kWh per household / per capita / per year
+        "monthly kWh": 12.0,  # kWh a month -> kWh a year
         "MWh": 1000.0,  # MWh -> kWh
         "g CO2 per mile": 1 / KM_PER_MILE / 1000,  # g/mile -> kg/km
         "lbs": KG_PER_LB,  # lb -> kg
@@ -228,3 +231,29 @@ def test_eu_member_list_has_the_27_states_as_alpha3_codes():
     members = _keyed("eu_members.csv")
     assert len(members) == 27
     assert all(pycountry.countries.get(alpha_3=code) is not None for code in members)
+
+
+def test_the_estimated_band_spans_every_published_run_that_measured_its_power():
+    import math as _math
+
+    from joulemeter.reports.estimates import published_runs
+
+    ratios = {r.name: r.measured_power_ratio for r in published_runs() if r.measured_power_ratio is not None}
+    assert {"switch-transformer", "bert-base", "gpt-3"} <= set(ratios)
+    band = _keyed("uncertainty.csv")["estimated"]
+    # the range rounded outwards to two decimals (round(…, 6) first: 1.1 × 100 is 110.00000000000001)
+    assert float(band["low_factor"]) == _math.floor(round(min(ratios.values()) * 100, 6)) / 100
+    assert float(band["high_factor"]) == _math.ceil(round(max(ratios.values()) * 100, 6)) / 100
+
+
+def test_no_equivalence_rests_on_the_2010_blog_figure():
+    assert all("shrinkthatfootprint" not in row["url"] for row in _rows("equivalences.csv"))
+    assert int(_keyed("equivalences.csv")["household_us"]["year"]) >= 2024
+
+
+def test_every_cloud_region_names_a_grid_with_an_intensity():
+    from joulemeter.reports.factors import cloud_grid, resolve_factors
+
+    for row in _rows("cloud_regions.csv"):
+        grid, _ = cloud_grid(row["provider"], row["region"])
+        assert resolve_factors(grid).region == grid, row["region"]
