@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from joulemeter.integrations.cli import app
 from joulemeter.meter.errors import RunNotFoundError
+from joulemeter.reports.render import formatting, frame_records
 from tests.test_compare import epoch, make_run
 
 runner = CliRunner()
@@ -137,6 +138,22 @@ def test_compare_prints_ratios_and_phrases(fake_ledger):
     assert result.exit_code == 0, result.output
     assert "pruned: 3.4× less energy per 1,000 inferences than full" in " ".join(result.stdout.split())
     assert "baseline" in result.stdout
+
+
+def test_compare_per_unit_gives_co2e_and_cost_per_unit_and_a_single_measurement_says_so():
+    from joulemeter.integrations.cli.report_cmd import _comparison_tables
+    from joulemeter.reports.compare import compare
+    from joulemeter.reports.factors import resolve_factors
+
+    result = compare([full_run(), pruned_run()], per="1000", factors=resolve_factors(intensity_g_per_kwh=400))
+    energy, details = _comparison_tables(result)[:2]
+    headers = [str(c.header) for c in energy.columns]
+    assert headers[-2:] == ["CO2e location per 1,000 inferences", "CO2e market (whole run)"]
+    assert str(details.columns[1].header) == "cost per 1,000 inferences"
+    rows = frame_records(result.frame)
+    co2e_cells = list(energy.columns[-2].cells)
+    assert co2e_cells == [formatting.co2e(r["kg_co2e_per_1000"]) for r in rows]
+    assert "3.4× less (one measurement)" in list(energy.columns[4].cells)  # no trials: no interval claimed
 
 
 def test_compare_defaults_to_the_unit_every_run_counted_and_says_so(fake_ledger):

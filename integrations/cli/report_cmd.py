@@ -207,16 +207,20 @@ def _comparison_tables(result: Comparison) -> list[object]:
     in a third with a row per key, so that many keys stay readable in a terminal."""
     from rich.table import Table
 
+    from joulemeter.reports.compare import per_unit_columns
     from joulemeter.reports.render import formatting, frame_records
-    from joulemeter.reports.render.wording import ratio_words
+    from joulemeter.reports.render.wording import verdict_words
 
     per = result.per_column
+    # per unit of work where every run counted one: CO2e and cost beside the energy per unit
+    co2e_column, cost_column = per_unit_columns(per) if per else ("kg_co2e", "cost")
+    unit = f" {result.per_label}" if per else ""
     energy = Table(title=f"Energy {result.per_label}".strip())
     details = Table(title="Cost and duration")
     for table, columns in (
-        (energy, ["provenance", "energy", *([result.per_label] if per else []), "vs baseline",
-                  "CO2e location", "CO2e market"]),
-        (details, ["cost", "duration", "avg power"]),
+        (energy, ["provenance", "energy", *([result.per_label] if per else []), "vs baseline (95 % CI)",
+                  f"CO2e location{unit}", "CO2e market (whole run)" if per else "CO2e market"]),
+        (details, [f"cost{unit}", "duration", "avg power"]),
     ):
         table.add_column("run", overflow="fold", min_width=10)
         for column in columns:
@@ -229,13 +233,14 @@ def _comparison_tables(result: Comparison) -> list[object]:
             row["provenance"],
             formatting.energy(row["energy_j"]),
             *([formatting.energy(row[per])] if per else []),
-            "[bold]baseline[/]" if row["id"] == result.baseline_id else ratio_words(row["ratio"]),
-            formatting.co2e(row["kg_co2e"]),
+            "[bold]baseline[/]" if row["id"] == result.baseline_id
+            else verdict_words(row["ratio"], result.interval(row["id"])),
+            formatting.co2e(row[co2e_column]),
             formatting.co2e(row["kg_co2e_market"]),
         )
         details.add_row(
             name,
-            formatting.money(row["cost"], row["currency"]),
+            formatting.money(row[cost_column], row["currency"]),
             formatting.duration(row["duration_s"]),
             formatting.power(row["avg_power_w"]),
         )
