@@ -70,6 +70,7 @@ def test_run_exits_with_the_commands_code_and_marks_the_run_failed(ledger_path):
 
 
 def test_runs_on_an_empty_ledger_says_so_and_how_to_make_one(ledger_path):
+    open_ledger(ledger_path).close()  # a ledger with no run yet (a missing one is refused)
     result = subprocess.run(joulemeter("runs"), capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout == ""
     assert result.stderr == (f"no runs in {ledger_path}: meter one with `joulemeter run -- CMD` "
