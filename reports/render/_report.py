@@ -109,7 +109,7 @@ def factor_lines(factors: Factors, equivalences: Sequence[Equivalence] = ()) -> 
         intensity += ", world average: no country was given"
     lines = [FactorLine("Grid carbon intensity", intensity, *_cite(factors.intensity_citation))]
     if factors.location_basis:
-        lines.append(FactorLine("Location", factors.location_basis, "the run's recorded location (docs/intensity.md)", None))
+        lines.append(FactorLine("Location", factors.location_basis, "docs/intensity.md: a run's recorded location, or --country over it", None))
     method = factors.intensity_method or "as its source states"
     lines.append(FactorLine("Intensity method", f"{factors.intensity_signal}, {method}", "docs/intensity.md", None))
     pue_source = _cite(factors.pue_citation) if factors.pue_citation else (factors.pue_basis, None)
