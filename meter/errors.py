@@ -111,6 +111,10 @@ class ForeignLedgerError(_UnusableLedgerFile):
     )
 
 
+class PeriodError(JoulemeterError, ValueError):
+    """A --since/--until bound that is not a date or time, or a period that ends before it starts."""
+
+
 class RunNotFoundError(LedgerError):
     """No run in the ledger matches what was asked for."""
 

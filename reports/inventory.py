@@ -34,6 +34,7 @@ import sqlalchemy as sa
 from joulemeter.meter.errors import FactorError, ReportError, UnknownRegionError
 from joulemeter.meter.run import Location, Provenance
 from joulemeter.meter.store import schema
+from joulemeter.meter.store.period import check_period, period_bound
 from joulemeter.meter.tables import Citation
 from joulemeter.meter.units import G_PER_KG, J_PER_KWH, S_PER_HOUR
 from joulemeter.reports.accounting import provenance_band, uncertainty_bands
@@ -225,7 +226,8 @@ def inventory(
     if factors.intensity_signal != "average":
         raise FactorError(f"an inventory's location-based CO2e needs an average grid intensity, and "
                           f"{factors.intensity_citation} is {factors.intensity_signal}")
-    since_iso, until_iso = _bound(since, end=False), _bound(until, end=True)
+    since_iso, until_iso = period_bound(since, end=False), period_bound(until, end=True)
+    check_period(since_iso, until_iso)
     with_location = ledger.schema_version >= 2
     rows, energy, gpus = ledger.read(
         lambda conn: _read(conn, since_iso, until_iso, project, tag, with_location=with_location)
@@ -306,29 +308,6 @@ def _read(
     ).all():
         gpus.setdefault(run_id, {})[device] = count
     return rows, energy, gpus
-
-
-def _bound(value: str | datetime.date | None, *, end: bool) -> str | None:
-    """A period bound as ISO 8601 UTC text, comparable with started_at; a date alone as an end
-    bound means the day after it (so the day itself is in)."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            parsed: datetime.date = datetime.datetime.fromisoformat(value.strip())
-        except ValueError:
-            raise ReportError(f"{value!r} is not a date or time: use ISO 8601, e.g. 2025-01-31 or "
-                              "2025-01-31T12:00", parameter="until" if end else "since") from None
-        if len(value.strip()) == 10:
-            parsed = parsed.date()
-    else:
-        parsed = value
-    if not isinstance(parsed, datetime.datetime):
-        day = parsed + datetime.timedelta(days=1) if end else parsed
-        parsed = datetime.datetime(day.year, day.month, day.day, tzinfo=datetime.timezone.utc)
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
-    return parsed.astimezone(datetime.timezone.utc).isoformat()
 
 
 # -- one run's figures ----------------------------------------------------------------------

@@ -72,6 +72,8 @@ FLAG_HINTS = {
     "ledger": "or --ledger",
     "port": "--prometheus-port",
     "output": "--output",
+    "since": "--since",
+    "until": "--until",
 }
 
 

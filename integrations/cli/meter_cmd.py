@@ -22,6 +22,16 @@ from joulemeter.integrations.cli._common import (
     stderr,
     stdout,
 )
+from joulemeter.integrations.cli.selection import (
+    NameOption,
+    ProjectOption,
+    RunFilters,
+    SinceOption,
+    StatusOption,
+    TagOption,
+    UntilOption,
+    chosen_runs,
+)
 from joulemeter.meter.formats import EXPORT, format_names, output_format
 from joulemeter.reports.render import formatting as fmt
 
@@ -161,34 +171,41 @@ def _check_runnable(command: str) -> None:
 
 @handle_errors
 def runs(
-    project: Optional[str] = typer.Option(None, "--project", help="Only runs of this project."),
-    tag: Optional[str] = typer.Option(None, "--tag", help="Only runs with this tag."),
-    name: Optional[str] = typer.Option(None, "--name", help="Only runs of this exact name."),
-    status: Optional[str] = typer.Option(None, "--status", help="running, completed, interrupted or failed."),
-    limit: int = typer.Option(20, "--limit", min=1),
+    project: Optional[str] = ProjectOption,
+    tag: Optional[str] = TagOption,
+    name: Optional[str] = NameOption,
+    status: Optional[str] = StatusOption,
+    since: Optional[str] = SinceOption,
+    until: Optional[str] = UntilOption,
+    limit: int = typer.Option(20, "--limit", min=1, help="Show at most this many runs."),
     ledger: Optional[str] = LedgerOption,
     json_output: bool = JsonOption,
 ) -> None:
     """List runs in the ledger, newest first."""
     from joulemeter.meter.store import open_ledger
 
+    filters = RunFilters(project, tag, name, status, since, until)
     with open_ledger(ledger, for_reading=True) as book:
-        found = book.list_runs(project=project, tag=tag, name=name, status=status, limit=limit)
-        total = book.count_runs(project=project, tag=tag, name=name, status=status) if len(found) == limit else len(found)
+        found = book.list_runs(**filters.as_kwargs(), limit=limit)
+        total = book.count_runs(**filters.as_kwargs()) if len(found) == limit else len(found)
         location = book.location
     if json_output:
         print_json([r.to_dict(samples=False) for r in found])
         return
     if not found:
-        filtered = any(v is not None for v in (project, tag, name, status))
-        stderr.print(f"no runs {'match these filters ' if filtered else ''}in {location}: "
+        stderr.print(f"no runs {'match these filters ' if filters.given() else ''}in {location}: "
                      "meter one with `joulemeter run -- CMD` or `joulemeter demo`",
                      highlight=False, markup=False, soft_wrap=True)
         return
+    shown = f"showing {len(found)} of {total} runs (--limit)" if total > len(found) else f"{total} run(s)"
+    stdout.print(runs_table(found, f"{shown}, newest first"))
+
+
+def runs_table(found: list[Run], title: str) -> object:
+    """Runs as a rich table of one line each in the terminal's width: long names cut with "…"
+    (`show` has them whole), the project only where the runs are of more than one."""
     from rich.table import Table
 
-    # One line per run in 80 columns: long names cut with "…" (`show` has them whole), the
-    # project only where the runs listed are of more than one.
     columns = ["id", "name", "project", "status", "started UTC", "duration", "energy", "measured"]
     if len({r.project for r in found}) == 1:
         columns.remove("project")
@@ -205,8 +222,7 @@ def runs(
         }
         for r in found
     ]
-    shown = f"showing {len(found)} of {total} runs (--limit)" if total > len(found) else f"{total} run(s)"
-    table = Table(title=f"{shown}, newest first", box=None, padding=(0, 1, 0, 0),
+    table = Table(title=title, box=None, padding=(0, 1, 0, 0),
                   header_style="bold underline", title_justify="left")
     natural = {c: max(len(c), *(len(row[c]) for row in rows)) for c in columns}
     # every column but the name and project keeps its whole width; those two share the rest
@@ -219,7 +235,7 @@ def runs(
         table.add_column(column, no_wrap=True, overflow="ellipsis", width=natural[column])
     for row in rows:
         table.add_row(*(_status_markup(row[c]) if c == "status" else escape(row[c]) for c in columns))
-    stdout.print(table)
+    return table
 
 
 @handle_errors
@@ -241,10 +257,16 @@ def show(
 
 @handle_errors
 def export(
-    run_refs: list[str] = typer.Argument(..., metavar="RUN...", help="Run ids, id prefixes, unique names, or `last`."),
+    run_refs: list[str] = typer.Argument(None, metavar="RUN", help="Run ids, id prefixes, unique names, or `last`; or choose runs with the filters."),
     fmt: str = typer.Option("json", "--format", "-f", help=", ".join(format_names(EXPORT)) + "."),
     table: str = typer.Option("samples", "--table", help="For csv/parquet: samples, windows or domains."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="File to write (default: stdout for json/csv)."),
+    project: Optional[str] = ProjectOption,
+    tag: Optional[str] = TagOption,
+    name: Optional[str] = NameOption,
+    status: Optional[str] = StatusOption,
+    since: Optional[str] = SinceOption,
+    until: Optional[str] = UntilOption,
     ledger: Optional[str] = LedgerOption,
 ) -> None:
     """Export runs: full JSON, a CSV/Parquet table, or CodeCarbon's emissions.csv format."""
@@ -257,7 +279,8 @@ def export(
     if spec.binary and output is None:
         raise fail(f"{fmt} is binary: give an output file with -o")
     with open_ledger(ledger, for_reading=True) as book:
-        found = [book.get_run(ref) for ref in run_refs]
+        found = chosen_runs(book, run_refs or [], RunFilters(project, tag, name, status, since, until),
+                            what="runs to export")
     if output is None:
         text = io.StringIO()
         export_runs(found, fmt, text, table=table)

@@ -18,7 +18,7 @@ import random
 import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -38,7 +38,9 @@ from joulemeter.meter.run import (
     fields_dict,
     from_fields,
 )
+from joulemeter.meter.limits import check_name, check_tags
 from joulemeter.meter.store import schema, sqlite_file, storable
+from joulemeter.meter.store.period import check_period, period_bound
 from joulemeter.meter.store.location import resolve
 
 log = logging.getLogger("joulemeter.ledger")
@@ -116,9 +118,16 @@ def open_ledger(
 
 
 def _filtered(
-    query: sa.Select, project: str | None, tag: str | None, name: str | None, status: Status | str | None
+    query: sa.Select,
+    project: str | None,
+    tag: str | None,
+    name: str | None,
+    status: Status | str | None,
+    since: str | None = None,
+    until: str | None = None,
 ) -> sa.Select:
-    """`query` over the runs table narrowed to a project, tag, exact name and status."""
+    """`query` over the runs table narrowed to a project, tag, exact name, status, and runs
+    that started in [since, until) (bounds as `period_bound` gives them)."""
     runs = schema.runs
     if project is not None:
         query = query.where(runs.c.project == project)
@@ -128,6 +137,10 @@ def _filtered(
         query = query.where(runs.c.status == _status(status).value)
     if tag is not None:
         query = query.where(runs.c.id.in_(sa.select(schema.tags.c.run_id).where(schema.tags.c.tag == tag)))
+    if since is not None:
+        query = query.where(runs.c.started_at >= since)
+    if until is not None:
+        query = query.where(runs.c.started_at < until)
     return query
 
 
@@ -353,6 +366,63 @@ class Ledger:
 
         self._transaction(work, write=True)
 
+    # -- managing runs -----------------------------------------------------------------
+    def delete_runs(self, run_ids: Sequence[str]) -> int:
+        """Remove these runs (whole ids) with all their parts, in one transaction; a run still
+        being written by a live process is refused, and so is the whole call. Returns how many."""
+        wanted = list(dict.fromkeys(run_ids))
+
+        def work(conn: sa.Connection) -> int:
+            runs = schema.runs
+            rows = conn.execute(self._select(runs).where(runs.c.id.in_(wanted))).all() if wanted else []
+            missing = set(wanted) - {r.id for r in rows}
+            if missing:
+                raise RunNotFoundError(f"no run {sorted(missing)[0]!r} in {self.location}; nothing was deleted")
+            here = socket.gethostname()
+            now = datetime.fromisoformat(conn.execute(sa.select(_DatabaseNow())).scalar_one())
+            live = [r for r in rows if r.status == Status.RUNNING.value and not _writer_is_gone(r, here, now)]
+            if live:
+                raise LedgerError(f"run {live[0].id[:8]} ({live[0].name}) is still being metered by process "
+                                  f"{live[0].pid} on {live[0].hostname}: stop it first; nothing was deleted")
+            for table in _PART_TABLES:  # explicit, not only ON DELETE CASCADE: SQLite may have it off
+                conn.execute(sa.delete(table).where(table.c.run_id.in_(wanted)))
+            conn.execute(sa.delete(runs).where(runs.c.id.in_(wanted)))
+            return len(rows)
+
+        return self._transaction(work, write=True)
+
+    def rename_run(self, run_id: str, name: str) -> None:
+        """Give a run (whole id) a new name."""
+        check_name(name, "name")
+        self._update_run(run_id, {"name": name})
+
+    def retag_run(self, run_id: str, add: Sequence[str] = (), remove: Sequence[str] = ()) -> list[str]:
+        """Add and remove tags of one run (whole id), keeping the others in order; its tags after."""
+        check_tags(add)
+
+        def work(conn: sa.Connection) -> list[str]:
+            tags = schema.tags
+            if not _exists(conn, run_id):
+                raise RunNotFoundError(f"no run {run_id!r} in {self.location}")
+            current = conn.execute(
+                sa.select(tags.c.tag).where(tags.c.run_id == run_id).order_by(tags.c.position)
+            ).scalars().all()
+            kept = [t for t in dict.fromkeys([*current, *add]) if t not in set(remove)]
+            conn.execute(sa.delete(tags).where(tags.c.run_id == run_id))
+            if kept:
+                conn.execute(sa.insert(tags), [{"run_id": run_id, "position": i, "tag": t} for i, t in enumerate(kept)])
+            return kept
+
+        return self._transaction(work, write=True)
+
+    def _update_run(self, run_id: str, values: dict[str, Any]) -> None:
+        def work(conn: sa.Connection) -> None:
+            runs = schema.runs
+            if conn.execute(sa.update(runs).where(runs.c.id == run_id).values(**values)).rowcount != 1:
+                raise RunNotFoundError(f"no run {run_id!r} in {self.location}")
+
+        self._transaction(work, write=True)
+
     # -- reading -----------------------------------------------------------------------
     def existing_ids(self, run_ids: Iterable[str]) -> set[str]:
         """The ids among `run_ids` that the ledger already holds (whole ids, not prefixes)."""
@@ -370,10 +440,13 @@ class Ledger:
         tag: str | None = None,
         name: str | None = None,
         status: Status | str | None = None,
+        since: str | date | None = None,
+        until: str | date | None = None,
         limit: int | None = None,
     ) -> list[Run]:
-        """Runs newest first, with energy and windows but without samples."""
-        query = _filtered(self._select(schema.runs), project, tag, name, status)
+        """Runs newest first, with energy and windows but without samples; `since`/`until`:
+        runs that started in that period (ISO 8601; a date alone as `until` includes that day)."""
+        query = _filtered(self._select(schema.runs), project, tag, name, status, *_period(since, until))
         query = query.order_by(*_NEWEST_FIRST).limit(limit)
         return self._transaction(lambda conn: self._load(conn, conn.execute(query).all(), False))
 
@@ -384,9 +457,12 @@ class Ledger:
         tag: str | None = None,
         name: str | None = None,
         status: Status | str | None = None,
+        since: str | date | None = None,
+        until: str | date | None = None,
     ) -> int:
         """How many runs `list_runs` would give with these filters and no limit."""
-        query = _filtered(sa.select(sa.func.count()).select_from(schema.runs), project, tag, name, status)
+        query = _filtered(sa.select(sa.func.count()).select_from(schema.runs), project, tag, name, status,
+                          *_period(since, until))
         return self._transaction(lambda conn: int(conn.execute(query).scalar_one()))
 
     def read(self, work: Callable[[sa.Connection], T]) -> T:
@@ -590,6 +666,15 @@ def _sample_totals(conn: sa.Connection, run_id: str) -> tuple[float | None, int,
 
 
 _NEWEST_FIRST = (schema.runs.c.started_at.desc(), schema.runs.c.id.desc())
+# every table of a run's parts, removed with it
+_PART_TABLES = tuple(t for t in schema.tables.sorted_tables if t is not schema.runs and "run_id" in t.c)
+
+
+def _period(since: str | date | None, until: str | date | None) -> tuple[str | None, str | None]:
+    """The bounds of a period as comparable UTC text, refusing an empty period."""
+    bounds = period_bound(since, end=False), period_bound(until, end=True)
+    check_period(*bounds)
+    return bounds
 
 
 def writer_identity() -> dict[str, Any]:
