@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from joulemeter.meter.errors import ReportError
+from joulemeter.meter.errors import JoulemeterError
 from joulemeter.meter.meter import EnergyMeter
 from joulemeter.meter.run import Domain, DomainEnergy, Location, Provenance, Run, Status
 from joulemeter.meter.store import open_ledger
@@ -261,7 +261,7 @@ def test_methodology_cites_every_factor_used(ledger):
 @pytest.mark.parametrize("kwargs,match", [({"group_by": "team"}, "group by"), ({"since": "last tuesday"}, "ISO 8601"),
                                           ({"largest": -1}, "largest")])
 def test_bad_arguments_say_what_to_give(ledger, kwargs, match):
-    with pytest.raises(ReportError, match=match):
+    with pytest.raises(JoulemeterError, match=match):
         inventory(ledger, factors=FACTORS, **kwargs)
 
 
