@@ -97,8 +97,9 @@ class LedgerCorruptError(_UnusableLedgerFile):
     """The ledger file exists but is not a readable database; it is left untouched."""
 
     advice = (
-        "{path} is not a readable joulemeter ledger ({detail}). It was left untouched; "
-        "move it aside or point JOULEMETER_LEDGER at another file."
+        "{path} is not a readable joulemeter ledger ({detail}). It was left untouched: "
+        "`joulemeter salvage {path} NEW.sqlite` copies every run that can still be read into a new "
+        "ledger; or move it aside, or point JOULEMETER_LEDGER at another file."
     )
 
 

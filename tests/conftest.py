@@ -55,6 +55,7 @@ def _fresh_postgres_schema(server_url: str) -> Iterator[str]:
 
 
 @pytest.fixture(autouse=True)
-def _private_spool(tmp_path, monkeypatch):
-    """Spooled samples of a test go to its temp dir, never the user's data dir."""
-    monkeypatch.setenv("JOULEMETER_SPOOL", str(tmp_path / "spool"))
+def _private_spool(tmp_path_factory, monkeypatch):
+    """Spooled samples (and the record of verified ledgers) of a test go to a temp dir of its
+    own, never the user's data dir, nor the test's tmp_path, whose files tests compare."""
+    monkeypatch.setenv("JOULEMETER_SPOOL", str(tmp_path_factory.mktemp("spool")))

@@ -31,6 +31,8 @@ def pruned_run():
 class FakeLedger:
     """The part of meter.store's Ledger the commands use: a context manager with get_run."""
 
+    damage = None  # a sound file
+
     def __init__(self, runs):
         self.runs = {run.id: run for run in runs}
 

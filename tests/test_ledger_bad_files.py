@@ -22,11 +22,11 @@ def _fingerprint(directory: Path) -> dict[str, str]:
     """The sha256 of every file in a directory, so changed bytes and new files both show.
 
     A WAL database's -shm file is SQLite's shared-memory index, which any reader updates;
-    it holds no data, so only its presence counts.
+    it holds no data, so only its presence counts. Folders (the tests' spool) are not the ledger's.
     """
     return {
         p.name: "present" if p.name.endswith("-shm") else hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(directory.iterdir())
+        for p in sorted(directory.iterdir()) if not p.is_dir()
     }
 
 

@@ -3,7 +3,9 @@ or the runs a filter chooses, shown before anything changes and asked about wher
 
 from __future__ import annotations
 
+import functools
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 import typer
@@ -31,6 +33,7 @@ def register(app: typer.Typer) -> None:
     app.command("delete")(delete)
     app.command("rename")(rename)
     app.command("tag")(tag)
+    app.command("salvage")(salvage)
 
 
 @handle_errors
@@ -104,6 +107,27 @@ def tag(
             after = book.retag_run(run.id, add=add, remove=remove)
             stderr.print(f"{run.id[:8]} {run.name}: tags {_tag_list(run.tags)} → {_tag_list(after)}",
                          highlight=False, markup=False, soft_wrap=True)
+
+
+@handle_errors
+def salvage(
+    damaged: Path = typer.Argument(..., metavar="DAMAGED", help="The damaged ledger file (only read)."),
+    target: Path = typer.Argument(..., metavar="NEW", help="A new ledger file for every run that can be read."),
+) -> None:
+    """Copy every run that can still be read from a damaged ledger into a new one."""
+    from joulemeter.meter.store.salvage import salvage as copy_readable
+
+    result = copy_readable(damaged, target)
+    total = len(result.copied) + len(result.lost)
+    say = functools.partial(stdout.print, highlight=False, markup=False, soft_wrap=True)
+    say(f"copied {len(result.copied):,} of {total:,} runs into {target}")
+    if result.without_samples:
+        say(f"{len(result.without_samples):,} of them without their samples (in damaged pages): "
+            + ", ".join(i[:8] for i in result.without_samples))
+    if result.lost or result.unreadable:
+        say("unreadable, not copied: " + ", ".join([*(i[:8] for i in result.lost), *result.unreadable]))
+    say(f"check it with `joulemeter runs --ledger {target}`; then move {damaged} (with its -wal and -shm "
+        f"files, if there) aside and put {target} in its place")
 
 
 def _confirm(found: list[Run], question: str, yes: bool) -> None:

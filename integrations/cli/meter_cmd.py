@@ -246,9 +246,13 @@ def show(
 ) -> None:
     """One run in detail: energy per domain and how it was measured, windows, gaps."""
     from joulemeter.meter.store import open_ledger
+    from joulemeter.meter.store.salvage import read_what_can_be_read
 
     with open_ledger(ledger, for_reading=True) as book:
-        found = book.get_run(run_ref)  # with samples: the peak of total power needs them
+        # with samples (the peak of total power needs them), unless they are in damaged pages
+        found = read_what_can_be_read(book, run_ref) if book.damage else book.get_run(run_ref)
+    if found is None:
+        raise fail(f"run {run_ref!r} is in damaged pages of {book.location} and cannot be read")
     if json_output:
         print_json(found.to_dict(samples=False))
         return

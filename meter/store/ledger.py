@@ -68,6 +68,7 @@ def open_ledger(
     """
     target = resolve(location)
     read_only = False
+    damage: str | None = None
     connect_args: dict[str, Any] = {}
     if target.sqlite_path is not None:
         if for_reading and not target.sqlite_path.exists():  # a typo must not make a new, empty ledger
@@ -77,7 +78,8 @@ def open_ledger(
                 path=target.sqlite_path,
             )
         sqlite_file.check_file(target.sqlite_path)
-        read_only = for_reading and sqlite_file.cannot_write(target.sqlite_path)
+        damage = _damage_of(target.sqlite_path, for_reading)
+        read_only = damage is not None or (for_reading and sqlite_file.cannot_write(target.sqlite_path))
         if not read_only:
             _create_private(target.sqlite_path)
     elif "connect_timeout" not in target.url.query:
@@ -97,9 +99,13 @@ def open_ledger(
         sqlite_file.configure(engine, read_only=read_only)
     else:
         _configure_postgres(engine)
-    ledger = Ledger(engine, target.display, read_only=read_only, path=target.sqlite_path)
+    ledger = Ledger(engine, target.display, read_only=read_only, path=target.sqlite_path, damage=damage)
     try:
-        if read_only:
+        if damage is not None:
+            log.warning("%s has damaged pages (%s): it is read as far as it can be and never written; "
+                        "`joulemeter salvage %s NEW.sqlite` copies what can be read into a new ledger",
+                        ledger.location, damage, ledger.location)
+        elif read_only:
             log.info("%s cannot be written here: opened read-only, dead runs are not recovered", ledger.location)
             version = ledger._transaction(functools.partial(schema.read_schema_version, where=ledger.location))
             ledger.schema_version = schema.SCHEMA_VERSION if version is None else version
@@ -115,6 +121,17 @@ def open_ledger(
         engine.dispose()
         raise
     return ledger
+
+
+def _damage_of(path: Path, for_reading: bool) -> str | None:
+    """What is damaged in an existing ledger file (None: sound, or nothing there yet); a damaged
+    one is refused for writing, so nothing new is put where it could be lost."""
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    damage = sqlite_file.damage(path)
+    if damage is not None and not for_reading:
+        raise LedgerCorruptError(path, f"SQLite finds damaged pages: {damage}")
+    return damage
 
 
 def _filtered(
@@ -206,10 +223,17 @@ class Ledger:
     schema_version: int = schema.SCHEMA_VERSION
 
     def __init__(
-        self, engine: sa.Engine, location: str, *, read_only: bool = False, path: Path | None = None
+        self,
+        engine: sa.Engine,
+        location: str,
+        *,
+        read_only: bool = False,
+        path: Path | None = None,
+        damage: str | None = None,
     ) -> None:
         self.location = location
         self.read_only = read_only
+        self.damage = damage  # what SQLite found damaged in the file (then read-only), or None
         self._engine = engine
         self._writer = engine.execution_options(joulemeter_write=True)
         self._path = path
@@ -225,8 +249,12 @@ class Ledger:
         self.close()
 
     def close(self) -> None:
-        """Release the database connections (a later call opens new ones)."""
+        """Release the database connections (a later call opens new ones); a SQLite file this
+        process could write is remembered as sound, as SQLite left it, so the next open skips
+        reading every page to check it."""
         self._engine.dispose()
+        if self._path is not None and not self.read_only and not self.replaced():
+            sqlite_file.remember_sound(self._path)
 
     def replaced(self) -> bool:
         """Whether the SQLite file opened was deleted or replaced since (always False on a server)."""
@@ -556,6 +584,8 @@ class Ledger:
     ) -> T:
         """Run `work` in one transaction, retrying with backoff while the database is locked,
         for up to `deadline_s` (BUSY_DEADLINE_S by default)."""
+        if write and self.damage is not None:
+            raise LedgerCorruptError(self.location, f"SQLite finds damaged pages: {self.damage}")
         if write and self.read_only:
             raise LedgerError(
                 f"{self.location} was opened read-only (it cannot be written here); nothing was written",

@@ -3,12 +3,16 @@ reading a ledger that cannot be written (read-only file, folder or mount).
 
 The check reads the file without a write (header bytes, then a read-only connection), so
 a corrupt or foreign file is refused before WAL mode or tables could change a byte of it.
+Its pages are checked once (`damage`): again only when the file changed since joulemeter
+last verified it or last closed it after writing.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +26,9 @@ _HEADER_SIZE = 100  # https://www.sqlite.org/fileformat.html#the_database_header
 BUSY_TIMEOUT_MS = 10_000
 # Error names SQLite gives a damaged file (https://www.sqlite.org/rescode.html).
 _CORRUPT_ERRORS = {"SQLITE_CORRUPT", "SQLITE_NOTADB"}
+_PROBLEMS_SHOWN = 3  # of quick_check's findings, in a damaged ledger's message
+_VERIFIED_FILE = "verified-ledgers.json"  # in this machine's spool folder (store.location)
+_VERIFIED_KEPT = 64  # ledgers remembered
 
 
 def check_file(path: Path) -> None:
@@ -48,6 +55,88 @@ def check_file(path: Path) -> None:
         if wal_mode:  # its main file changes only at checkpoints, which need a -wal file
             raise
         _read_version(path, immutable=False)  # confirm: a writer may have been mid-commit
+
+
+def damage(path: Path) -> str | None:
+    """What SQLite's `PRAGMA quick_check` finds wrong in the file's pages, or None when it is
+    sound (or exactly as joulemeter last verified or wrote it). Reads only; an existing,
+    non-empty SQLite file (check_file first)."""
+    if _identity(path) == _verified().get(_key(path)):
+        return None
+    wal_in_use = Path(f"{path}-wal").exists()
+    problems = _quick_check(path, immutable=not wal_in_use)
+    if problems is not None and not wal_in_use:
+        problems = _quick_check(path, immutable=False)  # confirm: a writer may have been mid-commit
+    if problems is None:
+        remember_sound(path)
+    return problems
+
+
+def remember_sound(path: Path) -> None:
+    """Record the file as it is now as sound: verified, or just closed after SQLite wrote it,
+    so the next open need not read every page again. Best effort: a failure means a recheck."""
+    identity = _identity(path)
+    if identity is None:
+        return
+    known = _verified()
+    known.pop(_key(path), None)
+    known[_key(path)] = identity
+    kept = dict(list(known.items())[-_VERIFIED_KEPT:])
+    record = _verified_path()
+    try:
+        record.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=record.parent, delete=False, suffix=".tmp") as f:
+            json.dump(kept, f)
+        os.replace(f.name, record)
+    except OSError:
+        pass
+
+
+def _quick_check(path: Path, immutable: bool) -> str | None:
+    """quick_check's first findings through a read-only connection, or None if it says ok."""
+    uri = f"{path.as_uri()}?mode=ro" + ("&immutable=1" if immutable else "")
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+        try:
+            rows = [r[0] for r in conn.execute(f"PRAGMA quick_check({_PROBLEMS_SHOWN})")]
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:  # too damaged to finish the check
+        return str(exc)
+    return None if rows == ["ok"] else "; ".join(rows)
+
+
+def _identity(path: Path) -> list[int] | None:
+    """The file and its WAL as (device, inode, size, mtime ns) each: what changes with any write."""
+    parts: list[int] = []
+    for part in (path, Path(f"{path}-wal")):
+        try:
+            st = part.stat()
+        except FileNotFoundError:
+            parts += [-1, -1, -1, -1]
+            continue
+        except OSError:
+            return None
+        parts += [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
+    return parts
+
+
+def _verified() -> dict[str, list[int]]:
+    try:
+        known = json.loads(_verified_path().read_text())
+    except (OSError, ValueError):
+        return {}
+    return known if isinstance(known, dict) else {}
+
+
+def _verified_path() -> Path:
+    from joulemeter.meter.store.location import spool_dir
+
+    return spool_dir() / _VERIFIED_FILE
+
+
+def _key(path: Path) -> str:
+    return str(path.resolve())
 
 
 def _read_version(path: Path, immutable: bool) -> None:

@@ -1,0 +1,111 @@
+"""A ledger with damaged pages (issue 12, item 6) is found out once on open and treated the same
+by every command: read as far as it can be, never written, and salvaged into a new file."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from joulemeter.integrations.cli import app
+from joulemeter.meter import EnergyMeter
+from joulemeter.meter.errors import LedgerCorruptError
+from joulemeter.meter.store import open_ledger, sqlite_file
+from joulemeter.meter.store.salvage import salvage
+from tests.doubles import LinearCounterSource
+from tests.test_ledger import make_run
+
+RUNS = 40
+runner = CliRunner()
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def damaged(tmp_path: Path) -> Path:
+    """A ledger of RUNS runs whose samples fill most pages, two pages in its middle overwritten."""
+    path = tmp_path / "ledger.sqlite"
+    with open_ledger(path) as book:
+        book.save_runs([make_run(f"{i:032x}", name=f"run-{i}", samples=300) for i in range(RUNS)])
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    pages, page_size = db.execute("PRAGMA page_count").fetchone()[0], db.execute("PRAGMA page_size").fetchone()[0]
+    db.close()
+    with path.open("r+b") as f:
+        f.seek((pages // 2) * page_size)
+        f.write(b"\xde\xad\xbe\xef" * (2 * page_size // 4))
+    return path
+
+
+def test_a_damaged_ledger_is_refused_for_writing_and_left_untouched(damaged: Path) -> None:
+    before = _sha(damaged)
+    with pytest.raises(LedgerCorruptError, match="damaged pages") as caught:
+        open_ledger(damaged)
+    assert "joulemeter salvage" in str(caught.value)
+    with pytest.raises(LedgerCorruptError):  # a metered run does not start writing into it
+        EnergyMeter("new", sources=[LinearCounterSource(10.0)], ledger=damaged).start()
+    assert _sha(damaged) == before
+
+
+def test_reading_commands_list_and_show_what_can_be_read_and_write_nothing(damaged: Path, monkeypatch) -> None:
+    before = _sha(damaged)
+    monkeypatch.setenv("JOULEMETER_LEDGER", str(damaged))
+    listing = runner.invoke(app, ["runs", "--limit", str(RUNS)])
+    assert listing.exit_code == 0, listing.output
+    assert f"{RUNS} run(s)" in listing.output
+    shown = [runner.invoke(app, ["show", f"run-{i}"]) for i in range(RUNS)]
+    assert all(r.exit_code == 0 for r in shown), [r.output for r in shown if r.exit_code]
+    assert any("samples are in damaged pages" in r.output for r in shown)
+    with open_ledger(damaged, for_reading=True) as book:
+        assert book.read_only and book.damage
+        with pytest.raises(LedgerCorruptError):
+            book.rename_run(f"{0:032x}", "renamed")
+    assert _sha(damaged) == before
+
+
+def test_salvage_copies_every_readable_run_and_says_which_lost_their_samples(damaged: Path, tmp_path: Path) -> None:
+    before = _sha(damaged)
+    result = salvage(damaged, tmp_path / "new.sqlite")
+    assert len(result.copied) == RUNS and not result.lost
+    assert 1 <= len(result.without_samples) < RUNS
+    with open_ledger(tmp_path / "new.sqlite", for_reading=True) as book:
+        assert book.damage is None and book.count_runs() == RUNS
+        partial = book.get_run(result.without_samples[0])
+        whole = book.get_run(next(i for i in result.copied if i not in result.without_samples))
+    assert partial.samples == [] and "damaged pages" in partial.metadata["salvaged"]
+    assert partial.total_energy_j == whole.total_energy_j == make_run().total_energy_j  # its figures kept
+    assert len(whole.samples) == 600
+    assert _sha(damaged) == before
+
+
+def test_salvage_never_overwrites_an_existing_file(damaged: Path, tmp_path: Path) -> None:
+    existing = tmp_path / "other.sqlite"
+    existing.write_bytes(b"precious")
+    result = runner.invoke(app, ["salvage", str(damaged), str(existing)])
+    assert result.exit_code == 2 and "already exists" in result.output
+    assert existing.read_bytes() == b"precious"
+
+
+def test_pages_are_checked_once_until_the_file_changes_outside_joulemeter(tmp_path: Path, monkeypatch) -> None:
+    checks: list[Path] = []
+    real = sqlite_file._quick_check
+    monkeypatch.setattr(sqlite_file, "_quick_check", lambda path, immutable: checks.append(path) or real(path, immutable))
+    path = tmp_path / "ledger.sqlite"
+    with open_ledger(path) as book:  # new: nothing to check
+        book.save_run(make_run("first"))
+    with open_ledger(path) as book:  # as joulemeter closed it: not read again
+        book.save_run(make_run("second"))
+    with open_ledger(path, for_reading=True) as book:
+        assert book.count_runs() == 2
+    assert checks == []
+    os.utime(path, ns=(0, 0))  # touched by something else: checked again, once
+    for _ in range(2):
+        with open_ledger(path, for_reading=True) as book:
+            assert book.damage is None
+    assert checks == [path]
