@@ -58,3 +58,35 @@ def test_runs_says_how_many_it_shows_of_how_many_there_are(tmp_path):
     env = os.environ | {"COLUMNS": "80", "JOULEMETER_LEDGER": str(ledger)}
     assert cli("runs", "--limit", "2", env=env).stdout.startswith("showing 2 of 3 runs")
     assert cli("runs", env=env).stdout.startswith("3 run(s)")
+
+
+def test_show_and_devices_fit_80_columns_with_whole_headers(tmp_path):
+    ledger = tmp_path / "ledger.sqlite"
+    with EnergyMeter("bert", sources=[LinearCounterSource(30.0)], interval_s=0.01, ledger=ledger):
+        pass
+    env = os.environ | {"COLUMNS": "80", "JOULEMETER_LEDGER": str(ledger)}
+    for args in (("show", "last"), ("devices",)):
+        out = cli(*args, env=env)
+        assert out.returncode == 0, out.stderr
+        lines = out.stdout.splitlines()
+        assert max(len(line) for line in lines) <= 80, out.stdout
+        assert any(line.split().count("measured") == 1 for line in lines)  # headers whole, on one line
+        assert "provenanc" not in out.stdout and "utilisati\n" not in out.stdout
+
+
+def test_show_claims_no_peak_below_the_average_power(tmp_path):
+    from dataclasses import replace
+
+    from joulemeter.meter.store import open_ledger
+    from tests.test_ledger import make_run
+
+    run = make_run("short")
+    # the ticks saw 20 W while the counters at the edges give 250 W on average: they missed the peak
+    run = replace(run, samples=[replace(s, power_w=10.0) for s in run.samples])
+    with open_ledger(tmp_path / "ledger.sqlite") as book:
+        book.save_run(run)
+    env = os.environ | {"COLUMNS": "100", "JOULEMETER_LEDGER": str(tmp_path / "ledger.sqlite")}
+    out = cli("show", "short", env=env)
+    assert out.returncode == 0, out.stderr
+    assert "avg 250 W · peak not caught" in out.stdout
+    assert "20.0 W" not in out.stdout and "too short for its timeline" in out.stdout

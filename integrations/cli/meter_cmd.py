@@ -84,18 +84,25 @@ def devices(json_output: bool = JsonOption) -> None:
         return
     from rich.table import Table
 
-    table = Table(title="Power sources on this machine")
-    for column in ("source", "reads here", "domain", "provenance", "method, or why not"):
-        table.add_column(column, overflow="fold")
+    from rich.padding import Padding
+
+    # what reads, as a table; what does not, as a list, whose reasons and fixes need the width
+    table = Table(title="Power sources that read here", title_justify="left")
+    for column in ("source", "domain", "measured", "method"):
+        table.add_column(column, overflow="fold", no_wrap=column == "measured")
     for s in found:
-        if not s.available:
-            why = escape(s.reason or "") + (f"\n[dim]fix: {escape(s.fix)}[/]" if s.fix else "")
-            table.add_row(escape(s.source), "[red]no[/]", "", "", why)
         for d in s.domains:
             note = f" [yellow]({escape(d.note)})[/]" if d.note else ""
-            table.add_row(escape(s.source), "[green]yes[/]", escape(f"{d.name}: {d.device}"), d.provenance.value,
-                          escape(d.method) + note)
-    stdout.print(table)
+            table.add_row(escape(s.source), escape(f"{d.name}: {d.device}"), d.provenance.value, escape(d.method) + note)
+    if table.rows:
+        stdout.print(table)
+    unavailable = [s for s in found if not s.available]
+    if unavailable:
+        stdout.print("[bold]Power sources that do not read here[/]")
+    for s in unavailable:  # wrapped lines keep their indent
+        stdout.print(Padding(f"[red]{escape(s.source)}[/]: {escape(s.reason or '')}", (0, 0, 0, 2)))
+        if s.fix:
+            stdout.print(Padding(f"[dim]fix: {escape(s.fix)}[/]", (0, 0, 0, 4)))
     stdout.print("The meter will read: " + ", ".join(f"{d.name} ({d.provenance.value})" for d in chosen.domains),
                  markup=False)
     for note in chosen.fallbacks:
@@ -300,6 +307,17 @@ def _status_markup(status: str) -> str:
     return f"[{colour.get(status, 'white')}]{status}[/]"
 
 
+_MISSED = "not caught"
+
+
+def _peak(peak_w: float | None, avg_w: float | None) -> str:
+    """The peak power of the timeline's ticks, unless they missed it: below the average, the
+    ticks of a short run did not see its busiest moment, so no peak is claimed."""
+    if peak_w is not None and avg_w is not None and peak_w < avg_w * (1 - 1e-9):
+        return _MISSED
+    return fmt.power(peak_w)
+
+
 def _print_run_summary(r: Run, *, console, detail: bool = False) -> None:
     from rich.table import Table
 
@@ -310,28 +328,35 @@ def _print_run_summary(r: Run, *, console, detail: bool = False) -> None:
     console.print(
         f"duration {fmt.duration(r.duration_s)} · energy {fmt.energy_with_kwh(r.total_energy_j)} "
         f"({r.provenance.value if r.provenance else '—'}) · avg {fmt.power(r.avg_power_w)} · "
-        f"peak {fmt.power(r.peak_power_w)}"
+        f"peak {_peak(r.peak_power_w, r.avg_power_w)}"
     )
     if r.attributable_energy_j is not None:
         console.print(
             f"idle baseline {fmt.energy_with_kwh(r.idle_energy_j)} · attributable {fmt.energy_with_kwh(r.attributable_energy_j)}"
         )
-    domains = Table(title="Energy by domain")
-    for column in ("domain", "device", "energy", "avg power", "peak power", "provenance", "method"):
-        domains.add_column(column, overflow="fold")
+    # figures in one table that fits 80 columns; how each domain was measured listed below it
+    domains = Table(title="Energy by domain", title_justify="left")
+    for column in ("domain", "device", "energy", "avg power", "peak power", "measured"):
+        domains.add_column(column, overflow="fold", no_wrap=column != "device")
     methods = {d.name: d for d in r.domains}
     for name, e in r.energy.items():
         d = methods.get(name)
         domains.add_row(
             escape(name),
             escape(d.device) if d else "",
-            fmt.energy_with_kwh(e.energy_j),
+            fmt.energy(e.energy_j),
             fmt.power(e.avg_power_w),
-            fmt.power(e.peak_power_w),
+            _peak(e.peak_power_w, e.avg_power_w),
             e.provenance.value,
-            escape(d.method + (f" ({d.note})" if d.note else "")) if d else "",
         )
     console.print(domains)
+    for name in r.energy:
+        if (d := methods.get(name)) is not None:
+            console.print(f"  {escape(name)}: {escape(d.method + (f' ({d.note})' if d.note else ''))}", highlight=False)
+    if any(_peak(e.peak_power_w, e.avg_power_w) == _MISSED for e in [*r.energy.values()]) or \
+            _peak(r.peak_power_w, r.avg_power_w) == _MISSED:
+        console.print(f"[dim]peak {_MISSED}: the run was too short for its timeline's ticks to catch it "
+                      "(the energy is from counters at its edges)[/]")
     if r.units:
         console.print(
             "units: "
