@@ -33,6 +33,12 @@ CPU_MODEL = {"n_embd": 256, "n_layer": 4, "n_head": 4, "vocab_size": 256}
 TINY_MODEL = {"n_embd": 64, "n_layer": 2, "n_head": 2, "vocab_size": 256}
 
 
+def sweep_name(quick: bool) -> str:
+    """The sweep run's name: a --quick sweep (a tiny model) says so, so that it is never taken
+    for a full one in `joulemeter runs`."""
+    return "llm-sweep-quick" if quick else "llm-sweep"
+
+
 @dataclass(frozen=True)
 class LLMDemoOptions:
     """What the sweep was asked for (the CLI's options)."""
@@ -94,7 +100,7 @@ def run_llm_demo(
 
     progress("sweep", 0, len(points))
     run = sweep_generation(
-        model, prompts, points, trials=options.trials, project=options.project,
+        model, prompts, points, name=sweep_name(options.quick), trials=options.trials, project=options.project,
         ledger=options.ledger, pid=os.getpid(),
         metadata={"config": {k: v for k, v in config.to_dict().items() if k in sizes}},
         on_point=lambda point, done: progress("sweep", done, len(points)),

@@ -24,7 +24,9 @@ from joulemeter.reports.render.wording import (
     break_even_text,
     comparison_phrase,
     prediction_text,
+    unit_notes,
 )
+from joulemeter.reports.units import TOKENS, units_counted
 
 if TYPE_CHECKING:
     import pandas
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
 # `per` option -> (units looked for in run.units, in order of preference; how many of them)
 _PER_UNITS: dict[str, tuple[tuple[str, ...], int]] = {
     "sample": (("samples",), 1),
-    "token": (("tokens",), 1),
+    "token": ((TOKENS,), 1),  # an LLM run's input + output tokens where it counted no tokens
     "inference": (("inferences", "requests", "samples"), 1),
     "1000": (("inferences", "requests", "samples"), 1000),
 }
@@ -71,6 +73,7 @@ class Comparison:
     intervals: dict[str, RatioInterval | None] = field(default_factory=dict)  # run id -> CI
     trials: dict[str, list[float]] = field(default_factory=dict)  # run id -> per-trial figures
     factors_by_run: dict[str, Factors] = field(default_factory=dict)  # run id -> the factors it was given
+    notes: list[str] = field(default_factory=list)  # how the units compared were counted, where it matters
 
     @property
     def same_factors(self) -> bool:
@@ -107,6 +110,7 @@ class Comparison:
             "metadata_columns": list(self.metadata_columns),
             "rows": frame_records(self.frame),
             "phrases": list(self.phrases),
+            "notes": list(self.notes),
             "intervals": {
                 run_id: None if ci is None else ci.to_dict() for run_id, ci in self.intervals.items()
             },
@@ -168,6 +172,7 @@ def compare(
             ratio=ratios[i],
             interval=intervals[run.id],
             has_value=not _missing(frame.loc[i, compared]),
+            base_has_value=not _missing(base_value),
             base_value=base_value,
             unit=unit,
             per_label=per_label,
@@ -190,6 +195,7 @@ def compare(
         intervals,
         trials,
         by_run,
+        unit_notes(runs, unit),
     )
 
 
@@ -429,14 +435,15 @@ def _resolve_baseline(runs: list[Run], baseline: Run | str | None) -> Run:
 
 def default_per(runs: Sequence[Run]) -> str | None:
     """The fairest `per` when none is asked for: per 1,000 inferences (or samples) when every
-    run counted them, per token when every run counted tokens, else whole runs (None).
+    run counted them, per token when every run counted tokens (an LLM run's input + output
+    tokens, units_counted), else whole runs (None).
 
     Runs of different lengths are not comparable in total energy, so a demanding reader
     wants the unit of work whenever every run recorded one."""
     if not runs:
         return None
     for per in ("1000", "token"):
-        if any(all(run.units.get(unit) for run in runs) for unit in _PER_UNITS[per][0]):
+        if any(all(units_counted(run.units, unit) for run in runs) for unit in _PER_UNITS[per][0]):
             return per
     return None
 
@@ -452,8 +459,8 @@ def _per_unit(runs: list[Run], per: str | None) -> tuple[str | None, str | None,
             parameter="per",
         )
     candidates, count = _PER_UNITS[per]
-    counted = [u for u in candidates if any(r.units.get(u) for r in runs)]
-    in_all = [u for u in counted if all(r.units.get(u) for r in runs)]
+    counted = [u for u in candidates if any(units_counted(r.units, u) for r in runs)]
+    in_all = [u for u in counted if all(units_counted(r.units, u) for r in runs)]
     if not counted:
         raise ReportError(
             f"none of the runs counted {' or '.join(candidates)}; count units of work with "
@@ -485,9 +492,9 @@ def _row(
         "avg_power_w": run.avg_power_w,
     }
     if per_column is not None and unit is not None:
-        per_unit = run.energy_per_unit_j(unit)
-        row[per_column] = None if per_unit is None else per_unit * count
-        row["units_counted"] = run.units.get(unit)
+        counted = units_counted(run.units, unit)
+        row[per_column] = None if counted is None else run.total_energy_j / counted * count
+        row["units_counted"] = counted
     row["kg_co2e"] = fp.kg_co2e
     row["cost"] = fp.cost
     row["currency"] = fp.currency

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from joulemeter.reports.units import units_counted
+
 if TYPE_CHECKING:
     from joulemeter.meter.run import Run
 
@@ -168,7 +170,8 @@ def relative_half_width(values: Sequence[float]) -> float | None:
 
 def trial_figures(run: Run, unit: str | None, count: int = 1) -> list[float]:
     """The compared figure of each trial window of `run`: energy per `count` units of
-    `unit`, or total energy when `unit` is None. Trials without a figure are left out."""
+    `unit` (as units_counted counts them), or total energy when `unit` is None. Trials
+    without a figure are left out."""
     figures = []
     for window in run.windows:
         if not TRIAL_WINDOW.fullmatch(window.name):
@@ -176,8 +179,8 @@ def trial_figures(run: Run, unit: str | None, count: int = 1) -> list[float]:
         if unit is None:
             value = window.total_energy_j
         else:
-            per_unit = window.energy_per_unit_j(unit)
-            value = None if per_unit is None else per_unit * count
+            counted = units_counted(window.units, unit)
+            value = None if counted is None else window.total_energy_j / counted * count
         if value is not None and value > 0:
             figures.append(value)
     return figures

@@ -57,14 +57,21 @@ def _hardware_index() -> dict[str, str]:
     index = {}
     for hw in hardware_table().values():
         for alias in (hw.name, *hw.aliases):
-            index[normalise_name(alias)] = hw.name
+            index[_lookup_key(alias)] = hw.name
     return index
 
 
+def _lookup_key(name: str) -> str:
+    """A name as looked up: case, accents, spaces, hyphens and underscores left out, so
+    "RTX4090", "rtx 4090" and "RTX-4090" are one name."""
+    return "".join(ch for ch in normalise_name(name) if ch not in " -")
+
+
 def find_hardware(name: str) -> Hardware:
-    """The hardware row for a name or alias ("V100" is the SXM2 board); close matches on a miss."""
+    """The hardware row for a name or alias ("V100" is the SXM2 board; "RTX4090" is
+    "RTX-4090", _lookup_key); close matches on a miss."""
     index = _hardware_index()
-    key = normalise_name(name)
+    key = _lookup_key(name)
     if key in index:
         return hardware_table()[index[key]]
     close = difflib.get_close_matches(key, list(index), n=6, cutoff=0.6)
@@ -105,6 +112,8 @@ def estimate(
 
 
 G_PER_TONNE = G_PER_KG * 1000.0
+#: a published run as a Run has this id before its name (it has no ledger id)
+PUBLISHED_ID_PREFIX = "published:"
 
 
 # -- published runs ----------------------------------------------------------------
@@ -178,7 +187,7 @@ class PublishedRun:
                   else "device-hours × power as the source states them")
         domain = Domain("published", "gpu", self.hardware, kind, method)
         return Run(
-            id=f"published:{self.name}",
+            id=f"{PUBLISHED_ID_PREFIX}{self.name}",
             name=f"{self.model} (published)",
             project="published",
             status=Status.COMPLETED,
@@ -186,7 +195,7 @@ class PublishedRun:
             domains=[domain],
             energy={"published": DomainEnergy("published", self.energy_j, kind, None, None)},
             units={} if self.tokens is None else {"tokens": self.tokens},
-            metadata={"source": str(self.citation)},
+            metadata={"source": str(self.citation), "kind": "training"},  # tokens: training tokens
         )
 
     @property
@@ -203,9 +212,11 @@ def published_runs() -> list[PublishedRun]:
 
 
 def published_run(name: str) -> PublishedRun:
-    """The published run named `name` (case-insensitive; close matches on a miss)."""
-    runs = {normalise_name(r.name): r for r in published_runs()}
-    key = normalise_name(name)
+    """The published run named `name`, or by its model as `joulemeter published` lists it
+    ("Llama 2 70B"); case, spaces and hyphens do not matter; close matches on a miss."""
+    runs = {_lookup_key(r.name): r for r in published_runs()}
+    runs.update({_lookup_key(r.model): r for r in published_runs() if _lookup_key(r.model) not in runs})
+    key = _lookup_key(name)
     if key in runs:
         return runs[key]
     close = difflib.get_close_matches(key, list(runs), n=4, cutoff=0.5)

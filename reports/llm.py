@@ -17,11 +17,10 @@ from typing import Any
 from joulemeter.meter.errors import ReportError
 from joulemeter.meter.run import Run, Window
 from joulemeter.reports.confidence import relative_half_width
+from joulemeter.reports.units import INPUT_UNIT, OUTPUT_UNIT
 
 PREFILL_WINDOW = "prefill"
 DECODE_WINDOW = "decode"
-INPUT_UNIT = "input_tokens"
-OUTPUT_UNIT = "output_tokens"
 SEQUENCE_UNIT = "sequences"
 #: run.metadata key of a sweep's per-point records
 SWEEP_KEY = "llm_sweep"

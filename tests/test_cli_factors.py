@@ -17,6 +17,22 @@ def _eq(key: str) -> dict[str, str]:
     return next(r for r in read_table("equivalences.csv") if r["key"] == key)
 
 
+@pytest.fixture
+def world_warning_unsaid():
+    """The world-average warning is said once per process, through the handler each
+    invocation adds: forget that it was said, and keep only this invocation's handler."""
+    import logging
+
+    from joulemeter.reports import factors
+
+    logger = logging.getLogger("joulemeter")
+    handlers = list(logger.handlers)
+    logger.handlers.clear()
+    factors._warn_world_default.cache_clear()
+    yield
+    logger.handlers[:] = handlers
+
+
 def test_version_is_the_installed_distributions():
     from importlib.metadata import version
 
@@ -31,13 +47,43 @@ def test_an_error_is_one_line_and_shows_brackets_literally():
     assert "unknown country or region '[xx]'. Run `joulemeter factors --list`" in result.output
 
 
-def test_estimate_megatron_prints_about_34_mwh_and_an_american_comparison():
+def test_estimate_megatron_prints_about_34_mwh_and_an_american_comparison(world_warning_unsaid):
     result = runner.invoke(app, ["estimate", "--hardware", "V100", "--count", "512", "--days", "9.2"])
     assert result.exit_code == 0, result.output
-    assert "33,900 kWh" in result.output
+    assert "33.9 MWh" in result.output
     assert "estimated" in result.output
     assert "average American" in result.output
     assert "world-average" in result.output  # no --country: said loudly
+
+
+@pytest.mark.parametrize("command", [["factors"], ["estimate", "--hardware", "T4", "--hours", "1"]])
+def test_the_no_country_warning_is_said_once(world_warning_unsaid, command):
+    result = runner.invoke(app, command)
+    assert result.exit_code == 0, result.output
+    assert result.output.count("world-average") == 1
+
+
+def test_an_estimate_writes_each_figure_in_one_unit_and_its_range_in_that_unit():
+    result = runner.invoke(app, ["estimate", "--hardware", "A100", "--count", "8", "--days", "30", "--pue", "1.1"])
+    assert result.exit_code == 0, result.output
+    assert "2.53 MWh (range 1.37–2.79 MWh)" in result.output
+    assert " GJ" not in result.output and "2,530 kWh" not in result.output  # not GJ, MWh and kWh mixed
+
+
+@pytest.mark.parametrize("name", ["RTX4090", "rtx 4090", "GeForce-RTX-4090", "rtx_4090"])
+def test_hardware_names_are_found_whatever_their_case_spaces_and_hyphens(name):
+    result = runner.invoke(app, ["estimate", "--hardware", name, "--hours", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["estimate"]["hardware"] == "RTX-4090"
+
+
+def test_the_known_hardware_is_listed_with_its_power_and_source():
+    result = runner.invoke(app, ["estimate", "--list-hardware", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {r["name"]: r for r in json.loads(result.stdout)["hardware"]}
+    assert rows["RTX-4090"]["power_w"] == 450 and rows["RTX-4090"]["citation"]["year"] == 2022
+    text = runner.invoke(app, ["estimate", "--list-hardware"]).output
+    assert "H100-SXM" in text and "700 W" in text
 
 
 def test_estimate_json_parses_with_energy_emissions_cost_and_sourced_equivalences():
@@ -65,7 +111,7 @@ def test_estimate_needs_exactly_one_of_hours_and_days():
 def test_unknown_hardware_exits_2_with_a_message_and_no_traceback():
     result = runner.invoke(app, ["estimate", "--hardware", "H10", "--hours", "1"])
     assert result.exit_code == 2
-    assert "unknown hardware" in result.output
+    assert "unknown hardware" in result.output and "H100" in result.output  # suggestions kept
     assert "Traceback" not in result.output
 
 

@@ -108,7 +108,7 @@ def test_ratio_to_baseline_is_energy_per_1000_inferences_divided(full_and_pruned
     assert frame.loc["bbbb2222", "ratio"] == pytest.approx(1000.0 / 3400.0)
     assert frame.loc["aaaa1111", "ratio"] == pytest.approx(1.0)
     assert result.phrases == [
-        "pruned: 3.4× less energy per 1,000 inferences than full (accuracy 0.9 vs 0.91)"
+        "pruned: 3.4× less energy per 1,000 inferences than full (accuracy 90.0 % vs 91.0 %)"
     ]
 
 
@@ -138,7 +138,7 @@ def test_baseline_can_be_named_by_id_prefix_or_name(full_and_pruned, factors):
     by_prefix = compare([full, pruned], baseline="bbbb", factors=factors)
     by_name = compare([full, pruned], baseline="pruned", factors=factors)
     assert by_prefix.baseline_id == by_name.baseline_id == "bbbb2222"
-    assert by_prefix.phrases == ["full: 3.4× more energy than pruned (accuracy 0.91 vs 0.9)"]
+    assert by_prefix.phrases == ["full: 3.4× more energy than pruned (accuracy 91.0 % vs 90.0 %)"]
 
 
 def test_unknown_baseline_lists_the_runs_to_choose_from(full_and_pruned, factors):
@@ -156,8 +156,30 @@ def test_run_missing_the_unit_gets_no_ratio_and_says_why(full_and_pruned, factor
     uncounted = make_run("cccc3333", "uncounted", energy_j=500.0)
     result = compare([full, uncounted], per="inference", factors=factors)
     assert result.frame["ratio"].isna().iloc[1]
-    assert result.phrases == ["uncounted: no inferences counted, so no energy per inference to "
+    assert result.phrases == ["uncounted: counted no inferences, so no energy per inference to "
                               "compare with full"]
+
+
+def test_a_baseline_missing_the_unit_is_the_side_named_as_lacking_it(full_and_pruned, factors):
+    full, _ = full_and_pruned
+    uncounted = make_run("cccc3333", "uncounted", energy_j=500.0)
+    result = compare([uncounted, full], per="inference", factors=factors)
+    assert result.phrases == ["full: uncounted (the baseline) counted no inferences, so no energy per "
+                              "inference to compare"]
+
+
+def test_an_llm_run_is_compared_per_token_processed_with_a_run_that_counted_tokens(factors):
+    llm = make_run("eeee5555", "llm-sweep", energy_j=80.0,
+                   units={"input_tokens": 600.0, "output_tokens": 200.0}, metadata={"kind": "llm-inference"})
+    trained = make_run("ffff6666", "trained", energy_j=4000.0, units={"tokens": 1000.0},
+                       metadata={"kind": "training"})
+    assert default_per([llm, trained]) == "token"
+    result = compare([llm, trained], per="token", factors=factors)
+    assert result.frame["energy_per_token_j"].tolist() == pytest.approx([0.1, 4.0])
+    assert result.phrases[0].startswith("trained: 40× more energy per token than llm-sweep")
+    assert result.notes[0] == ("llm-sweep counted input and output tokens, not tokens: per token here is per "
+                               "token processed, its 600 input (prompt) and 200 output (generated) tokens together")
+    assert "not the same work" in result.notes[1]
 
 
 def test_different_provenance_is_pointed_out(full_and_pruned, factors):
@@ -279,7 +301,7 @@ def test_a_baseline_run_not_among_the_runs_is_added_first(full_and_pruned, facto
     full, pruned = full_and_pruned
     result = compare([pruned], baseline=full, factors=factors)
     assert result.frame["id"].tolist() == ["aaaa1111", "bbbb2222"]
-    assert result.phrases == ["pruned: 3.4× less energy than full (accuracy 0.9 vs 0.91)"]
+    assert result.phrases == ["pruned: 3.4× less energy than full (accuracy 90.0 % vs 91.0 %)"]
 
 
 def test_default_per_is_the_unit_every_run_counted_or_whole_runs():

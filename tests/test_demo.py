@@ -116,7 +116,7 @@ def test_a_variant_without_a_production_run_says_so_instead_of_assuming_zero(sum
     distilled = figures(summary, "distilled")
     assert distilled.production is None and distilled.break_even is None
     assert distilled.lifetime_energy_j is None
-    assert summary.break_even_words(distilled) == "production energy not metered"
+    assert summary.break_even_words(distilled) == "the energy to make it was not metered"
 
 
 def test_lifetime_projection_is_energy_per_inference_times_volume_plus_production(summary, factors):

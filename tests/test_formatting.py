@@ -41,11 +41,25 @@ def test_emissions_go_down_to_milligrams_and_micrograms(kg, text):
 
 
 @pytest.mark.parametrize(("amount", "text"), [
-    (1234.5678, "1,234.57 EUR"), (0.45, "0.450 EUR"), (6.13e-4, "0.0613 EUR cents"),
-    (6.13e-10, "6.13 × 10⁻¹⁰ EUR"), (0.0, "0 EUR"),
+    (195_624.0, "196,000 EUR"), (1234.5678, "1,230 EUR"), (0.45, "0.450 EUR"), (6.13e-4, "0.000613 EUR"), (6.13e-5, "6.13 × 10⁻⁵ EUR"),
+    (0.0023, "0.00230 EUR"), (6.13e-10, "6.13 × 10⁻¹⁰ EUR"), (0.0, "0 EUR"),
 ])
-def test_money_below_a_cent_is_in_cents_and_below_a_thousandth_of_one_in_powers_of_ten(amount, text):
+def test_money_has_three_significant_figures_in_its_own_unit_and_powers_of_ten_below_a_ten_thousandth(amount, text):
     assert formatting.money(amount, "EUR") == text
+    assert "cent" not in formatting.money(amount, "EUR")
+
+
+def test_a_range_is_written_in_the_unit_of_its_value():
+    assert formatting.kwh(2_300.0, (1_240.0, 2_530.0)) == "2.30 MWh (range 1.24–2.53 MWh)"
+    assert formatting.co2e(1_090.0, (591.0, 1_200.0)) == "1.09 t CO2e (range 0.591–1.20 t CO2e)"
+
+
+def test_a_factor_has_two_significant_figures_and_beyond_a_million_a_power_of_ten():
+    from joulemeter.reports.render.wording import ratio_words
+
+    assert ratio_words(509_303_430_332.0) == "5.1 × 10¹¹× more"
+    assert ratio_words(1 / 25.0) == "25× less"
+    assert ratio_words(23_884.0) == "24,000× more"  # two significant figures, as 2.4× has
 
 
 def test_energy_below_one_watt_hour_has_no_kwh_beside_it():
@@ -61,15 +75,27 @@ def test_durations_switch_to_micro_and_milliseconds_minutes_hours_and_days(durat
     assert formatting.duration(duration_s) == text
 
 
-@pytest.mark.parametrize(("power_w", "text"), [(None, "—"), (61.04, "61.0 W"), (1520.0, "1.52 kW")])
-def test_power_switches_to_kilowatts(power_w, text):
+@pytest.mark.parametrize(("power_w", "text"), [(None, "—"), (61.04, "61.0 W"), (1520.0, "1.52 kW"), (3.29e6, "3.29 MW")])
+def test_power_switches_to_kilowatts_and_megawatts(power_w, text):
     assert formatting.power(power_w) == text
 
 
 @pytest.mark.parametrize(
     ("key", "value", "text"),
     [("throughput_per_s", 3.8e6, "3,800,000/s"), ("latency_p50_s", 3.7115e-05, "37.1 µs"),
-     ("size_on_disk_bytes", 44_700_000, "44.7 MB"), ("parameters", 1_200_000, "1,200,000"), ("accuracy", 0.96389, "0.9639")],
+     ("size_on_disk_bytes", 44_700_000, "44.7 MB"), ("parameters", 1_200_000, "1,200,000"),
+     ("parameters", 182_016.0, "182,016"), ("accuracy", 0.96389, "96.4 %"), ("other_cpu_load", 0.004963, "0.496 %"),
+     ("energy_per_1000_inferences_j", 0.01129, "11.3 mJ"), ("trial_energy_spread", 1.104, "1.10×"),
+     ("inferences", 404_600.0, "404,600"), ("dtype", "float32", "float32"), ("compiled", True, "yes")],
 )
 def test_metadata_is_formatted_by_what_its_key_says(key, value, text):
     assert formatting.metadata_value(key, value) == text
+
+
+@pytest.mark.parametrize(
+    ("key", "label"),
+    [("latency_p50_s", "p50 latency"), ("size_on_disk_bytes", "size on disk"), ("batch_size", "batch size"),
+     ("inference_window_s", "length of the inference window"), ("budget_j", "budget")],
+)
+def test_a_metadata_label_names_the_figure_and_leaves_the_unit_to_the_value(key, label):
+    assert formatting.metadata_label(key) == label

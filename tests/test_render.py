@@ -90,7 +90,7 @@ def test_html_of_one_run_shows_every_figure_with_its_provenance(single_html):
     assert "3.60 kJ (1.00 Wh)" in single_html
     assert "1.50 Wh" in single_html
     assert "600 mg CO2e" in single_html
-    assert "0.0450 EUR cents" in single_html
+    assert "0.000450 EUR" in single_html
 
 
 def test_a_run_without_an_idle_baseline_gets_no_idle_cards(training_run, factors):
@@ -131,7 +131,17 @@ def test_html_notes_gaps_and_an_interrupted_status(factors):
 
 
 def test_markdown_escapes_html_and_table_pipes():
-    assert md_escape("a | b <i>x</i> *y*") == r"a \| b &lt;i&gt;x&lt;/i&gt; \*y\*"
+    assert md_escape("a | b <i>x</i> *y*") == r"a \| b &lt;i\>x&lt;/i\> \*y\*"
+
+
+def test_markdown_keeps_a_plain_ampersand_and_escapes_only_one_that_starts_an_entity():
+    assert md_escape("IEA Global Energy & CO2") == "IEA Global Energy & CO2"
+    assert md_escape("R&D &amp; &#38;") == r"R&D &amp;amp; &amp;\#38;"
+
+
+def test_a_markdown_report_cites_its_sources_without_html_entities(training_run):
+    text = render(training_run, "md")  # the world average, cited "IEA Global Energy & CO2 Status Report"
+    assert "Energy & CO2" in text and "&amp;" not in text
 
 
 def test_markdown_tables_keep_their_columns_with_hostile_names(training_run, factors):

@@ -25,7 +25,13 @@ if TYPE_CHECKING:
     from joulemeter.integrations.experiment_tlc import TLCResult
 
 DEVICES = ("auto", "cpu", "cuda")
-EXPERIMENTS = ("compression", "train-large-then-compress", "llm-sweep")
+#: each experiment and the report it writes when no --output is given
+DEFAULT_REPORTS = {
+    "compression": Path("joulemeter-demo.html"),
+    "train-large-then-compress": Path("joulemeter-tlc.html"),
+    "llm-sweep": Path("joulemeter-llm.html"),
+}
+EXPERIMENTS = tuple(DEFAULT_REPORTS)
 
 
 def register(app: typer.Typer) -> None:
@@ -45,7 +51,9 @@ def demo(
         "or llm-sweep (GPT-2 from its config: J per input/output token over batch sizes and lengths).",
     ),
     output: Optional[Path] = typer.Option(
-        None, "--output", "-o", help="Where to write the HTML report (default joulemeter-<experiment>.html)."
+        None, "--output", "-o",
+        help="Where to write the HTML report (default: " + ", ".join(
+            f"{path} for {name}" for name, path in DEFAULT_REPORTS.items()) + ").",
     ),
     country: Optional[str] = CountryOption,
     queries_per_day: float = typer.Option(
@@ -74,8 +82,8 @@ def demo(
     ),
 ) -> None:
     """Full vs compressed models on scikit-learn's digits: pruned, int8, half precision and
-    distilled variants, each metered in production and inference, compared in an HTML report.
-    --experiment picks the Transformer experiments instead."""
+    distilled variants, each metered while it is made and while it serves inferences, compared
+    in an HTML report. --experiment picks the Transformer experiments instead."""
     from joulemeter.integrations.compression import resolve_device
     from joulemeter.integrations.demo import DemoOptions, run_demo
 
@@ -87,6 +95,7 @@ def demo(
         resolve_device(device)
     except ValueError as exc:
         raise fail(str(exc)) from None
+    output = output or DEFAULT_REPORTS[experiment]
     if experiment == "train-large-then-compress":
         _train_large_then_compress(
             quick, output, country, queries_per_day * days, budget_j, ledger, device, threads
@@ -97,7 +106,7 @@ def demo(
         return
     options = DemoOptions(
         quick=quick,
-        output=output or Path("joulemeter-demo.html"),
+        output=output,
         country=country,
         queries_per_day=queries_per_day,
         days=days,
@@ -112,7 +121,7 @@ def demo(
 
 def _train_large_then_compress(
     quick: bool,
-    output: Path | None,
+    output: Path,
     country: str | None,
     queries: float,
     budget_j: float | None,
@@ -123,7 +132,7 @@ def _train_large_then_compress(
     from joulemeter.integrations.experiment_tlc import TLCOptions, run_tlc, tlc_stages
 
     options = TLCOptions(
-        quick=quick, output=output or Path("joulemeter-tlc.html"), country=country,
+        quick=quick, output=output, country=country,
         queries=queries, budget_j=budget_j, ledger=ledger, device=device, threads=threads,
     )
     with _ProgressBars(tlc_stages()) as on_progress:
@@ -131,11 +140,11 @@ def _train_large_then_compress(
     _print_tlc(result)
 
 
-def _llm_sweep(quick: bool, output: Path | None, ledger: str | None, device: str, threads: int) -> None:
+def _llm_sweep(quick: bool, output: Path, ledger: str | None, device: str, threads: int) -> None:
     from joulemeter.integrations.experiment_llm import LLMDemoOptions, run_llm_demo
 
     options = LLMDemoOptions(
-        quick=quick, output=output or Path("joulemeter-llm.html"), ledger=ledger, device=device,
+        quick=quick, output=output, ledger=ledger, device=device,
         threads=threads,
     )
     stages = [("sweep", "meter generate at each sweep point"), ("report", "write the report")]
@@ -204,13 +213,14 @@ def _print_summary(result: DemoResult) -> None:
     )
     for column in ("variant", "acc.", "J/1k inf.", "vs full (95 % CI)", "size", "p50", "made with"):
         justify = "left" if column == "variant" else "right"
-        table.add_column(column, justify=justify, no_wrap=not column.startswith("vs full"))
+        words = column.startswith("vs full")  # a verdict wraps, folding an interval too long for its column
+        table.add_column(column, justify=justify, no_wrap=not words, overflow="fold" if words else "ellipsis")
     for v in summary.variants:
         meta = v.inference.metadata
         per_1000 = None if v.energy_per_inference_j is None else v.energy_per_inference_j * 1000
         table.add_row(
             v.variant,
-            f"{v.accuracy:.1%}" if isinstance(v.accuracy, (int, float)) else fmt.DASH,
+            fmt.metadata_value("accuracy", v.accuracy),
             fmt.energy(per_1000),
             "baseline" if v.variant == summary.baseline else verdict_words(v.ratio, v.interval),
             fmt.size(meta.get("size_on_disk_bytes")),
@@ -230,10 +240,15 @@ def _print_summary(result: DemoResult) -> None:
         )
     for name, reason in summary.skipped.items():
         stdout.print(f"[dim]{escape(name)} skipped: {escape(reason)}[/]", highlight=False)
-    stdout.print(
-        f"report written to [bold]{escape(str(result.report_path))}[/] in {fmt.duration(result.duration_s)}",
-        highlight=False,
-    )
+    _print_written(result.report_path, result.duration_s)
+
+
+def _print_written(path: Path, duration_s: float) -> None:
+    """Where the report went, and how long the whole demo took (measuring and writing)."""
+    from joulemeter.reports.render import formatting as fmt
+
+    stdout.print(f"report written to [bold]{escape(str(path))}[/]; the whole demo took {fmt.duration(duration_s)}",
+                 highlight=False)
 
 
 def _print_tlc(result: TLCResult) -> None:
@@ -250,13 +265,13 @@ def _print_tlc(result: TLCResult) -> None:
         title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
     )
     for column in ("model", "acc.", "J/1k queries", "vs small (95 % CI)", "lifecycle", "lifecycle vs small"):
-        table.add_column(column, justify="left" if column == "model" else "right")
+        table.add_column(column, justify="left" if column == "model" else "right", overflow="fold")
     for m in summary.models:
         per_query = m.figures.energy_per_inference_j
         small = m.name == summary.baseline
         table.add_row(
             m.name,
-            fmt.DASH if m.accuracy is None else f"{m.accuracy.value:.1%}",
+            fmt.metadata_value("accuracy", None if m.accuracy is None else m.accuracy.value),
             fmt.energy(None if per_query is None else per_query * 1000),
             "baseline" if small else verdict_words(m.figures.ratio, m.figures.interval),
             fmt.energy(m.lifecycle_energy_j),
@@ -266,10 +281,7 @@ def _print_tlc(result: TLCResult) -> None:
     stdout.print(premise_words(summary), highlight=False, markup=False)
     for name, reason in summary.compression.skipped.items():
         stdout.print(f"[dim]{escape(name)} skipped: {escape(reason)}[/]", highlight=False)
-    stdout.print(
-        f"report written to [bold]{escape(str(result.report_path))}[/] in {fmt.duration(result.duration_s)}",
-        highlight=False,
-    )
+    _print_written(result.report_path, result.duration_s)
 
 
 def _print_llm(result: LLMDemoResult) -> None:
@@ -278,6 +290,7 @@ def _print_llm(result: LLMDemoResult) -> None:
 
     from joulemeter.reports.llm import sweep_figures
     from joulemeter.reports.render import formatting as fmt
+    from joulemeter.reports.render.llm import legend
 
     meta = result.run.metadata
     table = Table(
@@ -286,13 +299,12 @@ def _print_llm(result: LLMDemoResult) -> None:
     )
     for column in ("point", "J/input token", "J/output token", "TTFT", "output tokens/s"):
         table.add_column(column, justify="left" if column == "point" else "right")
-    for p in sweep_figures(result.run):
+    points = sweep_figures(result.run)
+    for p in points:
         table.add_row(
             p.name, fmt.energy(p.per_input_token_j.value), fmt.energy(p.per_output_token_j.value),
             fmt.duration(p.ttft_s), fmt.number(p.output_tokens_per_s),
         )
     stdout.print(table)
-    stdout.print(
-        f"report written to [bold]{escape(str(result.report_path))}[/] in {fmt.duration(result.duration_s)}",
-        highlight=False,
-    )
+    stdout.print(f"{legend(points)} TTFT = time to first token.", highlight=False, markup=False)
+    _print_written(result.report_path, result.duration_s)

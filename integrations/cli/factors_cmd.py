@@ -20,7 +20,7 @@ from joulemeter.integrations.cli._common import (
     stdout,
 )
 from joulemeter.meter.run import Provenance
-from joulemeter.meter.units import KWH_PER_MWH
+from joulemeter.meter.units import J_PER_KWH, KWH_PER_MWH
 
 if TYPE_CHECKING:
     from joulemeter.reports import Citation, Factors, Footprint
@@ -62,14 +62,6 @@ def _factor_rows(f: Factors) -> list[tuple[str, str, str]]:
     ]
 
 
-def _warn_if_default(f: Factors) -> None:
-    if f.intensity_is_default:
-        stdout.print(
-            f"[yellow]No --country given: the world-average grid intensity ({f.intensity_g_per_kwh:g} g/kWh) "
-            "is used. Pass --country for a real figure.[/]"
-        )
-
-
 @handle_errors
 def factors(
     country: Optional[str] = CountryOption,
@@ -100,7 +92,6 @@ def factors(
     if json_output:
         print_json(f.to_dict())
         return
-    _warn_if_default(f)
     table = Table("factor", "value", "source", title="Factors")
     for row in _factor_rows(f):
         table.add_row(*(escape(cell) for cell in row))
@@ -112,17 +103,11 @@ def _footprint_table(fp: Footprint, title: str) -> object:
 
     from joulemeter.reports.render import formatting as fmt
 
-    def ranged(value: float, bounds: tuple[float, float] | None, unit: str) -> str:
-        text = f"{fmt.number(value)} {unit}"
-        if bounds:
-            text += f"  (range {fmt.number(bounds[0])}–{fmt.number(bounds[1])})"
-        return text
-
-    table = Table("figure", "value", title=title)
-    table.add_row("energy at the device", fmt.energy_with_kwh(fp.energy_j))
-    table.add_row("facility energy (× PUE)", ranged(fp.energy_kwh, fp.energy_kwh_range, "kWh"))
-    table.add_row("emissions", ranged(fp.kg_co2e, fp.kg_co2e_range, "kg CO2e"))
-    table.add_row("cost", "—" if fp.cost is None else f"{fmt.number(fp.cost)} {fp.currency or ''}".strip())
+    table = Table("figure", "value", title=title)  # each figure in one scaled unit, its range in that unit
+    table.add_row("energy at the device", fmt.kwh(fp.energy_j / J_PER_KWH))
+    table.add_row("facility energy (× PUE)", fmt.kwh(fp.energy_kwh, fp.energy_kwh_range))
+    table.add_row("emissions", fmt.co2e(fp.kg_co2e, fp.kg_co2e_range))
+    table.add_row("cost", fmt.money(fp.cost, fp.currency))
     table.add_row("provenance", fp.provenance)
     return table
 
@@ -138,7 +123,7 @@ def _print_equivalences(fp: Footprint, n: int = 3) -> None:
 
 @handle_errors
 def estimate(
-    hardware: Optional[str] = typer.Option(None, "--hardware", help="Accelerator name, e.g. V100, A100, H100-PCIe, TPU v3."),
+    hardware: Optional[str] = typer.Option(None, "--hardware", help="Accelerator name, e.g. V100, A100, H100-PCIe, TPU v3 (case, spaces and hyphens do not matter; --list-hardware lists them)."),
     count: int = typer.Option(1, "--count", help="How many devices."),
     hours: Optional[float] = typer.Option(None, "--hours", help="Wall-clock hours."),
     days: Optional[float] = typer.Option(None, "--days", help="Wall-clock days (instead of --hours)."),
@@ -149,6 +134,7 @@ def estimate(
     price: Optional[float] = PriceOption,
     currency: Optional[str] = CurrencyOption,
     intensity: Optional[float] = IntensityOption,
+    list_hardware: bool = typer.Option(False, "--list-hardware", help="List the known hardware, its board power and source, instead."),
     json_output: bool = JsonOption,
 ) -> None:
     """Estimate energy, CO2e and cost from hardware × count × time (provenance: estimated)."""
@@ -156,6 +142,9 @@ def estimate(
     from joulemeter.reports import footprint
     from joulemeter.reports.accounting import uncertainty_bands
 
+    if list_hardware:
+        _print_hardware(json_output)
+        return
     if (hours is None) == (days is None):
         raise fail("give exactly one of --hours or --days")
     total_hours = hours if hours is not None else days * 24  # type: ignore[operator]
@@ -172,7 +161,6 @@ def estimate(
             "footprint": fp.to_dict(),
         })
         return
-    _warn_if_default(f)
     power_source = _cite(est.power_citation) if est.power_citation else "given with --power-w"
     stdout.print(f"{est.count:,} × {escape(est.hardware)} at {est.power_w:g} W × {est.hours:,g} h at "
                  f"{est.utilization:.0%} utilization [dim]({escape(power_source)})[/]")
@@ -180,6 +168,26 @@ def estimate(
     _print_equivalences(fp)
     low, high, citation = uncertainty_bands()["estimated"]
     stdout.print(f"[dim]Range × {low:g}–{high:g}: measured over board power in published runs ({escape(str(citation))}).[/]")
+
+
+def _print_hardware(json_output: bool) -> None:
+    """The hardware table (reports/data/hardware.csv): names, aliases, board power, source."""
+    from rich.table import Table
+
+    from joulemeter.reports.estimates import hardware_table
+
+    rows = list(hardware_table().values())
+    if json_output:
+        print_json({"hardware": [{"name": hw.name, "aliases": list(hw.aliases), "power_w": hw.power_w,
+                                  "vendor": hw.vendor, "citation": hw.citation.to_dict(), "note": hw.note}
+                                 for hw in rows]})
+        return
+    table = Table("name", "also called", "board power", "source", title=f"{len(rows)} known accelerators")
+    for hw in rows:
+        table.add_row(escape(hw.name), escape(", ".join(hw.aliases)), f"{hw.power_w:g} W", escape(str(hw.citation)))
+    stdout.print(table)
+    stdout.print("[dim]--hardware takes a name or any alias; case, spaces and hyphens do not matter. "
+                 "--power-w gives another board's power.[/]")
 
 
 @handle_errors

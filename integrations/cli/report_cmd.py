@@ -32,6 +32,8 @@ from joulemeter.meter.formats import REPORT, format_names, output_format
 from joulemeter.meter.limits import NAME_MAX_CHARS
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from joulemeter.meter.run import Run
     from joulemeter.reports.compare import Comparison
     from joulemeter.reports.factors import Factors
@@ -39,6 +41,10 @@ if TYPE_CHECKING:
 
 #: Names and metadata values in `compare`'s tables are cut to this many characters ("…")
 _CELL_CHARS = 40
+#: compare's tables keep run names up to this long whole; longer ones fold
+_WHOLE_NAME_CHARS = 24
+#: compare's verdicts ("no measurable difference (0.95×–1.0×)") wrap at this width
+_VERDICT_CHARS = 18
 #: Report formats that are data (full values kept), not documents for people
 _DATA_FORMATS = ("json", "csv")
 
@@ -67,7 +73,7 @@ def register(app: typer.Typer) -> None:
 def report(
     run_refs: list[str] = RunsArgument,
     fmt: str = typer.Option("html", "--format", "-f", help=", ".join(format_names(REPORT)) + "."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="File to write (default: html to ./joulemeter-report-<id>.html, the rest to stdout)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="File to write (default: html to ./joulemeter-report-<id>.html, or ./joulemeter-report-<id>-and-<n>-more.html for the first of n + 1 runs; the other formats to stdout)."),
     baseline: Optional[str] = BaselineOption,
     per: Optional[str] = PerOption,
     title: Optional[str] = typer.Option(None, "--title", help="Title of the report."),
@@ -148,7 +154,7 @@ def compare(
         return
     for table in _comparison_tables(result):
         stdout.print(table)
-    for phrase in result.phrases:
+    for phrase in [*result.phrases, *result.notes]:
         stdout.print(f"• {phrase}", highlight=False, markup=False)
     shown = [result.factors] if result.same_factors and result.factors else list(result.factors_by_run.values())
     for f in dict.fromkeys(shown):
@@ -171,10 +177,21 @@ def _chosen_per(per: str | None, runs: list[Run], base: Run | None) -> str | Non
     if per is None and len(every) > 1:
         per = default_per(every)
         if per is not None:
-            unit = "1,000 inferences or samples" if per == "1000" else "token"
-            stderr.print(f"comparing energy per {unit}, which every run counted (--per run compares whole runs)",
-                         highlight=False, markup=False, soft_wrap=True)
+            stderr.print(f"comparing energy per {_per_words(per, every)}, which every run counted "
+                         "(--per run compares whole runs)", highlight=False, markup=False, soft_wrap=True)
     return per
+
+
+def _per_words(per: str, runs: list[Run]) -> str:
+    """What a default `per` counts, in words: '1,000 inferences or samples', 'token', or
+    'token processed (an LLM run's input + output tokens)'."""
+    from joulemeter.reports.units import tokens_from_parts
+
+    if per == "1000":
+        return "1,000 inferences or samples"
+    if any(tokens_from_parts(run.units) for run in runs):
+        return "token processed (an LLM run's input + output tokens)"
+    return "token"
 
 
 def _load(
@@ -203,10 +220,9 @@ def _for_display(runs: list[Run], base: Run | None, max_chars: int) -> tuple[lis
 
 
 def _comparison_tables(result: Comparison) -> list[object]:
-    """Energy and ratios in one table, cost and duration in a second, and the runs' metadata
-    in a third with a row per key, so that many keys stay readable in a terminal."""
-    from rich.table import Table
-
+    """Energy and ratios in one table, CO2e and cost in a second, duration and power in a
+    third, each narrow enough for an 80-column terminal; then the runs' metadata with a row
+    per key, so that many keys stay readable."""
     from joulemeter.reports.compare import per_unit_columns
     from joulemeter.reports.render import formatting, frame_records
     from joulemeter.reports.render.wording import verdict_words
@@ -215,17 +231,14 @@ def _comparison_tables(result: Comparison) -> list[object]:
     # per unit of work where every run counted one: CO2e and cost beside the energy per unit
     co2e_column, cost_column = per_unit_columns(per) if per else ("kg_co2e", "cost")
     unit = f" {result.per_label}" if per else ""
-    energy = Table(title=f"Energy {result.per_label}".strip())
-    details = Table(title="Cost and duration")
-    for table, columns in (
-        (energy, ["provenance", "energy", *([result.per_label] if per else []), "vs baseline (95 % CI)",
-                  f"CO2e location{unit}", "CO2e market (whole run)" if per else "CO2e market"]),
-        (details, [f"cost{unit}", "duration", "avg power"]),
-    ):
-        table.add_column("run", overflow="fold", min_width=10)
-        for column in columns:
-            table.add_column(column, overflow="fold")
     records = frame_records(result.frame)
+    whole = max(len(formatting.shorten(row["name"], _CELL_CHARS)) for row in records) <= _WHOLE_NAME_CHARS
+    energy = _table(f"Energy {result.per_label}".strip(),
+                    ["provenance", "energy", *([result.per_label] if per else []), "vs baseline (95 % CI)"], whole)
+    energy.columns[-1].max_width = _VERDICT_CHARS  # the words wrap, leaving the runs' names whole
+    emissions = _table("CO2e and cost", [f"CO2e location{unit}", "CO2e market (whole run)" if per else "CO2e market",
+                                         f"cost{unit}"], whole)
+    details = _table("Duration and power", ["duration", "avg power"], whole)
     for row in records:
         name = _run_label(row)
         energy.add_row(
@@ -235,38 +248,48 @@ def _comparison_tables(result: Comparison) -> list[object]:
             *([formatting.energy(row[per])] if per else []),
             "[bold]baseline[/]" if row["id"] == result.baseline_id
             else verdict_words(row["ratio"], result.interval(row["id"])),
-            formatting.co2e(row[co2e_column]),
-            formatting.co2e(row["kg_co2e_market"]),
         )
-        details.add_row(
-            name,
-            formatting.money(row[cost_column], row["currency"]),
-            formatting.duration(row["duration_s"]),
-            formatting.power(row["avg_power_w"]),
-        )
-    tables: list[object] = [energy, details]
+        emissions.add_row(name, formatting.co2e(row[co2e_column]), formatting.co2e(row["kg_co2e_market"]),
+                          formatting.money(row[cost_column], row["currency"]))
+        details.add_row(name, formatting.duration(row["duration_s"]), formatting.power(row["avg_power_w"]))
+    tables: list[object] = [energy, emissions, details]
     if result.metadata_columns:
-        metadata = Table(title="Metadata")
-        metadata.add_column("", overflow="fold")
-        for row in records:
-            metadata.add_column(_run_label(row), overflow="fold")
+        metadata = _table("Metadata", [_run_label(row) for row in records], first="")
         for key in result.metadata_columns:
             metadata.add_row(
-                escape(formatting.shorten(key.replace("_", " "), _CELL_CHARS)),
+                escape(formatting.shorten(formatting.metadata_label(key), _CELL_CHARS)),
                 *(escape(formatting.shorten(formatting.metadata_value(key, row[key]), _CELL_CHARS)) for row in records),
             )
         tables.append(metadata)
     return tables
 
 
+def _table(title: str, columns: list[str], whole_first: bool = False, first: str = "run") -> Table:
+    """A compare table: a first column naming the runs (or the metadata keys), kept whole
+    if `whole_first`, then `columns`; headers and cells fold rather than being cut, no side
+    borders (80 columns go far). No column has a minimum width: rich cannot fit a table
+    that has one."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
+    table.add_column(first, overflow="fold", no_wrap=whole_first)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    return table
+
+
 def _run_label(row: dict) -> str:
-    """A run's name, cut to fit a column, and its short id."""
+    """A run's name, cut to fit a column, and its short id (a published run has none)."""
+    from joulemeter.reports.estimates import PUBLISHED_ID_PREFIX
     from joulemeter.reports.render import formatting
 
-    return f"{escape(formatting.shorten(row['name'], _CELL_CHARS))} [dim]{row['id'][:8]}[/]"
+    name = escape(formatting.shorten(row["name"], _CELL_CHARS))
+    return name if row["id"].startswith(PUBLISHED_ID_PREFIX) else f"{name}\n[dim]{row['id'][:8]}[/]"
 
 
 def _file_stem(runs: list[Run]) -> str:
+    """The default report's name after joulemeter-report-: '<id>' or '<id>-and-<n>-more' (--output's help)."""
     stem = runs[0].id[:8]
     return stem if len(runs) == 1 else f"{stem}-and-{len(runs) - 1}-more"
 

@@ -76,29 +76,6 @@ def _children(groups: list[WindowGroup], path: str) -> list[WindowGroup]:
     return [g for g in groups if g.path.startswith(path + "/") and g.path.count("/") == depth]
 
 
-_METADATA_LABELS = {
-    "nonzero_parameters": "non-zero parameters",
-    "size_on_disk_bytes": "size on disk",
-    "peak_memory_bytes": "peak memory",
-    "latency_p50_s": "p50 latency",
-    "latency_p95_s": "p95 latency",
-    "latency_p99_s": "p99 latency",
-    "throughput_per_s": "throughput per s",
-    "energy_per_1000_inferences_j": "energy per 1,000 inferences",
-    "other_cpu_load": "other processes' CPU share",
-}
-
-
-def metadata_label(key: str) -> str:
-    """A column heading a reader understands: "size_on_disk_bytes" -> "size on disk"; other
-    keys lose their unit suffix (the cells carry units) and their underscores."""
-    if key in _METADATA_LABELS:
-        return _METADATA_LABELS[key]
-    for suffix in ("_bytes", "_s", "_j"):
-        key = key.removesuffix(suffix)
-    return key.replace("_", " ")
-
-
 def run_label(name: str, variant: object) -> str:
     """A run's name with its variant when the name does not already say it:
     "digits-mlp/full" stays so, "sweep-3" with variant "int8" is "sweep-3 (int8)"."""

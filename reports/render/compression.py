@@ -19,7 +19,7 @@ from joulemeter.reports.render import formatting as fmt
 from joulemeter.reports.render import html as page
 from joulemeter.reports.render import plots
 from joulemeter.reports.render._report import build_report, factor_lines
-from joulemeter.reports.render.wording import machine_load_note, ratio_phrase
+from joulemeter.reports.render.wording import accuracy_text, machine_load_note, ratio_phrase
 
 # the study's model is re-exported here for the callers that import it with its page
 __all__ = ["CompressionSummary", "VariantFigures", "render_compression_html", "summarise_compression"]
@@ -104,7 +104,7 @@ def _headline(summary: CompressionSummary, equivalences: list[tuple[Equivalence,
             continue
         accuracy = ""
         if isinstance(v.accuracy, (int, float)) and isinstance(base.accuracy, (int, float)):
-            accuracy = f", accuracy {v.accuracy:.1%} vs {base.accuracy:.1%}"
+            accuracy = f", accuracy {accuracy_text(v.accuracy)} vs {accuracy_text(base.accuracy)}"
         words = ratio_phrase(v.ratio, v.interval, "energy per inference", summary.baseline)
         items.append(
             f"<li><b>{page.escape_text(v.variant)}</b>: {page.escape_text(words)}{page.escape_text(accuracy)}; "
@@ -146,7 +146,7 @@ def _break_even_section(summary: CompressionSummary) -> str:
             f"{_run_badge(v.production)}</td>"
             f'<td class="num">{page.escape_text(fmt.energy(v.energy_per_inference_j))}</td>'
             f'<td class="num">{page.escape_text(fmt.energy(saving))}</td>'
-            f"<td>{page.escape_text(summary.break_even_words(v))}</td></tr>"
+            f'<td class="words">{page.escape_text(summary.break_even_words(v))}</td></tr>'
         )
     training = ""
     if summary.training is not None:
@@ -162,11 +162,14 @@ def _break_even_section(summary: CompressionSummary) -> str:
     )
     return (
         "<section><h2>Break-even of each compression</h2>"
-        "<p>Producing a variant (fine-tuning after pruning, distillation, conversion) costs "
-        "energy once; it pays off after production energy ÷ energy saved per inference.</p>"
-        "<table><tr><th>Variant</th><th>Production energy</th><th>Energy per inference</th>"
-        "<th>Saved per inference</th><th>Break-even</th></tr>"
-        f"{''.join(rows)}</table>{training}{image}</section>"
+        "<p>Making a variant (pruning, quantizing or distilling the trained model, with any "
+        "fine-tuning after it) costs energy once; it pays off after the energy to make it ÷ the "
+        "energy it saves per inference.</p>"
+        + page.table(
+            "<tr><th>Variant</th><th>Energy to make it</th><th>Energy per inference</th>"
+            f"<th>Saved per inference</th><th>Break-even</th></tr>{''.join(rows)}"
+        )
+        + f"{training}{image}</section>"
     )
 
 
@@ -196,9 +199,11 @@ def _lifetime_section(
         f"and the factors for {page.escape_text(summary.factors.region_name)}. A projection is an estimate "
         f"{page.badge('estimated')}: it assumes the same hardware, batch size and load as "
         "measured here. Facility electricity includes PUE.</p>"
-        "<table><tr><th>Variant</th><th>Electricity</th><th>Emissions</th><th>Cost</th>"
-        "<th>Saved vs baseline (production included)</th><th>That is</th></tr>"
-        f"{''.join(rows)}</table><ul>{notes}</ul></section>"
+        + page.table(
+            "<tr><th>Variant</th><th>Electricity</th><th>Emissions</th><th>Cost</th>"
+            f"<th>Saved vs baseline (making it included)</th><th>That is</th></tr>{''.join(rows)}"
+        )
+        + f"<ul>{notes}</ul></section>"
     )
 
 
@@ -236,7 +241,7 @@ def _equivalence_text(saving: Footprint | None) -> str:
 
 
 def _break_even_plot(summary: CompressionSummary) -> str | None:
-    """Production + n × energy per inference for each variant, log axes, break-evens marked."""
+    """Energy to make each variant + n × its energy per inference, log axes, break-evens marked."""
     import numpy
 
     drawable = [v for v in summary.variants if v.energy_per_inference_j]
@@ -268,8 +273,8 @@ def _break_even_plot(summary: CompressionSummary) -> str | None:
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("inferences served")
-    ax.set_ylabel("energy: production + inference (J)")
-    ax.set_title("Cumulative energy; dots mark where a variant's production has paid off")
+    ax.set_ylabel("energy: making + inference (J)")
+    ax.set_title("Cumulative energy; dots mark where making a variant has paid off")
     ax.legend(fontsize="small")
     return plots.to_svg(figure)
 

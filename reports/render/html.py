@@ -13,7 +13,6 @@ from joulemeter.reports.render._report import Report, RunReport
 from joulemeter.reports.render._tables import (
     domain_rows,
     frame_records,
-    metadata_label,
     run_label,
     window_domains,
     window_groups,
@@ -57,12 +56,15 @@ table{border-collapse:collapse;width:100%;font-size:.88rem;margin:6px 0 10px}
 th,td{border-bottom:1px solid #e6e8ee;padding:5px 8px;text-align:left;vertical-align:top}
 th{background:#f2f4f7;font-weight:600}td.num{text-align:right;font-variant-numeric:tabular-nums}
 tr.baseline td{background:#f7f7f7;font-style:italic}
-figure.plot{margin:6px 0}figure.plot svg{width:100%;height:auto;display:block}
+figure.plot{margin:6px 0;overflow-x:auto}
+figure.plot svg{width:100%;min-width:560px;height:auto;display:block}
+td.name{white-space:nowrap}
 ul.phrases li{margin:3px 0}.scroll{overflow-x:auto}td.num{white-space:nowrap}
+td.words{white-space:normal;min-width:9em}
 footer{font-size:.85rem;color:#394150}footer td{overflow-wrap:anywhere}
 details summary{cursor:pointer;font-weight:600;margin:10px 0}
-dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;font-size:.88rem}
-dt{color:#5b6472}dd{margin:0}
+dl{display:grid;grid-template-columns:fit-content(45%) minmax(0,1fr);gap:2px 14px;font-size:.88rem}
+dt{color:#5b6472}dd{margin:0}dt,dd{overflow-wrap:anywhere}
 """
 
 
@@ -171,7 +173,7 @@ def _domain_table(rr: RunReport) -> str:
         "<tr><th>Domain</th><th>Device</th><th>Measured by</th><th>Provenance</th>"
         "<th>Energy</th><th>Share</th><th>Avg power</th><th>Peak power</th><th>Idle power</th></tr>"
     )
-    return f"<h3>Energy by domain</h3><table>{head}{''.join(rows)}</table>"
+    return f"<h3>Energy by domain</h3>{table(head + ''.join(rows))}"
 
 
 def _window_table(rr: RunReport) -> str:
@@ -196,7 +198,7 @@ def _window_table(rr: RunReport) -> str:
             f"{cells}<td class=\"num\">{escape_text(fmt.energy(g.total_energy_j))}</td>"
             f"<td>{escape_text(units or fmt.DASH)}</td></tr>"
         )
-    return f"<h3>Energy by window</h3><table>{head}{''.join(rows)}</table>"
+    return f"<h3>Energy by window</h3>{table(head + ''.join(rows))}"
 
 
 def _metadata(rr: RunReport) -> str:
@@ -204,7 +206,8 @@ def _metadata(rr: RunReport) -> str:
     if not items:
         return ""
     entries = "".join(
-        f"<dt>{escape_text(k)}</dt><dd>{escape_text(fmt.metadata_value(k, v))}</dd>" for k, v in items
+        f"<dt>{escape_text(fmt.metadata_label(k))}</dt><dd>{escape_text(fmt.metadata_value(k, v))}</dd>"
+        for k, v in items
     )
     return f"<h3>Metadata</h3><dl>{entries}</dl>"
 
@@ -234,16 +237,16 @@ def comparison_section(report: Report) -> str:
             f"{badge(row['provenance'])}</td>"
             f"<td class=\"num\">{escape_text(fmt.energy(row['energy_j']))}</td>"
             + (f"<td class=\"num\">{escape_text(fmt.energy(row[per]))}</td>" if per else "")
-            + f"<td class=\"num\">{'baseline' if is_base else escape_text(verdict)}</td>"
+            + f"<td class=\"num words\">{'baseline' if is_base else escape_text(verdict)}</td>"
             f"<td class=\"num\">{escape_text(fmt.co2e(row[co2e_column]))}</td>"
             f"<td class=\"num\">{escape_text(fmt.money(row[cost_column], row['currency']))}</td>"
             f"<td class=\"num\">{escape_text(fmt.duration(row['duration_s']))}</td></tr>"
         )
-    phrases = "".join(f"<li>{escape_text(p)}</li>" for p in comparison.phrases)
+    phrases = "".join(f"<li>{escape_text(p)}</li>" for p in [*comparison.phrases, *comparison.notes])
     load = machine_load_note(comparison.intervals.values())
     parts = [
         "<section class=\"comparison\"><h2>Comparison</h2>",
-        f"<div class=\"scroll\"><table>{head}{''.join(rows)}</table></div>",
+        table(head + "".join(rows)),
         f"<ul class=\"phrases\">{phrases}</ul>",
         f"<p class=\"note\">{escape_text(load)}</p>" if load else "",
         _models_table(comparison.metadata_columns, records),
@@ -258,14 +261,14 @@ def _models_table(columns: list[str], records: list[dict]) -> str:
     """Run metadata side by side (accuracy, parameters, size on disk, latency, …)."""
     if not columns:
         return ""
-    head = "<tr><th>Run</th>" + "".join(f"<th>{escape_text(metadata_label(c))}</th>" for c in columns) + "</tr>"
+    head = "<tr><th>Run</th>" + "".join(f"<th>{escape_text(fmt.metadata_label(c))}</th>" for c in columns) + "</tr>"
     rows = "".join(
         f"<tr><td>{escape_text(_run_name(row))}</td>"
         + "".join(f"<td class=\"num\">{escape_text(fmt.metadata_value(c, row[c]))}</td>" for c in columns)
         + "</tr>"
         for row in records
     )
-    return f"<h3>Models</h3><div class=\"scroll\"><table>{head}{rows}</table></div>"
+    return f"<h3>Models</h3>{table(head + rows)}"
 
 
 def _run_name(row: dict) -> str:
@@ -284,8 +287,8 @@ def factors_footer(report: Report) -> str:
     )
     return (
         "<footer><section><h2>Factors and sources</h2>"
-        f"<table><tr><th>Factor</th><th>Value</th><th>Source</th></tr>{rows}</table>"
-        f"<h3>Provenance</h3><ul>{legend}</ul>"
+        + table(f"<tr><th>Factor</th><th>Value</th><th>Source</th></tr>{rows}")
+        + f"<h3>Provenance</h3><ul>{legend}</ul>"
         "<p class=\"meta\">Facility electricity is device energy × PUE; emissions are facility "
         "electricity × grid intensity; ranges show the uncertainty of sampled and estimated "
         "figures.</p></section></footer>"
@@ -305,6 +308,12 @@ def badge(provenance: object) -> str:
     css = "".join(ch for ch in name if ch.isalnum())
     title = _PROVENANCE_HELP.get(name, name)
     return f"<span class=\"prov prov-{css}\" title=\"{escape_text(title)}\">{escape_text(name)}</span>"
+
+
+def table(rows: str) -> str:
+    """A table (its <tr> rows, head first) that scrolls inside its own box when it is wider
+    than the page, so the page never scrolls sideways (a phone is 390 px wide)."""
+    return f"<div class=\"scroll\"><table>{rows}</table></div>"
 
 
 def image(svg: str | None, alt: str) -> str:

@@ -16,6 +16,7 @@ from joulemeter.meter.formats import REPORT, output_format
 from joulemeter.reports.inventory import Amount, Inventory, Method, Totals, scope_text
 from joulemeter.reports.render import formatting as fmt
 from joulemeter.reports.render.html import document, escape_text
+from joulemeter.reports.render.html import table as html_table
 from joulemeter.reports.render.latex import latex_escape
 from joulemeter.reports.render.markdown import md_escape
 
@@ -98,8 +99,7 @@ def _source(method: Method) -> tuple[str, str | None]:
 def render_html(inv: Inventory) -> str:
     def table(head: list[str], rows: list[list[str]]) -> str:
         cells = "".join("<tr>" + "".join(f"<td>{escape_text(c)}</td>" for c in row) + "</tr>" for row in rows)
-        return ("<div class=\"scroll\"><table><tr>" + "".join(f"<th>{escape_text(h)}</th>" for h in head)
-                + f"</tr>{cells}</table></div>")
+        return html_table("<tr>" + "".join(f"<th>{escape_text(h)}</th>" for h in head) + f"</tr>{cells}")
 
     methods = []
     for m in inv.methodology:
@@ -122,8 +122,8 @@ def render_html(inv: Inventory) -> str:
         "</section>",
         "<section><h2>Largest runs</h2>", table(_LARGEST_HEAD, _largest_rows(inv)), "</section>",
         "<footer><section><h2>Methodology and sources</h2>"
-        "<table><tr><th>Factor</th><th>Value and method</th><th>Source</th></tr>"
-        + "".join(methods) + "</table></section></footer>",
+        + html_table("<tr><th>Factor</th><th>Value and method</th><th>Source</th></tr>" + "".join(methods))
+        + "</section></footer>",
     ]
     return document(inv.title, parts)
 

@@ -47,11 +47,26 @@ def llm_section(run: Run) -> str:
         "to first token); decode is every step after it. Per input token: prefill energy ÷ prompt "
         "tokens; per output token: the whole call ÷ new tokens; per decode token: decode energy ÷ "
         "tokens of decode steps. Figures are geometric means over the trials, ± the 95 % interval.</p>"
-        "<table><tr><th>Point</th><th>Batch</th><th>Prompt</th><th>New</th>"
-        "<th>J / input token</th><th>J / output token</th><th>J / decode token</th>"
-        "<th>TTFT</th><th>Output tokens/s</th></tr>"
-        f"{rows}</table>{image}</section>"
+        + page.table(
+            "<tr><th>Point</th><th>Batch</th><th>Input tokens</th><th>Output tokens</th>"
+            "<th>J / input token</th><th>J / output token</th><th>J / decode token</th>"
+            f"<th>Time to first token</th><th>Output tokens/s</th></tr>{rows}"
+        )
+        + f'<p class="meta">{page.escape_text(legend(points))}</p>{image}</section>'
     )
+
+
+def point_words(point: PointFigures) -> str:
+    """A sweep point's name in words: b4-in32-out16 -> 'batch 4, 32 input tokens, 16 output tokens'."""
+    return (f"batch {fmt.count(point.batch_size)}, {fmt.count(point.input_length)} input tokens, "
+            f"{fmt.count(point.new_tokens)} output tokens")
+
+
+def legend(points: Sequence[PointFigures]) -> str:
+    """The sweep's point names explained once, by the first point's example:
+    'Point b1-in32-out32 = batch 1, 32 input tokens, 32 output tokens; the others alike.'"""
+    others = "; the others alike" if len(points) > 1 else ""
+    return f"Point {points[0].name} = {point_words(points[0])}{others}."
 
 
 def _row(point: PointFigures) -> str:
@@ -65,7 +80,7 @@ def _row(point: PointFigures) -> str:
         fmt.duration(point.ttft_s),
         fmt.number(point.output_tokens_per_s),
     ]
-    return f"<tr><td>{page.escape_text(point.name)}</td>" + "".join(
+    return f'<tr><td class="name">{page.escape_text(point.name)}</td>' + "".join(
         f'<td class="num">{page.escape_text(c)}</td>' for c in cells
     ) + "</tr>"
 
@@ -98,7 +113,7 @@ def token_energy_plot(points: Sequence[PointFigures]) -> str | None:
             ys = [getattr(p, field).value for p in group if getattr(p, field).value]
             if xs:
                 ax.plot(xs, ys, "o-", color=plots.PALETTE[i % len(plots.PALETTE)],
-                        label=plots.literal(f"prompt {n_in}, new {n_out}"))
+                        label=plots.literal(f"{n_in} input, {n_out} output tokens"))
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("batch size")

@@ -9,26 +9,31 @@ from __future__ import annotations
 import re
 from collections.abc import Container
 
+from joulemeter.reports.compare import per_unit_columns
 from joulemeter.reports.render import formatting as fmt
 from joulemeter.reports.render._report import Report, RunReport
 from joulemeter.reports.render._tables import (
     domain_rows,
     frame_records,
+    run_label,
     window_domains,
     window_groups,
 )
 from joulemeter.reports.render.terminal import visible
-from joulemeter.reports.render.wording import ratio_words
+from joulemeter.reports.render.wording import verdict_words
 
-_SPECIAL = re.compile(r"([\\`*_\[\]|~#])")  # the punctuation that changes meaning mid-line
+_SPECIAL = re.compile(r"([\\`*_\[\]|~#>])")  # the punctuation that changes meaning mid-line
+_ENTITY = re.compile(r"&(?=#?[0-9A-Za-z]+;)")  # an & that a renderer would read as an entity
 _PLAIN_URL = re.compile(r"https?://[^\s<>]+")
 
 
 def md_escape(text: object) -> str:
-    """Text safe inside Markdown and its tables: HTML characters as entities, Markdown
-    punctuation backslash-escaped, line breaks as spaces, other control characters as
-    their escapes (\\x1b), so the Markdown is safe in a terminal too."""
-    text = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Text safe inside Markdown and its tables, escaped the Markdown way: '<' as &lt; (no
+    HTML tag can open), an '&' only where it would start an entity ("&amp;" stays those
+    five characters), Markdown punctuation backslash-escaped, line breaks as spaces, other
+    control characters as their escapes (\\x1b), so the Markdown is safe in a terminal too.
+    A plain '&' stays '&': "IEA Global Energy & CO2" reads as written, raw or rendered."""
+    text = _ENTITY.sub("&amp;", str(text)).replace("<", "&lt;")
     text = visible(text.replace("\r", " ").replace("\n", " "))
     return _SPECIAL.sub(r"\\\1", text)
 
@@ -39,7 +44,8 @@ def render_md(report: Report) -> str:
         f"Generated {report.generated_at} by joulemeter, factors for "
         f"{md_escape(report.factors.region_name)}; sources at the end."
     )
-    lines += ["", *(f"> **Note:** {md_escape(note)}" for note in report.notes)] if report.notes else []
+    for note in report.notes:  # a blank line between notes: one quote each, not one run-on paragraph
+        lines += ["", f"> **Note:** {md_escape(note)}"]
     if report.comparison is not None:
         lines += _comparison(report)
     for rr in report.runs:
@@ -110,28 +116,46 @@ def _run(rr: RunReport) -> list[str]:
 
 
 def _comparison(report: Report) -> list[str]:
+    """The runs side by side, then their metadata with a row per key (a column per key
+    would make a table 30 columns wide), then the ratios in words."""
     comparison = report.comparison
     assert comparison is not None
     per = comparison.per_column
-    head = ["Run", "Provenance", "Energy"] + ([f"Energy {comparison.per_label}"] if per else [])
-    head += ["vs baseline", "Emissions", "Cost", "Duration"] + [
-        md_escape(c) for c in comparison.metadata_columns
-    ]
+    co2e_column, cost_column = per_unit_columns(per) if per else ("kg_co2e", "cost")
+    per_label = f" {comparison.per_label}" if per else ""
+    head = ["Run", "Provenance", "Energy"] + ([f"Energy{per_label}"] if per else [])
+    head += ["vs baseline (95 % CI)", f"Emissions{per_label}", f"Cost{per_label}", "Duration"]
+    records = frame_records(comparison.frame)
     rows = []
-    for row in frame_records(comparison.frame):
-        name = row["name"] + (f" ({row['variant']})" if row.get("variant") else "")
+    for row in records:
         is_base = row["id"] == comparison.baseline_id
+        verdict = "baseline" if is_base else verdict_words(row["ratio"], comparison.interval(row["id"]))
         rows.append(
-            [md_escape(name), row["provenance"], fmt.energy(row["energy_j"])]
+            [md_escape(_run_name(row)), row["provenance"], fmt.energy(row["energy_j"])]
             + ([fmt.energy(row[per])] if per else [])
-            + ["baseline" if is_base else ratio_words(row["ratio"]), fmt.co2e(row["kg_co2e"]),
-               fmt.money(row["cost"], row["currency"]), fmt.duration(row["duration_s"])]
-            + [md_escape(fmt.metadata_value(c, row[c])) for c in comparison.metadata_columns]
+            + [verdict, fmt.co2e(row[co2e_column]), fmt.money(row[cost_column], row["currency"]),
+               fmt.duration(row["duration_s"])]
         )
     lines = ["", "## Comparison", ""]
     lines += _table(head, rows, right=set(range(2, len(head))))
+    lines += _metadata_rows(comparison.metadata_columns, records)
     lines += [f"- {md_escape(p)}" for p in comparison.phrases]
+    lines += [f"- {md_escape(note)}" for note in comparison.notes]
     return lines
+
+
+def _metadata_rows(keys: list[str], records: list[dict]) -> list[str]:
+    """The compared runs' metadata: a row per key, a column per run."""
+    if not keys:
+        return []
+    head = ["", *(md_escape(_run_name(row)) for row in records)]
+    rows = [[md_escape(fmt.metadata_label(key)), *(md_escape(fmt.metadata_value(key, row[key])) for row in records)]
+            for key in keys]
+    return ["### Metadata", "", *_table(head, rows, right=set(range(1, len(head))))]
+
+
+def _run_name(row: dict) -> str:
+    return run_label(row["name"], row.get("variant"))
 
 
 def _factors(report: Report) -> list[str]:

@@ -12,6 +12,7 @@ import re
 from typing import TYPE_CHECKING
 
 from joulemeter.meter.run import Run
+from joulemeter.reports.render import formatting as fmt
 from joulemeter.reports.render._tables import (
     one_level,
     run_label,
@@ -98,17 +99,36 @@ def comparison_bars(comparison: Comparison) -> str:
     colours = ["#9e9e9e" if rid == comparison.baseline_id else PALETTE[0] for rid in frame["id"]]
     positions = list(range(len(frame)))[::-1]
     ax.barh(positions, values, color=colours)
+    notes = []
     for y, value, ratio, provenance, rid in zip(
         positions, values, frame["ratio"], frame["provenance"], frame["id"]
     ):
         note = "baseline" if rid == comparison.baseline_id else verdict_words(ratio, comparison.interval(rid))
-        ax.annotate(f" {value:,.3g} {unit} · {note} · {provenance}", (value, y), va="center",
-                    fontsize="small")
+        notes.append(ax.annotate(f" {fmt.energy(value * scale)} · {note} · {provenance}", (value, y),
+                                 va="center", fontsize="small"))
     ax.set_yticks(positions, [_run_label(row) for _, row in frame.iterrows()], fontsize="small")
     ax.set_xlabel(_axis_label(comparison, unit))
     ax.set_xlim(0, max(values + [0.0]) * 1.7 or 1.0)
     ax.set_title(literal(f"Energy {comparison.per_label}, baseline in grey".replace("  ", " ")))
+    _widen_for(figure, ax, notes)
     return to_svg(figure)
+
+
+def _widen_for(figure: Figure, ax, notes: list) -> None:
+    """Widen the x axis until every note written beside its bar ends inside the axes: a
+    long verdict ("no measurable difference (0.95×–1.0×)") would run past the frame."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(figure)
+    for _ in range(3):  # the notes keep their size in pixels while the data scale changes
+        canvas.draw()
+        renderer = canvas.get_renderer()
+        frame = ax.get_window_extent(renderer)
+        right = max((note.get_window_extent(renderer).x1 for note in notes), default=0.0)
+        if right <= frame.x1 - 4:
+            return
+        low, high = ax.get_xlim()
+        ax.set_xlim(low, high * (right + 8 - frame.x0) / frame.width)
 
 
 def pareto_scatter(comparison: Comparison, y: str = "accuracy") -> str | None:
@@ -143,9 +163,12 @@ def pareto_figure(comparison: Comparison, y: str = "accuracy") -> Figure | None:
             zorder=3)
     ax.margins(x=0.25, y=0.12)  # room for the run names written beside the points
     ax.set_xlabel(_axis_label(comparison, unit))
-    ax.set_ylabel(literal(y))
+    label = fmt.metadata_label(y)
+    ax.set_ylabel(literal(label))
+    if fmt.is_fraction_key(y):
+        percent_axis(ax.yaxis)
     ax.legend(fontsize="small", loc="lower right")
-    ax.set_title(literal(f"{y.capitalize()} against energy: upper left is better"))
+    ax.set_title(literal(f"{label.capitalize()} against energy: upper left is better"))
     points: dict[tuple[float, float], list[str]] = {}
     for i, row in frame[known].iterrows():
         points.setdefault((float(xs[i]) / scale, float(ys[i])), []).append(_run_label(row))
@@ -277,19 +300,26 @@ def _hatch_gaps(ax, run: Run) -> None:
         )
 
 
+def percent_axis(axis) -> None:
+    """Tick labels of a fraction's axis as percentages, as every table writes them (96 %, not 0.96)."""
+    from matplotlib.ticker import PercentFormatter
+
+    axis.set_major_formatter(PercentFormatter(xmax=1.0, symbol=" %"))
+
+
 def literal(text: str) -> str:
     """`text` drawn as written: its dollar signs escaped, so matplotlib never parses it as math."""
     return text.replace("$", r"\$")
 
 
 def _energy_unit(largest_j: float) -> tuple[float, str]:
-    """Divisor and unit that keep an energy axis's numbers short: J, kJ, MJ or GJ."""
-    if _nan(largest_j):
+    """Divisor and unit that keep an energy axis's numbers short: µJ, mJ, J, kJ, MJ or GJ."""
+    if _nan(largest_j) or largest_j <= 0:
         return 1.0, "J"
-    for scale, unit in ((1e9, "GJ"), (1e6, "MJ"), (1e3, "kJ")):
+    for scale, unit in ((1e9, "GJ"), (1e6, "MJ"), (1e3, "kJ"), (1.0, "J"), (1e-3, "mJ")):
         if largest_j >= scale:
             return scale, unit
-    return 1.0, "J"
+    return 1e-6, "µJ"
 
 
 def _run_label(row) -> str:

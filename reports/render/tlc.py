@@ -99,10 +99,12 @@ def models_section(summary: TLCSummary) -> str:
         "at the measured energy per query. Training and compression were metered once; the "
         "intervals come from the repeated inference trials (95 %, Welch on log figures) and, for "
         "accuracy, the Wilson interval over the test set.</p>"
-        "<table><tr><th>Model</th><th>Steps</th><th>Accuracy (95 % CI)</th><th>Per 1,000 queries</th>"
-        "<th>vs small (95 % CI)</th><th>Training</th><th>Compression</th><th>Lifecycle</th>"
-        "<th>Lifecycle vs small</th><th>Break-even vs small</th></tr>"
-        f"{rows}</table>{image}"
+        + page.table(
+            "<tr><th>Model</th><th>Steps</th><th>Accuracy (95 % CI)</th><th>Per 1,000 queries</th>"
+            "<th>vs small (95 % CI)</th><th>Training</th><th>Compression</th><th>Lifecycle</th>"
+            f"<th>Lifecycle vs small</th><th>Break-even vs small</th></tr>{rows}"
+        )
+        + image
         + (f"<h3>Variants not built here</h3><ul>{skipped}</ul>" if skipped else "")
         + "</section>"
     )
@@ -112,19 +114,22 @@ def _row(summary: TLCSummary, model: ModelFigures) -> str:
     is_small = model.name == summary.baseline
     per_query = model.figures.energy_per_inference_j
     break_even = summary.break_even_queries(model)
-    cells = [
-        fmt.number(model.training.metadata.get("steps")) if model.production is None else f"from {model.trained_from}",
-        _accuracy(model),
-        fmt.energy(None if per_query is None else per_query * 1000),
-        "baseline" if is_small else verdict_words(model.figures.ratio, model.figures.interval),
-        fmt.energy(model.training.total_energy_j),
-        fmt.energy(None if model.production is None else model.production.total_energy_j),
-        fmt.energy(model.lifecycle_energy_j),
-        "baseline" if is_small else verdict_words(None, summary.lifecycle_interval(model)),
-        fmt.DASH if is_small or break_even is None else f"{fmt.count(break_even)} queries",
+    verdict = "baseline" if is_small else verdict_words(model.figures.ratio, model.figures.interval)
+    lifecycle = "baseline" if is_small else verdict_words(None, summary.lifecycle_interval(model))
+    cells = [  # (text, whether it is words that may wrap; a figure stays on one line)
+        (fmt.number(model.training.metadata.get("steps")) if model.production is None
+         else f"from {model.trained_from}", False),
+        (_accuracy(model), False),
+        (fmt.energy(None if per_query is None else per_query * 1000), False),
+        (verdict, True),
+        (fmt.energy(model.training.total_energy_j), False),
+        (fmt.energy(None if model.production is None else model.production.total_energy_j), False),
+        (fmt.energy(model.lifecycle_energy_j), False),
+        (lifecycle, True),
+        (fmt.DASH if is_small or break_even is None else f"{fmt.count(break_even)} queries", False),
     ]
-    return f"<tr><td>{page.escape_text(model.name)}</td>" + "".join(
-        f'<td class="num">{page.escape_text(c)}</td>' for c in cells
+    return f'<tr><td class="name">{page.escape_text(model.name)}</td>' + "".join(
+        f'<td class="{"num words" if words else "num"}">{page.escape_text(text)}</td>' for text, words in cells
     ) + "</tr>"
 
 
@@ -132,7 +137,7 @@ def _accuracy(model: ModelFigures) -> str:
     if model.accuracy is None:
         return fmt.DASH
     low, high = model.accuracy.interval
-    return f"{model.accuracy.value:.1%} ({low:.1%}–{high:.1%})"
+    return f"{fmt.percent(model.accuracy.value)} ({fmt.number(low * 100)}–{fmt.percent(high)})"
 
 
 def _points(share: float) -> str:
@@ -155,6 +160,7 @@ def accuracy_energy_plot(summary: TLCSummary) -> str | None:
     ax.set_xscale("log")
     ax.set_xlabel("energy per 1,000 queries (J)")
     ax.set_ylabel("accuracy on held-out data")
+    plots.percent_axis(ax.yaxis)
     ax.set_title("Accuracy against inference energy (bars: 95 % interval)")
     ax.legend(fontsize="small")
     return plots.to_svg(figure)

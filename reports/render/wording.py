@@ -5,7 +5,7 @@ joulemeter.reports.compression; this module only words them."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from joulemeter.meter.units import HOURS_PER_DAY, S_PER_HOUR
@@ -18,22 +18,33 @@ if TYPE_CHECKING:
     from joulemeter.reports.confidence import RatioInterval
 
 
+#: factors from this size up are written as a power of ten: no reader counts 12 digits
+_LARGE_FACTOR = 1_000_000
+
+
 def ratio_words(ratio: float | None) -> str:
-    """A ratio to the baseline in words: '3.4× less', '1.5× more', 'about the same', '—'."""
+    """A ratio to the baseline in words: '3.4× less', '1.5× more', 'about the same',
+    '5.1 × 10¹¹× more', '—'."""
     if ratio is None or math.isnan(ratio):
         return fmt.DASH
     if ratio == 0:
         return "none"
-    factor = max(ratio, 1 / ratio)
-    text = f"{factor:.1f}×" if factor < 10 else f"{factor:,.0f}×"
+    text = factor_text(max(ratio, 1 / ratio))
     if text == "1.0×":
         return "about the same"
     return f"{text} {'less' if ratio < 1 else 'more'}"
 
 
 def factor_text(ratio: float) -> str:
-    """A ratio as a factor for a reader: 1.34 -> '1.3×', 0.2 -> '0.2×', 25 -> '25×'."""
-    return f"{ratio:.2g}×" if ratio < 1 else (f"{ratio:.1f}×" if ratio < 10 else f"{ratio:,.0f}×")
+    """A ratio as a factor for a reader, two significant figures: 1.34 -> '1.3×', 0.2 ->
+    '0.2×', 25 -> '25×', 23,884 -> '24,000×', 5.09e11 -> '5.1 × 10¹¹×'."""
+    if ratio < 1:
+        return f"{ratio:.2g}×"
+    if ratio < 10:
+        return f"{ratio:.1f}×"
+    if ratio < _LARGE_FACTOR:
+        return f"{round(ratio, 1 - math.floor(math.log10(ratio))):,.0f}×"
+    return f"{fmt.power_of_ten(ratio, digits=2)}×"
 
 
 def interval_text(interval: RatioInterval) -> str:
@@ -104,26 +115,68 @@ def comparison_phrase(
     interval: RatioInterval | None = None,
     has_value: bool,
     base_value: float | None,
+    base_has_value: bool = True,
     unit: str | None,
     per_label: str,
     provenance: str,
     base_provenance: str,
 ) -> str:
-    """'pruned: 3.4× less energy per 1,000 inferences than full (accuracy 0.90 vs 0.91)'."""
+    """'pruned: 3.4× less energy per 1,000 inferences than full (accuracy 90.0 % vs 91.0 %)';
+    without a ratio, which of the two lacks what: 'digits: counted no tokens, so …' or
+    'GPT-3 (published): llm-sweep (the baseline) counted no tokens, so …'."""
     what = f"energy {per_label}".strip()
     if ratio is None:
-        missing = f"no {unit} counted" if not has_value and unit else "no figure"
-        text = f"{run.name}: {missing}, so no {what} to compare with {base.name}"
+        text = f"{run.name}: {_lacking(base, what, unit, has_value, base_has_value)}"
     elif ratio == 0:
         text = f"{run.name}: no {what} measured, against {fmt.number(base_value)} J for {base.name}"
     else:
         text = f"{run.name}: {ratio_phrase(ratio, interval, what, base.name)}"
     accuracy, base_accuracy = run.metadata.get("accuracy"), base.metadata.get("accuracy")
     if isinstance(accuracy, (int, float)) and isinstance(base_accuracy, (int, float)):
-        text += f" (accuracy {accuracy:.4g} vs {base_accuracy:.4g})"
+        text += f" (accuracy {accuracy_text(accuracy)} vs {accuracy_text(base_accuracy)})"
     if provenance != base_provenance:
         text += f"; mind the provenance: {provenance} here, {base_provenance} for {base.name}"
     return text
+
+
+def _lacking(base: Run, what: str, unit: str | None, has_value: bool, base_has_value: bool) -> str:
+    """Which side of a comparison lacks its figure and what it lacks: 'counted no tokens,
+    so no energy per token to compare with llm-sweep', or 'llm-sweep (the baseline) counted
+    no tokens, so …'."""
+    if not unit:
+        return f"no figure, so no {what} to compare with {base.name}"
+    if not has_value and not base_has_value:
+        return f"neither this run nor {base.name} (the baseline) counted {unit}, so no {what} to compare"
+    if not has_value:
+        return f"counted no {unit}, so no {what} to compare with {base.name}"
+    return f"{base.name} (the baseline) counted no {unit}, so no {what} to compare"
+
+
+def accuracy_text(accuracy: float) -> str:
+    """An accuracy as every report writes it: '96.4 %' (formatting.metadata_value)."""
+    return fmt.metadata_value("accuracy", accuracy)
+
+
+def unit_notes(runs: Sequence[Run], unit: str | None) -> list[str]:
+    """How the compared units were counted, where a reader would otherwise assume wrong:
+    an LLM run's tokens are its input plus output tokens (tokens processed), and training
+    tokens are not the work of inference tokens."""
+    from joulemeter.reports.units import INPUT_UNIT, OUTPUT_UNIT, TOKENS, tokens_from_parts, units_counted
+
+    if unit != TOKENS:
+        return []
+    notes = [
+        f"{run.name} counted input and output tokens, not tokens: per token here is per token "
+        f"processed, its {fmt.count(run.units.get(INPUT_UNIT, 0))} input (prompt) and "
+        f"{fmt.count(run.units.get(OUTPUT_UNIT, 0))} output (generated) tokens together"
+        for run in runs
+        if tokens_from_parts(run.units)
+    ]
+    kinds = {str(run.metadata.get("kind", "")) for run in runs if units_counted(run.units, TOKENS)}
+    if "training" in kinds and any("inference" in kind for kind in kinds):
+        notes.append("a training token takes a forward and a backward pass, an inference token a forward "
+                     "pass only: per token, training and inference are not the same work")
+    return notes
 
 
 def break_even_text(
@@ -133,7 +186,7 @@ def break_even_text(
     if inferences is None:
         return (
             "never: the compressed model saves no energy per inference "
-            f"({fmt.energy(saving_per_inference_j)}), so its production never pays off"
+            f"({fmt.energy(saving_per_inference_j)}), so the energy spent making it is never paid back"
         )
     return (
         f"pays off after {fmt.number(math.ceil(inferences))} inferences "
@@ -160,7 +213,7 @@ def variant_break_even(summary: CompressionSummary, variant: VariantFigures) -> 
         return "no break-even: its saving was not measured beyond noise"
     be = variant.break_even
     if be is None:
-        return "production energy not metered" if variant.production is None else fmt.DASH
+        return "the energy to make it was not metered" if variant.production is None else fmt.DASH
     if be.inferences_for_energy is None:
         return "never: it saves no energy per inference"
     count = fmt.number(math.ceil(be.inferences_for_energy))
