@@ -100,3 +100,17 @@ def test_tag_one_run_without_asking_and_many_with_yes(ledger) -> None:
 def test_tag_refuses_no_change_and_a_tag_added_and_removed(ledger) -> None:
     assert "nothing to change" in runner.invoke(app, ["tag", "last"]).output
     assert "both added and removed" in runner.invoke(app, ["tag", "last", "-a", "x", "-r", "x"]).output
+
+
+def test_compare_and_report_choose_runs_by_filters_oldest_first(ledger) -> None:
+    import json
+
+    compared = runner.invoke(app, ["compare", "--project", "vision", "--intensity", "400", "--json"])
+    assert compared.exit_code == 0, compared.output
+    result = json.loads(compared.stdout)
+    assert result["baseline_id"] == "a" * 32  # nov-30: the first in time leads
+    assert {row["id"] for row in result["rows"]} == {"a" * 32, "b" * 32}
+    report = runner.invoke(app, ["report", "--since", "2026-12-02", "-f", "json", "--intensity", "400"])
+    assert report.exit_code == 0, report.output
+    assert "dec-02" in report.stdout and "dec-01" not in report.stdout
+    assert "which runs to report on" in runner.invoke(app, ["report"]).output

@@ -124,6 +124,7 @@ def test_fine_tuning_after_pruning_keeps_pruned_weights_at_zero_and_is_metered(
     run = meter.run
     assert run.metadata == {"kind": "production", "variant": "pruned", "base_model": "mlp"}
     assert {"pruned", "mlp", "production"} <= set(run.tags)
+    assert run.name == "mlp/pruned (making)"  # not "production", which reads as a deployment
     assert run.units["samples"] == len(x)
     assert [w.name for w in run.windows] == ["epoch-1"]
     sampled_s = run.samples[-1].t_s - run.samples[0].t_s  # a linear counter: energy = W × time

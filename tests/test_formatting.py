@@ -86,7 +86,9 @@ def test_power_switches_to_kilowatts_and_megawatts(power_w, text):
      ("size_on_disk_bytes", 44_700_000, "44.7 MB"), ("parameters", 1_200_000, "1,200,000"),
      ("parameters", 182_016.0, "182,016"), ("accuracy", 0.96389, "96.4 %"), ("other_cpu_load", 0.004963, "0.496 %"),
      ("energy_per_1000_inferences_j", 0.01129, "11.3 mJ"), ("trial_energy_spread", 1.104, "1.10×"),
-     ("inferences", 404_600.0, "404,600"), ("dtype", "float32", "float32"), ("compiled", True, "yes")],
+     ("inferences", 404_600.0, "404,600"), ("dtype", "float32", "float32"), ("compiled", True, "yes"),
+     ("other_cpu_load_trials", [0.45646288915424404, 0.209], "45.6 %, 20.9 %"),
+     ("energy_per_1000_inferences_j_trials", [0.01129, 0.0131], "11.3 mJ, 13.1 mJ")],
 )
 def test_metadata_is_formatted_by_what_its_key_says(key, value, text):
     assert formatting.metadata_value(key, value) == text

@@ -65,6 +65,9 @@ def _print_version(requested: bool) -> None:
         raise typer.Exit()
 
 
+_HANDLER_NAME = "joulemeter-cli"
+
+
 @app.callback()
 def _configure(
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="Log what joulemeter does (-v info, -vv debug)."),
@@ -81,8 +84,12 @@ def _configure(
     logger.setLevel(level)
     # warnings (a ledger write that failed and was spooled, a default factor) on stderr,
     # so --json output on stdout stays parseable
-    handler = RichHandler(level=level, show_path=False, console=stderr, markup=False)
+    # (times only where -v asks for the story of a run)
+    handler = RichHandler(level=level, show_path=False, show_time=verbose > 0, console=stderr, markup=False)
     handler.setFormatter(SafeFormatter())  # a logged run name or path cannot drive the terminal
+    handler.set_name(_HANDLER_NAME)
+    for old in [h for h in logger.handlers if h.get_name() == _HANDLER_NAME]:  # one per process:
+        logger.removeHandler(old)  # commands invoked again (tests, notebooks) say each thing once
     logger.addHandler(handler)
 
 

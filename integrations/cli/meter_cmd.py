@@ -386,7 +386,8 @@ def _print_run_summary(r: Run, *, console, detail: bool = False) -> None:
     if detail and r.metadata:
         shown = {k: v for k, v in r.metadata.items() if k != "fallbacks"}
         if shown:
-            console.print("metadata: " + ", ".join(f"{k}={fmt.metadata_value(k, v)}" for k, v in shown.items()),
+            console.print("metadata: " + "; ".join(f"{fmt.metadata_label(k)} {fmt.metadata_value(k, v)}"
+                                                   for k, v in shown.items()),
                           highlight=False, markup=False)
     console.print(f"run id: [bold]{r.id}[/]")
 

@@ -27,6 +27,16 @@ from joulemeter.integrations.cli._common import (
     stderr,
     stdout,
 )
+from joulemeter.integrations.cli.selection import (
+    NameOption,
+    ProjectOption,
+    RunFilters,
+    SinceOption,
+    StatusOption,
+    TagOption,
+    UntilOption,
+    chosen_runs,
+)
 from joulemeter.meter.export import write_text
 from joulemeter.meter.formats import REPORT, format_names, output_format
 from joulemeter.meter.limits import NAME_MAX_CHARS
@@ -48,7 +58,7 @@ _VERDICT_CHARS = 18
 #: Report formats that are data (full values kept), not documents for people
 _DATA_FORMATS = ("json", "csv")
 
-RunsArgument = typer.Argument(..., metavar="RUN…", help="Run ids, id prefixes, unique names, or `last`.")
+RunsArgument = typer.Argument(None, metavar="RUN", help="Run ids, id prefixes, unique names, or `last`; or choose runs with --since, --until, --project, --tag, --name, --status.")
 PerOption = typer.Option(
     None, "--per",
     help="Compare energy per unit of work: sample, token, inference, 1000 (J per 1,000 inferences or samples), "
@@ -87,13 +97,19 @@ def report(
     signal: str = SignalOption,
     provider: Optional[str] = ProviderOption,
     api_key: Optional[str] = ApiKeyOption,
+    project: Optional[str] = ProjectOption,
+    tag: Optional[str] = TagOption,
+    name: Optional[str] = NameOption,
+    status: Optional[str] = StatusOption,
+    since: Optional[str] = SinceOption,
+    until: Optional[str] = UntilOption,
     ledger: Optional[str] = LedgerOption,
 ) -> None:
     """A report of one run (figures, plots, windows) or several (comparison, ratios, Pareto)."""
     from joulemeter.reports.render import render
 
     suffix = output_format(fmt, REPORT).suffix
-    runs, base = _load(run_refs, baseline, ledger)
+    runs, base = _load(run_refs or [], RunFilters(project, tag, name, status, since, until), baseline, ledger)
     hourly = _Hourly(intensity_csv, zone, signal, provider, api_key, ledger)
     by_run = _run_factors([*runs, *([base] if base else [])], country, pue, price, currency, intensity, hourly)
     factors = _one_set(runs, by_run)
@@ -128,13 +144,20 @@ def compare(
     certificates_mwh: Optional[float] = CertificatesOption,
     published: Optional[str] = typer.Option(None, "--published", help="A published run to put beside RUN (see `joulemeter published`), per unit where both counted it."),
     json_output: bool = typer.Option(False, "--json", help="Machine-readable output: SI units, each figure's provenance, factors with sources."),
+    project: Optional[str] = ProjectOption,
+    tag: Optional[str] = TagOption,
+    name: Optional[str] = NameOption,
+    status: Optional[str] = StatusOption,
+    since: Optional[str] = SinceOption,
+    until: Optional[str] = UntilOption,
     ledger: Optional[str] = LedgerOption,
 ) -> None:
     """Runs side by side: energy (per unit), CO2e (location- and market-based), cost, metadata, and ratios to a baseline."""
     from joulemeter.reports.compare import compare as compare_runs
 
     hourly = _Hourly(intensity_csv, zone, signal, provider, api_key, ledger)
-    runs, base = _load(run_refs, baseline, ledger, samples=hourly.asked)
+    runs, base = _load(run_refs or [], RunFilters(project, tag, name, status, since, until), baseline, ledger,
+                       samples=hourly.asked)
     by_run = _run_factors([*runs, *([base] if base else [])], country, pue, price, currency, intensity, hourly)
     if published is not None:
         from joulemeter.reports.estimates import published_run
@@ -195,14 +218,17 @@ def _per_words(per: str, runs: list[Run]) -> str:
 
 
 def _load(
-    refs: list[str], baseline: str | None, ledger: str | None, samples: bool = True
+    refs: list[str], filters: RunFilters, baseline: str | None, ledger: str | None, samples: bool = True
 ) -> tuple[list[Run], Run | None]:
-    """The runs named on the command line, and the baseline run if one was named."""
+    """The runs named on the command line, or chosen by the filters (oldest first, so the
+    first in time leads), and the baseline run if one was named."""
     from joulemeter.meter.store import open_ledger
 
     with open_ledger(ledger, for_reading=True) as book:
-        runs = [book.get_run(ref, samples=samples) for ref in refs]
+        runs = chosen_runs(book, refs, filters, samples=samples, what="runs to report on")
         base = None if baseline is None else book.get_run(baseline, samples=samples)
+    if not refs:
+        runs.reverse()
     seen: dict[str, str] = {}
     for ref, run in zip(refs, runs):
         if run.id in seen:  # `compare last last`: a run beside itself says nothing

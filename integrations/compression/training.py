@@ -249,4 +249,6 @@ def production_meter(
         metadata={"kind": kind, "variant": variant, "base_model": base_model},
         sync=window_sync(torch.device(device)),
     )
-    return EnergyMeter(f"{base_model}/{variant} {kind}", **options)
+    # named for a reader: "production" is the ledger's kind, which a run list would misread
+    doing = "training" if kind == "training" else "making" if kind == "production" else kind
+    return EnergyMeter(f"{base_model}/{variant} ({doing})", **options)

@@ -221,12 +221,14 @@ def metadata_value(key: str, value: object) -> str:
     """A metadata value as a reader's text, scaled with its unit by what its key says:
     accuracy (a fraction) '96.4 %', …_bytes '343 kB', …_per_s '3,800,000/s', …_s '558 µs',
     …_j '11.5 mJ', …_w '61.0 W', …_kwh '2.30 MWh', …_spread '1.10×', whole numbers '85,002', other numbers three
-    significant figures, booleans yes/no. The one formatter of metadata in every report and
+    significant figures, booleans yes/no, lists item by item. The one formatter of metadata in every report and
     command, so a key reads the same everywhere; metadata_label(key) is its label."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return DASH
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, (list, tuple)):  # per trial: each value as the key without "_trials" says
+        return ", ".join(metadata_value(key.removesuffix("_trials"), v) for v in value)
     if not isinstance(value, (int, float)):
         return str(value)
     return _number_by_key(key, value)
