@@ -236,6 +236,6 @@ def test_markup_in_names_and_metadata_is_printed_literally_by_every_command(tmp_
         assert result.exit_code == 0, (args, result.output)
         assert MARKUP_NAME in result.output, args
     shown = runner.invoke(app, ["show", "last"]).output
-    assert "[/]epoch" in shown and "tuning=[red]v[/]" in shown
+    assert "[/]epoch" in shown and "tuning [red]v[/]" in shown
     compared = runner.invoke(app, ["compare", "last", *FACTOR_ARGS]).output
     assert "[red]v[/]" in compared and "Metadata" in compared
