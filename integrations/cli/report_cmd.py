@@ -320,6 +320,10 @@ def _file_stem(runs: list[Run]) -> str:
     return stem if len(runs) == 1 else f"{stem}-and-{len(runs) - 1}-more"
 
 
+#: the provider's API at another address: a proxy, a sandbox or a mirror (docs/intensity.md)
+INTENSITY_URL_ENV = "JOULEMETER_INTENSITY_URL"
+
+
 class _Hourly:
     """What the hourly-intensity options ask for: a CSV, or a provider (network, cached)."""
 
@@ -359,7 +363,7 @@ class _Hourly:
         end = start + timedelta(seconds=run.duration_s or 0.0)
         with open_ledger(self.ledger) as book:  # written: the fetched series is cached there
             series = fetch_intensity(spec.name, self.zone or "", start, end, api_key=key, ledger=book,
-                                     allow_network=True)
+                                     allow_network=True, base_url=os.environ.get(INTENSITY_URL_ENV))
         return run_intensity(run, series).factors(base)
 
 
