@@ -98,7 +98,7 @@ def test_embodied_and_water_options_change_the_figures(app, ledger):
     assert longer["embodied_kg_co2e"]["value"] == pytest.approx(base["embodied_kg_co2e"]["value"] / 2)
     assert base["onsite_water_l"]["value"] is None
     assert totals("--wue", "aws-2021")["onsite_water_l"]["value"] > 0
-    covered = totals("--embodied-kg", "H100-SXM=1000", "--life-years", "5", "--utilization", "0.8")
+    covered = totals("--embodied-kg", "H200-SXM=1000", "--life-years", "5", "--utilization", "0.8")
     assert covered["embodied_gaps_device_hours"] == {}
 
 

@@ -66,15 +66,23 @@ def test_a_given_life_and_utilization_replace_the_files_and_close_the_range():
 
 
 def test_unknown_hardware_is_a_named_gap_not_a_guess():
-    found = embodied(_gpu_run("NVIDIA H100 80GB HBM3", 4, 1.0))
+    found = embodied(_gpu_run("NVIDIA H200", 4, 1.0))  # no cited footprint for an H200 yet
     assert found.kg_co2e == 0.0
-    assert found.gaps == {"NVIDIA H100 80GB HBM3": pytest.approx(4.0)}
+    assert found.gaps == {"NVIDIA H200": pytest.approx(4.0)}
+
+
+def test_an_h100_card_is_charged_boaviztas_footprint_without_a_server_share():
+    found = rate("H100-SXM")
+    # 575.1 kg CO2e per card (Boavizta API 2.5.0), over the BLOOM rows' 6 years at 85 %, by hand
+    assert found.kg_per_device_hour == pytest.approx(575.1 / (6 * HOURS_PER_YEAR * 0.85))
+    assert [c.source.split(",")[0] for c in found.citations] == ["Boavizta API 2.5.0"]
+    assert found.method.startswith("gpu: 575.1 kg CO2e") and "server" not in found.method  # the card alone
 
 
 def test_a_footprint_given_for_uncovered_hardware_needs_its_life_and_utilization():
     with pytest.raises(FactorError, match="service life and utilization"):
-        rate("H100-SXM", Assumptions(kg_co2e_per_device={"H100-SXM": 1000.0}))
-    given = rate("H100-SXM", Assumptions(life_years=5, utilization=0.8, kg_co2e_per_device={"H100-SXM": 1000.0}))
+        rate("H200-SXM", Assumptions(kg_co2e_per_device={"H200-SXM": 1000.0}))
+    given = rate("H200-SXM", Assumptions(life_years=5, utilization=0.8, kg_co2e_per_device={"H200-SXM": 1000.0}))
     assert given.kg_per_device_hour == pytest.approx(1000 / (5 * HOURS_PER_YEAR * 0.8))
     assert given.citations == ()
 
