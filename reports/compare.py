@@ -151,6 +151,10 @@ def compare(
     for row, run in zip(rows, runs):
         row["region"] = by_run[run.id].region
         row["kg_co2e_market"] = scope2(footprints[run.id], market=market).market_kg
+        if per_column is not None:  # the whole run's market-based figure shared by its units
+            counted = row.get("units_counted")
+            row[market_per_unit_column(per_column)] = (
+                None if not counted or row["kg_co2e_market"] is None else row["kg_co2e_market"] / counted * count)
     frame = pandas.DataFrame(rows)
     metadata_columns = _metadata_columns(runs)
     for key in metadata_columns:
@@ -512,6 +516,11 @@ def per_unit_columns(per_column: str) -> tuple[str, str]:
     "energy_per_1000_j" -> ("kg_co2e_per_1000", "cost_per_1000")."""
     per = per_column.removeprefix("energy_per_").removesuffix("_j")
     return f"kg_co2e_per_{per}", f"cost_per_{per}"
+
+
+def market_per_unit_column(per_column: str) -> str:
+    """The market-based CO2e column per unit: "energy_per_1000_j" -> "kg_co2e_market_per_1000"."""
+    return f"kg_co2e_market_per_{per_column.removeprefix('energy_per_').removesuffix('_j')}"
 
 
 def _metadata_columns(runs: list[Run]) -> list[str]:

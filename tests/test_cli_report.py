@@ -150,7 +150,7 @@ def test_compare_per_unit_gives_co2e_and_cost_per_unit_and_a_single_measurement_
     result = compare([full_run(), pruned_run()], per="1000", factors=resolve_factors(intensity_g_per_kwh=400))
     energy, emissions = _comparison_tables(result)[:2]
     headers = [str(c.header) for c in emissions.columns]
-    assert headers[1:] == ["CO2e location per 1,000 inferences", "CO2e market (whole run)", "cost per 1,000 inferences"]
+    assert headers[1:] == ["CO2e location per 1,000 inferences", "CO2e market per 1,000 inferences", "cost per 1,000 inferences"]
     rows = frame_records(result.frame)
     co2e_cells = list(emissions.columns[1].cells)
     assert co2e_cells == [formatting.co2e(r["kg_co2e_per_1000"]) for r in rows]

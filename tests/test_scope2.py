@@ -75,3 +75,15 @@ def test_market_instruments_read_from_a_config_table_and_refuse_unknown_keys():
         MarketInstruments.from_config({"suplier": 1})
     with pytest.raises(FactorError, match="each certificate needs mwh"):
         MarketInstruments.from_config({"certificates": [{"name": "GO"}]})
+
+
+def test_a_comparison_per_unit_gives_the_market_based_figure_per_unit_too():
+    from joulemeter.reports.compare import compare, market_per_unit_column
+
+    runs = [dataclasses.replace(_kwh_run(kwh), id=f"run-{kwh}", units={"inferences": 4000.0}) for kwh in (2.0, 1.0)]
+    result = compare(runs, per="1000", factors=GRID, market=MarketInstruments(supplier_factor_g_per_kwh=100.0))
+    column = market_per_unit_column(result.per_column)
+    for kwh, row in zip((2.0, 1.0), result.frame.to_dict("records")):
+        # 100 g/kWh of the supplier over the run's kWh, shared by its 4,000 inferences, per 1,000
+        assert row[column] == pytest.approx(kwh * 100 / 1000 / 4000 * 1000)
+        assert row[column] < row["kg_co2e_per_1000"]  # the grid's 400 g/kWh location-based

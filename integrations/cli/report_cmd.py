@@ -249,7 +249,7 @@ def _comparison_tables(result: Comparison) -> list[object]:
     """Energy and ratios in one table, CO2e and cost in a second, duration and power in a
     third, each narrow enough for an 80-column terminal; then the runs' metadata with a row
     per key, so that many keys stay readable."""
-    from joulemeter.reports.compare import per_unit_columns
+    from joulemeter.reports.compare import market_per_unit_column, per_unit_columns
     from joulemeter.reports.render import formatting, frame_records
     from joulemeter.reports.render.wording import verdict_words
 
@@ -262,8 +262,8 @@ def _comparison_tables(result: Comparison) -> list[object]:
     energy = _table(f"Energy {result.per_label}".strip(),
                     ["provenance", "energy", *([result.per_label] if per else []), "vs baseline (95 % CI)"], whole)
     energy.columns[-1].max_width = _VERDICT_CHARS  # the words wrap, leaving the runs' names whole
-    emissions = _table("CO2e and cost", [f"CO2e location{unit}", "CO2e market (whole run)" if per else "CO2e market",
-                                         f"cost{unit}"], whole)
+    market_column = market_per_unit_column(per) if per else "kg_co2e_market"
+    emissions = _table("CO2e and cost", [f"CO2e location{unit}", f"CO2e market{unit}", f"cost{unit}"], whole)
     details = _table("Duration and power", ["duration", "avg power"], whole)
     for row in records:
         name = _run_label(row)
@@ -275,7 +275,7 @@ def _comparison_tables(result: Comparison) -> list[object]:
             "[bold]baseline[/]" if row["id"] == result.baseline_id
             else verdict_words(row["ratio"], result.interval(row["id"])),
         )
-        emissions.add_row(name, formatting.co2e(row[co2e_column]), formatting.co2e(row["kg_co2e_market"]),
+        emissions.add_row(name, formatting.co2e(row[co2e_column]), formatting.co2e(row[market_column]),
                           formatting.money(row[cost_column], row["currency"]))
         details.add_row(name, formatting.duration(row["duration_s"]), formatting.power(row["avg_power_w"]))
     tables: list[object] = [energy, emissions, details]
