@@ -1,14 +1,20 @@
 """torch.distributed: one run for a whole multi-process job, with nothing metered twice.
 
 Each rank meters only the GPUs it uses; the CPU and memory of a node are metered once,
-by the node's local rank 0. When the job ends, rank 0 gathers every rank's run and
+by the node's local rank 0. Every rank writes its run to the ledger as it goes, as a
+*part* of the job (metadata["distributed"], meter/merge.py), so a job killed with SIGKILL
+keeps what its ranks flushed. When the job ends, rank 0 gathers every rank's run and
 merges them into ONE run whose domains say where they are ("node0/rank1/gpu:0",
-"node0/cpu", "node0/ram"), with energy per rank and per node in its metadata, and
-writes it to the ledger; the other ranks write nothing.
+"node0/cpu", "node0/ram"), with energy per rank and per node in its metadata, saves it
+and deletes the parts; a completed job leaves that one run.
 
     with DistributedMeter("ddp-train") as m:   # every rank enters and leaves together
         ...
     m.run  # rank 0: the merged run; other ranks: their own part
+
+A job that did not complete leaves its parts; rank 0 of the next distributed job on the
+same ledger (or `joulemeter merge-parts`, or meter.merge.settle_parts) merges them into one
+run, interrupted or failed, the same way.
 
 A process started by a launcher (torchrun, accelerate, DeepSpeed: RANK and WORLD_SIZE set)
 is metered as a rank from its start even before any process group exists (a decorated
@@ -19,29 +25,37 @@ torch.distributed initialised, it is a plain EnergyMeter. Entering and a clean
 exit are collective calls (every rank must make them) over the default process group,
 gloo or NCCL; with NCCL, set each rank's device (torch.cuda.set_device) before entering,
 as object collectives travel through the current device. A rank whose part does not
-complete (its code raised, it was interrupted) skips the merge and saves its own part
-alone, so nothing hangs on a collective the other ranks may never reach and nothing
+complete (its code raised, it was interrupted) skips the merge and leaves its part in the
+ledger, so nothing hangs on a collective the other ranks may never reach and nothing
 measured is lost.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
 import socket
 import sys
+import threading
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from joulemeter.integrations.launcher import JobStore, Launch, launched
 from joulemeter.meter.errors import MeterStateError
+from joulemeter.meter.merge import (
+    HOST_KINDS,
+    PART_KEY,
+    RankPlacement,
+    delete_parts,
+    merge_runs,
+    part_metadata,
+    replace_parts,
+    settle_parts,
+)
 from joulemeter.meter.meter import EnergyMeter, MeterOptions, check_meter_options
-from joulemeter.meter.run import Domain, Run, Status, Window
+from joulemeter.meter.run import Run, Status, Window
 from joulemeter.meter.sources.cuda_devices import visible_entries
 
 if TYPE_CHECKING:
@@ -51,37 +65,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("joulemeter.distributed")
 
+#: How long a rank waits, when it leaves, for the tidying of the ledger it started.
+TIDY_WAIT_S = 30.0
+
 
 class DistributedOptions(MeterOptions, total=False):
     """MeterOptions plus `gpus`: the CUDA indices one rank meters (see DistributedMeter)."""
 
     gpus: Sequence[int] | None
-
-#: Domain kinds that belong to a whole node rather than to one rank's GPU.
-HOST_KINDS = ("cpu", "dram", "ram", "psys")
-
-#: Worst status first: the merged run takes the worst of its ranks.
-_STATUS_SEVERITY = (Status.FAILED, Status.INTERRUPTED, Status.RUNNING, Status.COMPLETED)
-
-
-@dataclass(frozen=True)
-class RankPlacement:
-    """Where one rank runs and what it meters."""
-
-    rank: int
-    local_rank: int
-    node: str  # "node0", "node1", … in order of the nodes' lowest global rank
-    node_key: str  # what identified the node: torchrun's GROUP_RANK, else the hostname
-    hostname: str
-    gpus: tuple[int, ...]  # CUDA indices (as this rank sees them) that this rank meters
-    meters_host: bool  # this rank meters the node's CPU and memory
-
-    def domain_name(self, domain: Domain) -> str:
-        """The domain's name in the merged run: node-level for host domains, else per rank."""
-        if self.meters_host and domain.kind in HOST_KINDS:
-            return f"{self.node}/{domain.name}"
-        return f"{self.node}/rank{self.rank}/{domain.name}"
-
 
 def local_identity(gpus: Sequence[int] | None = None, rank: int | None = None) -> dict[str, Any]:
     """What this process knows about its place, to be gathered from every rank (`rank`:
@@ -178,141 +169,6 @@ def rank_devices(devices: Sequence[str] | None, placement: RankPlacement) -> lis
     return wanted
 
 
-def merge_runs(
-    runs: Sequence[Run], placements: Sequence[RankPlacement], *, run_id: str
-) -> Run:
-    """One run from every rank's run: renamed domains, aligned samples, merged windows.
-
-    Times are aligned on the wall clock at which each rank started (the earliest is 0).
-    Windows are matched by path and occurrence; their units are added up across ranks.
-    """
-    if len(runs) != len(placements) or not runs:
-        raise ValueError("merge_runs needs one run per placement")
-    starts = [datetime.fromisoformat(r.started_at) for r in runs]
-    origin = min(starts)
-    first = runs[0]
-    merged = Run(
-        id=run_id,
-        name=first.name,
-        project=first.project,
-        tags=list(first.tags),
-        status=min((r.status for r in runs), key=_STATUS_SEVERITY.index),
-        started_at=runs[starts.index(origin)].started_at,
-        interval_s=first.interval_s,
-        host=dict(first.host),
-        metadata=dict(first.metadata),
-    )
-    windows: dict[tuple[str, int], Window] = {}
-    units: dict[str, float] = {}
-    ranks_detail: dict[str, Any] = {}
-    node_hosts: dict[str, Any] = {}
-    errors = []
-    end_s = 0.0
-    ended_at = None
-    for run, place, start in zip(runs, placements, starts):
-        offset = (start - origin).total_seconds()
-        _warn_if_host_domains_off_host(run, place)
-        part = run.relabelled({d.name: place.domain_name(d) for d in run.domains}).shifted(offset)
-        merged.domains += part.domains
-        merged.energy.update(part.energy)
-        merged.samples += part.samples
-        merged.gaps += part.gaps
-        _merge_windows(windows, part.windows)
-        for unit, n in run.units.items():
-            units[unit] = units.get(unit, 0.0) + n
-        end_s = max(end_s, offset + (run.duration_s or 0.0))
-        if run.ended_at and (ended_at is None or run.ended_at > ended_at):
-            ended_at = run.ended_at
-        if run.error:
-            errors.append(f"rank {place.rank}: {run.error}")
-        if place.meters_host:
-            node_hosts[place.node] = run.host
-        ranks_detail[str(place.rank)] = {
-            "node": place.node,
-            "local_rank": place.local_rank,
-            "gpus": list(place.gpus),
-            "meters_host": place.meters_host,
-            "run_id": run.id,
-            "status": run.status.value,
-            "units": dict(run.units),
-            "domains": [d.name for d in part.domains],
-            "fallbacks": run.metadata.get("fallbacks", []),
-        }
-    merged.samples.sort(key=lambda s: s.t_s)
-    merged.windows = list(windows.values())
-    merged.units = units
-    merged.duration_s = end_s
-    merged.ended_at = ended_at
-    merged.error = "; ".join(errors) or None
-    merged.host["nodes"] = node_hosts
-    merged.metadata.pop("fallbacks", None)
-    merged.metadata.update(_energy_detail(merged, placements, ranks_detail))
-    return merged
-
-
-def _merge_windows(windows: dict[tuple[str, int], Window], rank_windows: Sequence[Window]) -> None:
-    """Fold one rank's relabelled, shifted windows into the merged ones, by (path, occurrence)."""
-    seen: dict[str, int] = {}
-    for w in rank_windows:
-        occurrence = seen.get(w.path, 0)
-        seen[w.path] = occurrence + 1
-        target = windows.get((w.path, occurrence))
-        if target is None:
-            windows[(w.path, occurrence)] = dataclasses.replace(
-                w, energy_j=dict(w.energy_j), units=dict(w.units)
-            )
-            continue
-        target.start_s = min(target.start_s, w.start_s)
-        if w.end_s is not None:
-            target.end_s = w.end_s if target.end_s is None else max(target.end_s, w.end_s)
-        for domain, energy in w.energy_j.items():
-            target.energy_j[domain] = target.energy_j.get(domain, 0.0) + energy
-        for unit, n in w.units.items():
-            target.units[unit] = target.units.get(unit, 0.0) + n
-
-
-def _energy_detail(
-    merged: Run, placements: Sequence[RankPlacement], ranks_detail: dict[str, Any]
-) -> dict[str, Any]:
-    """Energy by rank (its own devices), by node (everything on it) and the node's host part."""
-    by_rank: dict[str, float] = {}
-    host_by_node: dict[str, float] = {}
-    nodes: dict[str, Any] = {}
-    for place in placements:
-        detail = ranks_detail[str(place.rank)]
-        node = nodes.setdefault(
-            place.node,
-            {"key": place.node_key, "hostname": place.hostname, "ranks": [], "host_rank": None},
-        )
-        node["ranks"].append(place.rank)
-        if place.meters_host:
-            node["host_rank"] = place.rank
-        own = host = 0.0
-        for name in detail["domains"]:
-            energy = merged.energy[name].energy_j if name in merged.energy else 0.0
-            if name.startswith(f"{place.node}/rank{place.rank}/"):
-                own += energy
-            else:
-                host += energy
-        by_rank[str(place.rank)] = own
-        host_by_node[place.node] = host_by_node.get(place.node, 0.0) + host
-    by_node = {
-        node: host_by_node.get(node, 0.0)
-        + sum(by_rank[str(r)] for r in info["ranks"])
-        for node, info in nodes.items()
-    }
-    return {
-        "distributed": {
-            "world_size": len(placements),
-            "nodes": nodes,
-            "ranks": ranks_detail,
-        },
-        "energy_by_rank_j": by_rank,
-        "host_energy_by_node_j": host_by_node,
-        "energy_by_node_j": by_node,
-    }
-
-
 def _current_cuda_device() -> int | None:
     """The CUDA device torch uses in this process, where it already runs CUDA (never starts it)."""
     torch = sys.modules.get("torch")
@@ -335,19 +191,6 @@ def _warn_if_gpus_missing(meter: EnergyMeter, place: RankPlacement) -> None:
         )
 
 
-def _warn_if_host_domains_off_host(run: Run, place: RankPlacement) -> None:
-    if place.meters_host:
-        return
-    host_domains = [d.name for d in run.domains if d.kind in HOST_KINDS]
-    if host_domains:
-        log.warning(
-            "rank %d metered %s although rank-level metering should cover GPUs only; they are "
-            "kept per rank, but the node's CPU/memory may be counted more than once",
-            place.rank,
-            host_domains,
-        )
-
-
 class DistributedMeter:
     """An energy meter for a torch.distributed job that leaves one merged run on rank 0.
 
@@ -356,7 +199,8 @@ class DistributedMeter:
         gpus: under torch.distributed, the CUDA indices this rank meters, overriding the
             LOCAL_RANK / CUDA_VISIBLE_DEVICES rule of `place_ranks`.
         devices: restrict metering to these kinds or domains (as EnergyMeter's devices).
-        ledger, store: where rank 0 saves the merged run (store=False: keep it in memory).
+        ledger, store: where every rank writes its part and rank 0 the merged run (store=False:
+            keep them in memory).
         **meter_options: the other EnergyMeter options (MeterOptions), applied on every rank.
     """
 
@@ -387,6 +231,8 @@ class DistributedMeter:
         self._launch: Launch | None = None
         self._store: JobStore | None = None
         self._identity: dict[str, Any] = {}
+        self._ledger: Ledger | None = None  # the one this process's parts go to (store=True)
+        self._tidying: threading.Thread | None = None
 
     # -- state ---------------------------------------------------------------------
     @property
@@ -429,7 +275,7 @@ class DistributedMeter:
     def stop(self, status: Status = Status.COMPLETED, error: str | None = None) -> Run:
         """Stop this rank's meter; completed: merge every rank's run on rank 0 (collective).
 
-        Any other status saves this rank's part alone, with no collective call.
+        Any other status leaves this rank's part in the ledger, with no collective call.
         """
         if self.meter.running:
             self.meter.stop(status, error)
@@ -514,6 +360,8 @@ class DistributedMeter:
 
     def _start_rank_meter(self, begin: Callable[[EnergyMeter], Any]) -> Run:
         assert self.placement is not None
+        if self.store:
+            self._ledger = _open(self.ledger)
         self._meter = self._rank_meter()
         try:
             begin(self._meter)
@@ -523,66 +371,90 @@ class DistributedMeter:
             begin(self._meter)
         _warn_if_gpus_missing(self._meter, self.placement)
         self._started = True
+        if self._ledger is not None and (self.placement.meters_host or self.placement.rank == 0):  # once a node
+            self._tidying = _tidy_in_background(self._ledger, settle=self.placement.rank == 0)
         return self._meter.run
 
     def _rank_meter(self, nothing: bool = False) -> EnergyMeter:
+        """This rank's meter, writing its run to the ledger as it goes, marked a part of the job."""
         assert self.placement is not None
         options = dict(self.meter_options)
         metadata = dict(options.pop("metadata", None) or {})
+        metadata[PART_KEY] = self._part_marker()
         if nothing:
             options["sources"] = []
         return EnergyMeter(
             self.name,
             devices=None if nothing else rank_devices(self.devices, self.placement),
             metadata=metadata,
-            store=False,
+            ledger=self._ledger,
+            store=self.store,
             **options,
         )
 
+    def _part_marker(self) -> dict[str, Any]:
+        """What this rank's part records to be merged later: its job, the merged run's id where
+        known, and its placement. Ranks placed together share the merged run's id; one placed
+        from the launcher's variables alone knows its job by them, and the id only on rank 0
+        (whose identity names the merged run)."""
+        assert self.placement is not None
+        if self._run_id is not None:
+            job, merged_run_id, world_size = self._run_id, self._run_id, len(self.placements)
+        else:
+            assert self._launch is not None
+            job, world_size = self._launch.job_key, self._launch.world_size
+            merged_run_id = self._identity["run_id"] if self.placement.rank == 0 else None
+        return part_metadata(self.placement, job=job, merged_run_id=merged_run_id, world_size=world_size)
+
     def _share(self) -> None:
-        """Merge this rank's finished run with the others', or save it alone if it did not complete."""
+        """Merge this rank's finished run with the others', or leave its part if it did not complete."""
         if self.placement is None or self._shared:
             return
         self._shared = True
         run = self.rank_run
         if run.status is Status.COMPLETED:
-            self._merge_and_save(run)
-            return
-        log.warning(
-            "rank %d ended %s: saving its part alone, without merging with the other ranks",
-            self.placement.rank,
-            run.status.value,
-        )
-        self._save_alone(run)
+            if self._merge_and_save(run) and self.placement.rank != 0:
+                self._drop_own_part()
+        else:
+            log.warning(
+                "rank %d ended %s: its part stays in the ledger, to be merged with the other "
+                "ranks' once the job is over", self.placement.rank, run.status.value,
+            )
+        self._close_ledger()
 
-    def _merge_and_save(self, run: Run) -> None:
+    def _merge_and_save(self, run: Run) -> bool:
         """Gather every rank's run on rank 0, merge and save it: through torchrun's store where
         the ranks were placed through it, else through the process group (one may have been
-        created after the meter started); with neither, each rank's part is saved alone."""
+        created after the meter started); with neither, each rank's part stays in the ledger.
+        True once rank 0 has saved the merged run."""
         assert self.placement is not None
         part = {"identity": self._identity, "run": run.to_dict()}
         if self._store is not None:
-            self._merge_through_store(part)
-        elif _distributed_ready():
-            self._merge_through_group(part)
-        else:
-            log.warning("rank %d: no process group and no launcher store to merge through: "
-                        "saving its part alone", self.placement.rank)
-            self._save_alone(run)
+            return self._merge_through_store(part)
+        if _distributed_ready():
+            return self._merge_through_group(part)
+        log.warning("rank %d: no process group and no launcher store to merge through: "
+                    "its part stays in the ledger", self.placement.rank)
+        return False
 
-    def _merge_through_store(self, part: dict[str, Any]) -> None:
+    def _merge_through_store(self, part: dict[str, Any]) -> bool:
         assert self._store is not None and self.placement is not None
         try:
             self._store.put("part", part)
-            if self.placement.rank == 0:
-                parts = [self._store.get(f"part/{r}") for r in range(len(self.placements))]
-                self._merge(parts)
+            if self.placement.rank != 0:
+                return bool(self._store.get("merged/0"))
+            saved = False
+            try:
+                saved = self._merge([self._store.get(f"part/{r}") for r in range(len(self.placements))])
+            finally:
+                self._store.put("merged", saved)  # the other ranks wait for this
+            return saved
         except Exception:  # noqa: BLE001 - a missing rank times out as a RuntimeError
-            log.exception("gathering the ranks' runs through the store failed: rank %d saves its part alone",
-                          self.placement.rank)
-            self._save_alone(self.rank_run)
+            log.exception("gathering the ranks' runs through the store failed: rank %d's part stays "
+                          "in the ledger", self.placement.rank)
+            return False
 
-    def _merge_through_group(self, part: dict[str, Any]) -> None:
+    def _merge_through_group(self, part: dict[str, Any]) -> bool:
         import torch.distributed as dist
 
         assert self.placement is not None
@@ -591,48 +463,73 @@ class DistributedMeter:
         try:
             dist.gather_object(part, gathered, dst=0)
         except Exception:
-            log.exception("gathering the ranks' runs failed: rank %d saves its part alone", rank)
-            self._save_alone(self.rank_run)
-            return
+            log.exception("gathering the ranks' runs failed: rank %d's part stays in the ledger", rank)
+            return False
+        saved = [False]
         try:
             if gathered is not None:
-                self._merge(gathered)
+                saved[0] = self._merge(gathered)
         finally:
-            dist.barrier()  # no rank runs ahead (and exits) while rank 0 still merges
+            dist.broadcast_object_list(saved, src=0)  # no rank leaves while rank 0 still merges
+        return bool(saved[0])
 
-    def _merge(self, parts: Sequence[dict[str, Any]]) -> None:
-        """On rank 0: merge every rank's part into one run and save it."""
+    def _merge(self, parts: Sequence[dict[str, Any]]) -> bool:
+        """On rank 0: merge every rank's part into one run, saved in place of the parts.
+        True once the merged run is in the ledger."""
         if not self.placements:  # placed from the environment: decide together now
             self._placed([p["identity"] for p in parts])
         runs = [Run.from_dict(p["run"]) for p in parts]
         self._merged = merge_runs(runs, self.placements, run_id=self._run_id or uuid.uuid4().hex)
-        if self.store:
-            self._save(self._merged)
         log.info("merged %d ranks into run %s: %.3f J", len(runs), self._merged.id[:8], self._merged.total_energy_j)
+        if self._ledger is None:
+            return False
+        replace_parts(self._ledger, self._merged, [r.id for r in runs])
+        return True
 
-    def _save_alone(self, run: Run) -> None:
-        """Keep one rank's part when it cannot be merged, marked as such in its metadata."""
-        assert self.placement is not None
-        run.metadata["distributed"] = {
-            "merged": False,
-            "rank": self.placement.rank,
-            "node": self.placement.node,
-            "merged_run_id": self._run_id,
-        }
-        if self.store:
-            self._save(run)
-
-    def _save(self, run: Run) -> None:
-        from joulemeter.meter.store import open_ledger
-
-        if self.ledger is not None and not isinstance(self.ledger, (str, os.PathLike)):
-            self.ledger.save_run(run)
-            return
-        ledger = open_ledger(self.ledger)
+    def _drop_own_part(self) -> None:
+        """Delete this rank's part from its ledger once rank 0 saved the merged run: rank 0
+        deleted it already where they share a ledger, not where each node has its own."""
+        assert self._ledger is not None
         try:
-            ledger.save_run(run)
-        finally:
-            ledger.close()
+            delete_parts(self._ledger, [self.rank_run.id])
+        except Exception as exc:  # the merged run is saved: a leftover part is settled later
+            log.warning("could not delete this rank's part %s: %s", self.rank_run.id[:8], exc)
+
+    def _close_ledger(self) -> None:
+        """Close the ledger this meter opened, once the tidying it started is done (bounded)."""
+        if self._tidying is not None:
+            self._tidying.join(TIDY_WAIT_S)
+        if self._ledger is not None and self._ledger is not self.ledger:
+            self._ledger.close()
+
+
+def _open(location: str | os.PathLike[str] | Ledger | None) -> Ledger:
+    """The ledger given, or the one at `location` opened (without recovery: that runs on a
+    thread, `_tidy_in_background`). A rank opens it once, before its meter starts, and its
+    meter, the tidying, the merge and the deletions all go through it: opening a SQLite
+    ledger again in a process that has it open reads the file outside SQLite, which drops
+    that process's locks on it (sqlite.org/howtocorrupt.html, 2.2) and can lose its writes."""
+    from joulemeter.meter.store import Ledger, open_ledger
+
+    return location if isinstance(location, Ledger) else open_ledger(location, recover=False)
+
+
+def _tidy_in_background(ledger: Ledger, settle: bool) -> threading.Thread:
+    """On a thread of its own, off the metered code's path: recover the ledger (runs whose
+    process died marked interrupted, spools delivered) and, with `settle` (rank 0), merge
+    the parts earlier jobs left (meter.merge.settle_parts)."""
+
+    def tidy() -> None:
+        try:
+            ledger.recover()
+            if settle:
+                settle_parts(ledger)
+        except Exception as exc:  # a later job or `joulemeter merge-parts` does it
+            log.info("tidying %s failed: %s", ledger.location, exc)
+
+    thread = threading.Thread(target=tidy, name="joulemeter-tidy", daemon=True)
+    thread.start()
+    return thread
 
 
 def _placement_from_environment(launch: Launch, gpus: Sequence[int] | None) -> RankPlacement:

@@ -39,6 +39,13 @@ class Launch:
     agent_store: bool  # torchrun's agent store is there to exchange through
     job: str  # tells this job (and restart) from others that reuse the store
 
+    @property
+    def job_key(self) -> str:
+        """What every rank knows alike of its job without asking the others (the launcher's
+        job and restart, master address and port, world size): groups the job's parts in the
+        ledger where no merged run id was shared."""
+        return f"{self.job}@{self.master_addr}:{self.master_port}/{self.world_size}"
+
 
 def launched() -> Launch | None:
     """The launcher's description of this process, None when not launched with more than one."""

@@ -21,6 +21,7 @@ from joulemeter.integrations.distributed import (
     place_ranks,
     rank_devices,
 )
+from joulemeter.meter.merge import part_marker
 from joulemeter.meter.run import Domain, DomainEnergy, Provenance, Run, Sample, Status, Window
 from tests.doubles import LinearCounterSource
 
@@ -225,11 +226,13 @@ def job_env(tmp_path: Path) -> dict[str, str]:
 
 
 def the_only_run(tmp_path: Path) -> Run:
+    """The one run a completed job leaves: the merged run, its ranks' parts deleted."""
     from joulemeter.meter.store import open_ledger
 
     with open_ledger(tmp_path / "ledger.sqlite") as ledger:
         runs = ledger.list_runs()
         assert len(runs) == 1, [r.name for r in runs]
+        assert part_marker(runs[0].metadata) is None
         return ledger.get_run(runs[0].id)
 
 

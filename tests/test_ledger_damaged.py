@@ -109,3 +109,25 @@ def test_pages_are_checked_once_until_the_file_changes_outside_joulemeter(tmp_pa
         with open_ledger(path, for_reading=True) as book:
             assert book.damage is None
     assert checks == [path]
+
+
+def test_a_file_this_process_has_open_is_not_read_again_so_its_sqlite_locks_stay(tmp_path: Path, monkeypatch) -> None:
+    # closing any descriptor of the file would drop the process's SQLite locks (sqlite.org/howtocorrupt.html §2.2)
+    checked: list[Path] = []
+    real = sqlite_file.check_file
+    monkeypatch.setattr(sqlite_file, "check_file", lambda path: checked.append(path) or real(path))
+    path = tmp_path / "ledger.sqlite"
+    with open_ledger(path) as writer:
+        writer.save_run(make_run("one"))
+        with open_ledger(path, for_reading=True) as reader:  # e.g. the writer thread's second ledger
+            assert reader.count_runs() == 1
+    with open_ledger(path, for_reading=True):
+        pass
+    assert checked == [path, path]  # the first open and the one after every ledger was closed
+
+
+def test_a_second_open_remembers_the_damage_found_by_the_first(damaged: Path) -> None:
+    with open_ledger(damaged, for_reading=True) as first:
+        assert first.damage
+        with pytest.raises(LedgerCorruptError, match="damaged pages"):
+            open_ledger(damaged)

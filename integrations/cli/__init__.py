@@ -51,7 +51,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_COMMAND_MODULES = ("meter_cmd", "manage_cmd", "factors_cmd", "report_cmd", "inventory_cmd", "interop_cmd", "demo_cmd")
+_COMMAND_MODULES = ("meter_cmd", "manage_cmd", "distributed_cmd", "factors_cmd", "report_cmd", "inventory_cmd", "interop_cmd", "demo_cmd")
 
 for _module in _COMMAND_MODULES:
     importlib.import_module(f"{__name__}.{_module}").register(app)

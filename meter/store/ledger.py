@@ -16,6 +16,7 @@ import operator
 import os
 import random
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime, timedelta, timezone
@@ -77,8 +78,16 @@ def open_ledger(
                 "a ledger is made by the first metered run (joulemeter run -- CMD, or joulemeter demo)",
                 path=target.sqlite_path,
             )
-        sqlite_file.check_file(target.sqlite_path)
-        damage = _damage_of(target.sqlite_path, for_reading)
+        held = _open_here(target.sqlite_path)
+        if held is None:
+            # read the file only where this process holds no SQLite connection to it: closing
+            # any file descriptor of it drops the process's SQLite locks (sqlite.org/howtocorrupt.html §2.2)
+            sqlite_file.check_file(target.sqlite_path)
+            damage = _damage_of(target.sqlite_path, for_reading)
+        elif held.damage is not None:  # as found when this process first opened it
+            damage = held.damage
+            if not for_reading:
+                raise LedgerCorruptError(target.sqlite_path, f"SQLite finds damaged pages: {damage}")
         read_only = damage is not None or (for_reading and sqlite_file.cannot_write(target.sqlite_path))
         if not read_only:
             _create_private(target.sqlite_path)
@@ -100,6 +109,7 @@ def open_ledger(
     else:
         _configure_postgres(engine)
     ledger = Ledger(engine, target.display, read_only=read_only, path=target.sqlite_path, damage=damage)
+    ledger._hold_open()
     try:
         if damage is not None:
             log.warning("%s has damaged pages (%s): it is read as far as it can be and never written; "
@@ -121,6 +131,17 @@ def open_ledger(
         engine.dispose()
         raise
     return ledger
+
+
+_OPEN_FILES: dict[str, list[Ledger]] = {}  # SQLite ledger files this process has open
+_OPEN_LOCK = threading.Lock()
+
+
+def _open_here(path: Path) -> Ledger | None:
+    """A ledger of this SQLite file that this process has open (the file was checked then)."""
+    with _OPEN_LOCK:
+        held = _OPEN_FILES.get(str(path.resolve()))
+        return held[0] if held else None
 
 
 def _damage_of(path: Path, for_reading: bool) -> str | None:
@@ -234,6 +255,7 @@ class Ledger:
         self.location = location
         self.read_only = read_only
         self.damage = damage  # what SQLite found damaged in the file (then read-only), or None
+        self._held = False  # counted in _OPEN_FILES
         self._engine = engine
         self._writer = engine.execution_options(joulemeter_write=True)
         self._path = path
@@ -253,8 +275,25 @@ class Ledger:
         process could write is remembered as sound, as SQLite left it, so the next open skips
         reading every page to check it."""
         self._engine.dispose()
+        self._let_go()
         if self._path is not None and not self.read_only and not self.replaced():
             sqlite_file.remember_sound(self._path)
+
+    def _hold_open(self) -> None:
+        """Count this SQLite file as open in this process (see `_open_here`)."""
+        if self._path is not None and not self._held:
+            with _OPEN_LOCK:
+                _OPEN_FILES.setdefault(str(self._path.resolve()), []).append(self)
+            self._held = True
+
+    def _let_go(self) -> None:
+        if self._path is not None and self._held:
+            key = str(self._path.resolve())
+            with _OPEN_LOCK:
+                _OPEN_FILES[key].remove(self)
+                if not _OPEN_FILES[key]:
+                    del _OPEN_FILES[key]
+            self._held = False
 
     def replaced(self) -> bool:
         """Whether the SQLite file opened was deleted or replaced since (always False on a server)."""

@@ -1,19 +1,23 @@
 """A small real DDP training run (gloo, CPU) metered with TrainingMeter; launched by torchrun.
 
-Usage: torchrun … ddp_train.py TRACE [--gpu-per-rank] [--group-after-meter | --no-group]
+Usage: torchrun … ddp_train.py TRACE [--gpu-per-rank] [--group-after-meter | --no-group] [--until-killed]
 Every rank replays TRACE (a power trace with gpu:N, cpu and ram domains) in place of
 real hardware. --gpu-per-rank sets CUDA_VISIBLE_DEVICES to the rank's local rank, as a
 launcher that binds one GPU per rank would, so every rank sees its GPU as gpu:0.
 --group-after-meter initialises the process group inside the metered function, after the
 meter started (as `@metered_training` on a `main()` that calls init_process_group does);
---no-group never creates one (each rank trains on its shard alone).
-The merged run goes to $JOULEMETER_LEDGER (written by rank 0 only).
+--no-group never creates one (each rank trains on its shard alone). --until-killed trains
+epoch after epoch, gently (a short pause per batch), until the job is killed.
+Every rank writes its part to $JOULEMETER_LEDGER as it goes; rank 0 replaces them by the
+merged run at the end.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
+import time
 
 import torch
 import torch.distributed as dist
@@ -59,7 +63,8 @@ def train(trace: str, group: bool, tm: TrainingMeter | None = None) -> TrainingM
     model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
     trained = DistributedDataParallel(model) if group else model
     optimiser = torch.optim.SGD(trained.parameters(), lr=0.1)
-    for epoch in range(EPOCHS):
+    until_killed = "--until-killed" in sys.argv
+    for epoch in itertools.count() if until_killed else range(EPOCHS):
         sampler.set_epoch(epoch)
         with tm.epoch(epoch):
             with tm.phase("train"):
@@ -68,6 +73,8 @@ def train(trace: str, group: bool, tm: TrainingMeter | None = None) -> TrainingM
                     torch.nn.functional.cross_entropy(trained(x), y).backward()
                     optimiser.step()
                     tm.batch(len(x))
+                    if until_killed:
+                        time.sleep(0.01)  # leave the test's CPUs to the test
             with tm.phase("eval"), torch.no_grad():
                 for x, _ in loader:
                     trained(x)
