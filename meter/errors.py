@@ -148,7 +148,7 @@ class UnknownHardwareError(JoulemeterError):
         message = f"unknown hardware {name!r}"
         if self.suggestions:
             message += f"; did you mean {', '.join(self.suggestions)}?"
-        message += " `joulemeter estimate --list-hardware` lists the known ones; or give the board power in watts yourself."
+        message += " Pick a known name (the CLI's estimate command lists them) or give the board power in watts yourself."
         super().__init__(message, parameter="power_w")
 
 
