@@ -1,17 +1,20 @@
 """Resident memory of a long run, measured on a shortened one and extrapolated.
 
 A 24-hour run at the default 1 s timeline with 8 GPUs, CPU and RAM is 86,400 ticks of 10
-samples. The shortened run takes the same number of ticks per flush faster: 8 simulated
-GPU counters plus CPU and RAM counters, ticking every `interval_s` (a few ms), writing to a
-SQLite ledger as the meter does. Resident memory (RSS) is read every `every` ticks; its
-growth per tick once the bounded timeline has filled twice (2 × its 4,096 ticks: after that
-it only thins and refills) is extrapolated to 86,400 ticks. The samples still held in
-memory are counted too: flat means bounded.
+samples. The shortened run is that run with its clock sped up: 8 simulated GPU counters plus
+this machine's CPU and RAM sources ticking every `interval_s` (a few ms), with a flush to the
+journal every tick as the default run flushes every second (and so a ledger write every 30
+ticks), into a SQLite ledger as the meter writes. Resident memory (RSS) is read every
+`every` ticks; its growth per tick once the bounded timeline has filled twice (2 × its 4,096
+ticks: after that it only thins and refills) is extrapolated to 86,400 ticks. The samples
+still held in memory are counted too: flat means bounded.
 """
 
 from __future__ import annotations
 
 import gc
+import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -50,6 +53,23 @@ def _rss_mib() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
+def _sqlite_mib() -> float | None:
+    """Memory SQLite's allocator holds in this process (page caches, statements), if the
+    library Python uses can be asked (sqlite3_memory_used)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("sqlite3")
+    if name is None:
+        return None
+    try:
+        used = ctypes.CDLL(name).sqlite3_memory_used
+    except (OSError, AttributeError):
+        return None
+    used.restype = ctypes.c_int64
+    return used() / 2**20
+
+
 def run(*, ticks: int, interval_s: float, gpus: int, workdir: Path, every: int = 500) -> dict[str, Any]:
     """Meter `ticks` ticks of `gpus` simulated GPUs (plus this machine's CPU and RAM sources)."""
     from joulemeter.meter import EnergyMeter
@@ -59,7 +79,8 @@ def run(*, ticks: int, interval_s: float, gpus: int, workdir: Path, every: int =
     gc.collect()
     rss_before = _rss_mib()
     meter = EnergyMeter("memory-growth", ledger=workdir / "memory.sqlite", interval_s=interval_s,
-                        sources=[SimulatedGpus(gpus), *host.sources], sync_devices=False)
+                        flush_interval_s=interval_s, sources=[SimulatedGpus(gpus), *host.sources],
+                        sync_devices=False)
     meter.start()
     sampler = meter._sampler
     assert sampler is not None
@@ -69,12 +90,14 @@ def run(*, ticks: int, interval_s: float, gpus: int, workdir: Path, every: int =
     while taken < ticks * len(meter.domains):
         time.sleep(every * interval_s)  # the run goes on: memory is read between its ticks
         held, taken = sampler.unwritten(0)
-        points.append({"ticks": taken / len(meter.domains), "rss_mib": _rss_mib(),
-                       "held_samples": len(held), "timeline_samples": len(sampler.samples())})
+        points.append({"ticks": taken / len(meter.domains), "rss_mib": _rss_mib(), "sqlite_mib": _sqlite_mib(),
+                       "python_blocks": sys.getallocatedblocks(),
+                       "held_samples": len(held), "timeline_samples": len(sampler.timeline)})
     wall_s = time.perf_counter() - started
     run_ = meter.stop()
     steady = [p for p in points if p["ticks"] >= 2 * DEFAULT_MAX_TICKS] or points[len(points) // 2:]
     slope = _slope([p["ticks"] for p in steady], [p["rss_mib"] for p in steady])
+    blocks_slope = _slope([p["ticks"] for p in steady], [p["python_blocks"] for p in steady])
     last = points[-1]
     return {
         "gpus": gpus,
@@ -87,6 +110,8 @@ def run(*, ticks: int, interval_s: float, gpus: int, workdir: Path, every: int =
         "fit_from_ticks": steady[0]["ticks"],
         "rss_growth_mib_per_1000_ticks": slope * 1000,
         "rss_24h_extrapolated_mib": last["rss_mib"] + slope * max(TICKS_PER_DAY - last["ticks"], 0),
+        "python_blocks_per_1000_ticks": blocks_slope * 1000,
+        "sqlite_mib_steady": [min(p["sqlite_mib"] or 0.0 for p in steady), max(p["sqlite_mib"] or 0.0 for p in steady)],
         "held_samples_max_steady": max(p["held_samples"] for p in steady),
         "timeline_samples_end": last["timeline_samples"],
         "points": points,
@@ -107,7 +132,6 @@ def in_subprocess(ticks: int, interval_s: float = 0.002, gpus: int = 8) -> dict[
     """`run` in a fresh Python, so its memory is the meter's and not a previous benchmark's."""
     import json
     import subprocess
-    import sys
 
     repo = Path(__file__).resolve().parent.parent
     done = subprocess.run([sys.executable, "-m", "benchmarks.memory_growth", str(ticks), str(interval_s), str(gpus)],
@@ -117,11 +141,11 @@ def in_subprocess(ticks: int, interval_s: float = 0.002, gpus: int = 8) -> dict[
 
 if __name__ == "__main__":
     import json
-    import sys
     import tempfile
 
     args = sys.argv[1:]
     with tempfile.TemporaryDirectory(prefix="jm-memory-") as tmp:
+        os.environ["JOULEMETER_SPOOL"] = str(Path(tmp) / "spool")  # the journal too stays in here
         result = run(ticks=int(args[0]) if args else 20_000, interval_s=float(args[1]) if len(args) > 1 else 0.002,
                      gpus=int(args[2]) if len(args) > 2 else 8, workdir=Path(tmp))
     print(json.dumps(result))

@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     workspace = tempfile.TemporaryDirectory(prefix="jm-bench-")
     workdir = Path(workspace.name)
+    os.environ["JOULEMETER_SPOOL"] = str(workdir / "spool")  # runs' journals, in this and every child
     steps = [
         ("overhead", lambda: overhead.run(repeats=s["repeats"], loop_s=s["loop_s"],
                                           idle_s=s["idle_s"], idle_repeats=s["idle_repeats"])),

@@ -1,15 +1,18 @@
-"""Where a tick's time goes: each source's read, each psutil call under it, the meter's own
-accounting, and the CPU its threads use per second of an idle run at each interval.
+"""Where a tick's time goes: each source's read, each /proc or psutil call under it, the
+meter's own accounting, a flush to the journal and a ledger write, and the CPU its threads
+use per second of an idle run at each interval.
 
-Part costs are CPU time of this thread (time.thread_time) over many calls in a row, so
-caches are warm: a lower bound. A real tick comes after the thread slept, with cold caches
-and a wake-up; the thread figures (Linux schedstat of the named thread) include that.
+Part costs are CPU time of this thread (time.thread_time) per call: warm, over many calls
+in a row (a lower bound), and cold, each call after a pause as a tick comes after the
+thread slept (caches cold: several times the warm figure). The thread figures (Linux
+schedstat of the named thread) are what an idle run really costs.
 """
 
 from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,29 +21,72 @@ from benchmarks._stats import spread
 from benchmarks._worker import SAMPLER_THREAD, _thread_cpu_s
 
 WRITER_THREAD = "joulemeter-writer"  # the name meter/store/writer.py gives its thread
+COLD_GAP_S = 0.02  # the pause before each cold call
+COLD_CALLS = 20
 
 
-def _us_per_call(fn: Callable[[], object], calls: int) -> float:
+def _us_per_call(fn: Callable[[], object], calls: int, gap_s: float = 0.0) -> float:
     fn()
-    t0 = time.thread_time()
+    total = 0.0
     for _ in range(calls):
+        if gap_s:
+            time.sleep(gap_s)  # the point: the call after a pause, as a tick after a sleep
+        t0 = time.thread_time()
         fn()
-    return (time.thread_time() - t0) / calls * 1e6
+        total += time.thread_time() - t0
+    return total / calls * 1e6
 
 
-def parts(repeats: int, calls: int) -> dict[str, Any]:
-    """CPU µs per call of each part of a tick, with the sources discovery finds here."""
+def _flush_probes(sampler: Any, workdir: Path) -> tuple[dict[str, Callable[[], object]], Callable[[], None]]:
+    """A flush of one tick's samples to a journal, and a ledger write of the samples of
+    _LEDGER_FLUSHES such ticks (one transaction), as the run's writer makes them."""
+    from joulemeter.meter.run import Run, Status
+    from joulemeter.meter.store import open_ledger
+    from joulemeter.meter.store.spool import RunSpool
+    from joulemeter.meter.store.writer import _LEDGER_FLUSHES
+
+    tick = sampler.timeline.latest()
+    run = Run(id=uuid.uuid4().hex, name="sampling-cost", project="benchmark", tags=[], status=Status.RUNNING,
+              started_at="2026-01-01T00:00:00+00:00", interval_s=1.0, host={}, domains=[])
+    ledger = open_ledger(workdir / "flush-cost.sqlite", recover=False)
+    ledger.begin_run(run)
+    spool = RunSpool(run.id, ledger.location, directory=workdir / "spool")
+    spool.write_begin(run, {})
+    batch = tick * _LEDGER_FLUSHES
+    probes = {
+        f"a flush: one tick's {len(tick)} samples to the journal (every second)": lambda: spool.write_samples(tick),
+        f"a ledger write: {len(batch)} samples in one transaction (every {_LEDGER_FLUSHES} flushes)":
+            lambda: ledger.append_samples(run.id, batch),
+    }
+
+    def close() -> None:
+        spool.discard()
+        ledger.close()
+
+    return probes, close
+
+
+def parts(repeats: int, calls: int, workdir: Path) -> dict[str, Any]:
+    """CPU µs per call of each part of a tick and a flush, warm and cold, with the sources
+    discovery finds here."""
     import psutil
 
     from joulemeter.meter.sampler import Sampler, read_counters
     from joulemeter.meter.sources import discover
-    from joulemeter.meter.sources.estimate import process_tree_cpu_seconds, process_tree_rss_bytes
+    from joulemeter.meter.sources.estimate import (
+        ProcMeminfoUsed,
+        ProcStatCpuSeconds,
+        process_tree_cpu_seconds,
+        process_tree_rss_bytes,
+    )
 
     found = discover(None)
     logical = psutil.cpu_count() or 1
     probes: dict[str, Callable[[], object]] = {
-        "psutil.cpu_times (/proc/stat)": psutil.cpu_times,
-        "psutil.virtual_memory (/proc/meminfo)": psutil.virtual_memory,
+        "psutil.cpu_times (/proc/stat opened and parsed)": psutil.cpu_times,
+        "/proc/stat kept open, first line (ProcStatCpuSeconds)": ProcStatCpuSeconds(),
+        "psutil.virtual_memory (/proc/meminfo opened and parsed)": psutil.virtual_memory,
+        "/proc/meminfo kept open, two fields (ProcMeminfoUsed)": ProcMeminfoUsed(),
         "process tree CPU times (pid mode: a /proc walk)": process_tree_cpu_seconds(os.getpid(), logical),
         "process tree RSS (pid mode: a /proc walk)": process_tree_rss_bytes(os.getpid()),
     }
@@ -49,12 +95,17 @@ def parts(repeats: int, calls: int) -> dict[str, Any]:
         probes[f"{source.name}.read_counters() (an edge)"] = lambda s=source: read_counters(s)
     sampler = Sampler(found.sources, found.domains, interval_s=1.0)
     sampler.read_once()
-    probes["Sampler.read_once() (a whole tick, warm)"] = sampler.read_once
-    out = {name: spread([_us_per_call(fn, calls) for _ in range(repeats)]).to_dict()
-           for name, fn in probes.items()}
+    probes["Sampler.read_once() (a whole tick)"] = sampler.read_once
+    flushes, close = _flush_probes(sampler, workdir)
+    probes.update(flushes)
+    warm = {name: spread([_us_per_call(fn, calls) for _ in range(repeats)]).to_dict() for name, fn in probes.items()}
+    cold = {name: spread([_us_per_call(fn, COLD_CALLS, COLD_GAP_S) for _ in range(repeats)]).to_dict()
+            for name, fn in probes.items()}
+    close()
     for source in found.sources:
         source.close()
-    return {"sources": [s.name for s in found.sources], "processes": len(psutil.pids()), "us_per_call": out}
+    return {"sources": [s.name for s in found.sources], "processes": len(psutil.pids()),
+            "us_per_call": warm, "cold_us_per_call": cold, "cold_gap_s": COLD_GAP_S}
 
 
 def threads(intervals: list[float | None], idle_s: float, repeats: int, ledger: Path) -> dict[str, Any]:
@@ -87,8 +138,11 @@ def threads(intervals: list[float | None], idle_s: float, repeats: int, ledger: 
 
 
 def run(*, repeats: int, calls: int, idle_s: float, workdir: Path) -> dict[str, Any]:
+    from joulemeter.meter.store.writer import _LEDGER_FLUSHES
+
     return {
-        "parts": parts(repeats, calls),
+        "ledger_flushes": _LEDGER_FLUSHES,
+        "parts": parts(repeats, calls, workdir),
         "threads": threads([None, 0.1, 0.01], idle_s, repeats, workdir / "sampling-cost.sqlite"),
     }
 

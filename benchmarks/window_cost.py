@@ -1,6 +1,7 @@
 """Cost of entering and leaving a window, in microseconds per window, for each tool.
 
-joulemeter: `with m.window("w"): pass` (no sync) in a running meter; Zeus:
+joulemeter: `with m.window("w"): pass` (no sync) in a running meter, its windows' energies
+checked filled in at the end; Zeus:
 `begin_window`/`end_window` (CPU and GPU counters read at both edges); CodeCarbon:
 `start_task`/`stop_task`. Each tool runs in a fresh subprocess of the peers' Python
 (benchmarks/.venv-peers, else this one), so none inherits another's threads.
@@ -25,7 +26,7 @@ TOOLS = ("joulemeter", "zeus", "codecarbon")
 WINDOWS_FOR = {"codecarbon": 20}
 
 
-def _joulemeter(windows: int, repeats: int) -> tuple[list[float], str]:
+def _joulemeter(windows: int, repeats: int) -> tuple[tuple[list[float], list[float]], str]:
     from joulemeter.meter import EnergyMeter
 
     with EnergyMeter("window-cost", store=False, sync_devices=False) as meter:
@@ -33,10 +34,11 @@ def _joulemeter(windows: int, repeats: int) -> tuple[list[float], str]:
             with meter.window("w"):
                 pass
         times = _time(one, windows, repeats)
+    assert all(w.energy_j for w in meter.run.windows), "a window left without its energy"
     return times, ", ".join(d.name for d in meter.domains)
 
 
-def _zeus(windows: int, repeats: int) -> tuple[list[float], str]:
+def _zeus(windows: int, repeats: int) -> tuple[tuple[list[float], list[float]], str]:
     from zeus.monitor import ZeusMonitor
 
     monitor = ZeusMonitor()
@@ -48,7 +50,7 @@ def _zeus(windows: int, repeats: int) -> tuple[list[float], str]:
     return _time(one, windows, repeats), f"{len(monitor.gpu_indices)} GPUs"
 
 
-def _codecarbon(windows: int, repeats: int) -> tuple[list[float], str]:
+def _codecarbon(windows: int, repeats: int) -> tuple[tuple[list[float], list[float]], str]:
     from codecarbon import OfflineEmissionsTracker
 
     tracker = OfflineEmissionsTracker(country_iso_code="USA", save_to_file=False, log_level="error")
@@ -64,15 +66,19 @@ def _codecarbon(windows: int, repeats: int) -> tuple[list[float], str]:
         tracker.stop()
 
 
-def _time(one: Callable[[], None], windows: int, repeats: int) -> list[float]:
+def _time(one: Callable[[], None], windows: int, repeats: int) -> tuple[list[float], list[float]]:
+    """Wall µs per window in the caller, and CPU µs per window of the whole process (every
+    thread: what a tool's thread does later for the window, e.g. joulemeter filling in its
+    energy, falls in a later repeat), per repeat."""
     one()
-    out = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter_ns()
+        t0, c0 = time.perf_counter_ns(), time.process_time_ns()
         for _ in range(windows):
             one()
-        out.append((time.perf_counter_ns() - t0) / windows / 1000)
-    return out
+        wall.append((time.perf_counter_ns() - t0) / windows / 1000)
+        cpu.append((time.process_time_ns() - c0) / windows / 1000)
+    return wall, cpu
 
 
 def run(*, repeats: int, windows: int) -> dict[str, Any]:
@@ -92,9 +98,9 @@ def run(*, repeats: int, windows: int) -> dict[str, Any]:
 
 def main(tool: str, windows: int, repeats: int) -> None:
     measure = {"joulemeter": _joulemeter, "zeus": _zeus, "codecarbon": _codecarbon}[tool]
-    times, metered = measure(windows, repeats)
+    (wall, cpu), metered = measure(windows, repeats)
     print(json.dumps({"windows_per_repeat": windows, "metered": metered,
-                      "per_window_us": spread(times).to_dict()}))
+                      "per_window_us": spread(wall).to_dict(), "cpu_per_window_us": spread(cpu).to_dict()}))
 
 
 if __name__ == "__main__":

@@ -27,13 +27,12 @@ import signal
 import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
 from joulemeter.meter.batch import batch_size
-from joulemeter.meter.energy import Edge, totals
+from joulemeter.meter.energy import totals
 from joulemeter.meter.errors import InvalidCountError, MeterStateError
 from joulemeter.meter.limits import check_name, check_run_fields
 from joulemeter.meter.place import resolve_location
@@ -229,8 +228,7 @@ class EnergyMeter:
         self._sampler: Sampler | None = None
         self._run: Run | None = None
         self._open_windows: list[Window] = []
-        self._window_starts: dict[int, Edge] = {}  # id(open window) -> its start edge
-        self._closing: deque[tuple[Window, Edge, Edge]] = deque()  # closed, energy not yet known
+        self._windows: list[Window] = []
         self._idle_power_w: dict[str, float] | None = None
         self._token: contextvars.Token[tuple[object, ...]] | None = None
         self._previous_sigterm: Any = None
@@ -285,11 +283,12 @@ class EnergyMeter:
         if self._fallbacks:
             run.metadata.setdefault("fallbacks", self._fallbacks)
         self._run = run
+        self._windows = run.windows  # the window path's own reference: a step's window is appended here
         if self.store:
             self._ledger = self._open_ledger()
         self._synchronize_devices()  # work queued before the run is not the run's
         self._sampler = Sampler(self._sources, self._domains, interval_s=self.interval_s,
-                                keep_unwritten=self._ledger is not None)
+                                keep_unwritten=self._ledger is not None, open_windows=self._open_windows)
         self._sampler.start()
         if self._ledger is not None:
             self._start_writer(self._ledger, run, self._sampler)
@@ -309,12 +308,12 @@ class EnergyMeter:
         periods: dict[str, float] = {}
         try:
             self._synchronize_devices()  # work queued in the run is the run's
-            end = sampler.mark_edge()
+            end_s = sampler.mark_edge()
             for window in reversed(self._open_windows):
-                window.end_s = end.t_s
-                self._closing.append((window, self._window_starts.pop(id(window)), end))
+                window.end_s = end_s
+                sampler.close_window(window)
             self._open_windows.clear()
-            sampler.stop()
+            sampler.stop()  # its last reading settles every window
             details, periods = self._source_details(sampler.t0)
         finally:
             self._close_sources()
@@ -342,7 +341,8 @@ class EnergyMeter:
         return run
 
     def window(self, name: str) -> contextlib.AbstractContextManager[Window]:
-        """A named span; nest and repeat freely. Energy is filled in when the run stops."""
+        """A named span; nest and repeat freely. Its energy is filled in once every domain has
+        been read past its end (the next counter read, else the next tick), or when the run stops."""
         return _WindowScope(self, name)
 
     def count(self, n: float, unit: str = "samples") -> None:
@@ -406,37 +406,35 @@ class EnergyMeter:
         sampler = self._sampler
         if sampler is None:
             raise MeterStateError(f"window {name!r} opened outside a running meter")
-        if self.sync is not None:
-            self.sync()
-        self._synchronize_devices()
-        self._settle_windows()
-        start = sampler.mark_edge()
-        parent = self._open_windows[-1].path + "/" if self._open_windows else ""
-        window = Window(name=name, path=parent + name, start_s=start.t_s)
-        self.run.windows.append(window)
-        self._open_windows.append(window)
-        self._window_starts[id(window)] = start
+        if self.sync is not None or self._queued_sources:
+            self._edge_sync()
+        open_windows = self._open_windows
+        path = f"{open_windows[-1].path}/{name}" if open_windows else name
+        window = Window(name, path, sampler.mark_edge())
+        self._windows.append(window)
+        open_windows.append(window)
         return window
 
     def _close_window(self, window: Window) -> None:
+        if self.sync is not None or self._queued_sources:
+            self._edge_sync()
+        sampler = self._sampler
+        if sampler is None or window.end_s is not None:
+            return  # the run stopped inside the window, and closed it then
+        window.end_s = sampler.mark_edge()
+        open_windows = self._open_windows
+        if open_windows and open_windows[-1] is window:
+            open_windows.pop()
+        else:
+            open_windows.remove(window)
+        sampler.close_window(window)
+
+    def _edge_sync(self) -> None:
+        """The caller's sync and the devices' queues, before a window edge is stamped."""
         if self.sync is not None:
             self.sync()
-        self._synchronize_devices()
-        sampler = self._sampler
-        start = self._window_starts.pop(id(window), None)
-        if sampler is None or start is None:
-            return  # the run stopped inside the window, and closed it then
-        end = sampler.mark_edge()
-        window.end_s = end.t_s
-        self._open_windows.remove(window)
-        self._closing.append((window, start, end))
-
-    def _settle_windows(self) -> None:
-        """Fill in the energy of closed windows whose end every domain has been read past."""
-        closing = self._closing
-        while closing and closing[0][2].waiting == 0:
-            window, start, end = closing.popleft()
-            window.energy_j = {d: max(e - start.energy_j.get(d, e), 0.0) for d, e in end.energy_j.items()}
+        if self._queued_sources:
+            self._synchronize_devices()
 
     def _synchronize_devices(self) -> None:
         """Wait for work queued on the metered devices (sources that have a queue: CUDA)."""
@@ -463,7 +461,6 @@ class EnergyMeter:
         """Each window's energy per domain (from its edges); a note where it is shorter than a GPU counter's
         update period (measured where the source measured it, else the typical 100 ms)."""
         periods = periods or {}
-        self._settle_windows()  # the sampler has stopped: every edge is settled
         counter_gpus = [d.name for d in self._domains if d.kind == "gpu" and d.provenance is Provenance.COUNTER]
         for window in run.windows:
             duration_s = window.duration_s

@@ -9,9 +9,12 @@ never an interpolation across the hole.
 
 Edges (`mark_edge`: a window's start or end, a live figure) cost the caller a timestamp:
 the thread then reads only the sources' cheap cumulative counters (`read_counters`), at
-most once per `_EDGE_READ_MIN_S`, and each domain's energy at the edge is interpolated
-between its readings just before and just after. Domains without a counter get theirs at
-the next tick.
+most once per `_EDGE_READ_MIN_S`, and each domain's energy at the edge comes from its
+readings just before and just after (meter/energy.py, EnergyTrace). A closed window
+(`close_window`) gets its energy as soon as every domain has been read past its end: at the
+next counter read where every domain has a counter, else at the next tick. Nothing is kept
+per edge but the window itself, so a window per step costs the caller a few microseconds
+and the thread a few more, however fast they come.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 
 from joulemeter.meter.energy import DomainAccumulator, Edge
-from joulemeter.meter.run import Domain, Gap, Sample
+from joulemeter.meter.run import Domain, Gap, Sample, Window
 from joulemeter.meter.sources.base import Reading, Source
 from joulemeter.meter.timeline import DEFAULT_MAX_TICKS, Timeline
 
@@ -50,7 +53,8 @@ class Sampler:
     """Reads sources every `interval_s` on a daemon thread; times are seconds since `t0`.
 
     `keep_unwritten`: hold each sample until `release` (a ledger writer takes them);
-    otherwise only the Timeline keeps any.
+    otherwise only the Timeline keeps any. `open_windows`: the meter's windows still open
+    (read at ticks, to keep their start energies while the readings before them are dropped).
     """
 
     def __init__(
@@ -63,6 +67,7 @@ class Sampler:
         clock: Callable[[], float] = time.monotonic,
         keep_unwritten: bool = False,
         max_ticks: int = DEFAULT_MAX_TICKS,
+        open_windows: Sequence[Window] = (),
     ) -> None:
         if interval_s <= 0:
             raise ValueError(f"sampling interval must be positive, got {interval_s!r} s")
@@ -78,13 +83,18 @@ class Sampler:
         self._released = 0  # the samples before this index (counted from the first) left memory
         self._counter_sources: list[Source] = []
         self._counter_domains: frozenset[str] = frozenset()
-        self._marked: deque[Edge] = deque()  # edges not yet handed to the accumulators
+        self._marked: deque[Edge] = deque()  # live figures' edges not yet handed to the accumulators
+        self._open_windows = open_windows
+        self._closed: deque[Window] = deque()  # closed windows whose energy is not known yet
+        self._starts: dict[int, dict[str, float]] = {}  # id(window) -> energy at its start, kept
+        self._forget_s = -math.inf  # the readings before this go at the next tick
         self._edge_read_at = -math.inf
         self._last_tick_s: float | None = None
         self._readings = 0  # ticks and edge reads accounted so far
         self._lock = threading.Lock()
         self._read = threading.Condition(self._lock)  # notified after every reading
         self._wake = threading.Event()
+        self._poked = False  # an edge asked for a counter read that has not begun yet
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._domains_by_source: dict[int, list[str]] = {}  # learnt from each source's reads
@@ -118,18 +128,24 @@ class Sampler:
                 self._hand_out_edges()
                 for accumulator in self.accumulators.values():
                     accumulator.settle_edges()
+                self._settle_windows(math.inf)
 
     # -- edges -------------------------------------------------------------------
-    def mark_edge(self) -> Edge:
-        """An edge now: each domain's energy here is filled in as it is next read.
+    def mark_edge(self) -> float:
+        """An edge now (run seconds): the thread reads the counters just after it.
 
-        No lock (a window per step must cost next to nothing): deque.append is atomic, and an
-        edge stamped just before a tick but handed out after it gets that tick's value."""
-        edge = Edge(self.clock() - self.t0, len(self.accumulators))
-        self._marked.append(edge)
-        if self._counter_sources and not self._wake.is_set():
+        No lock and nothing kept (a window per step must cost next to nothing); a tick
+        stamped just after the edge whose sources were read just before it gives it its value."""
+        t_s = self.clock() - self.t0
+        if self._counter_sources and not self._poked:
+            self._poked = True  # cleared by the thread before it reads: a later edge pokes again
             self._wake.set()
-        return edge
+        return t_s
+
+    def close_window(self, window: Window) -> None:
+        """`window` ended at `window.end_s` (a `mark_edge`): its energy per domain is filled
+        in once every domain has been read past that edge."""
+        self._closed.append(window)  # deque.append is atomic: no lock on the caller's path
 
     def _hand_out_edges(self) -> None:
         """Give the accumulators the edges marked since the last reading (under the lock)."""
@@ -144,7 +160,9 @@ class Sampler:
         `timeout_s`), the others as of their latest tick."""
         with self._lock:
             readings = self._readings  # any reading after this one is fresh: it read after now
-        edge = self.mark_edge()
+        edge = Edge(self.now(), len(self.accumulators))
+        self._marked.append(edge)  # before the edge's read is asked for, so that read fills it in
+        self.mark_edge()
         with self._read:
             if self._thread is not None and self._counter_domains:
                 self._read.wait_for(lambda: self._readings > readings, timeout_s)
@@ -188,6 +206,8 @@ class Sampler:
                     self._unwritten.extend(new)
             self._last_tick_s = t_s
             self._readings += 1
+            self._settle_windows(self._read_past_s())
+            self._forget_old_readings()
             self._read.notify_all()
         return new
 
@@ -207,7 +227,51 @@ class Sampler:
                 if accumulator is not None:
                     accumulator.add_counter(t_s, reading)
             self._readings += 1
+            if self._closed:
+                self._settle_windows(self._read_past_s())
             self._read.notify_all()
+
+    # -- windows -----------------------------------------------------------------
+    def _read_past_s(self) -> float:
+        """Every domain has been read after any instant before this (run seconds)."""
+        return min((a.trace.last_s for a in self.accumulators.values()), default=math.inf)
+
+    def _settle_windows(self, read_past_s: float) -> None:
+        """Fill in the energy of the closed windows that ended before `read_past_s` (math.inf:
+        all of them, from what was read; the run has stopped)."""
+        closed, ready = self._closed, []
+        while closed and closed[0].end_s < read_past_s:  # type: ignore[operator]
+            ready.append(closed.popleft())
+        if not ready:
+            return
+        spans = [(w.start_s, w.end_s) for w in ready]
+        columns = [(name, a.trace.between_each(spans)) for name, a in self.accumulators.items()]  # type: ignore[arg-type]
+        for i, window in enumerate(ready):
+            window.energy_j = {name: energies[i] for name, energies in columns}
+        if self._starts:  # windows that outlived the readings at their start
+            for window in ready:
+                start = self._starts.pop(id(window), None)
+                if start is not None:
+                    end = self._energy_at(window.end_s)  # type: ignore[arg-type]
+                    window.energy_j = {name: max(j - start[name], 0.0) for name, j in end.items()}
+
+    def _energy_at(self, t_s: float) -> dict[str, float]:
+        return {name: a.energy_at(t_s) for name, a in self.accumulators.items()}
+
+    def _forget_old_readings(self) -> None:
+        """Drop the readings that no window needs any more (at a tick, under the lock).
+
+        Open windows read past their start keep their start energies; the readings go one
+        tick late, so a window whose start was stamped just before a tick and registered
+        just after it still finds them."""
+        read_past_s = self._read_past_s()
+        for window in list(self._open_windows):
+            if window.start_s < read_past_s and id(window) not in self._starts:
+                self._starts[id(window)] = self._energy_at(window.start_s)
+        for accumulator in self.accumulators.values():
+            accumulator.forget_before(self._forget_s)
+        pending = (w.start_s for w in list(self._closed) if id(w) not in self._starts)  # a copy: callers append
+        self._forget_s = min(read_past_s, min(pending, default=math.inf))
 
     # -- what was read -------------------------------------------------------------
     def unwritten(self, start: int) -> tuple[list[Sample], int]:
@@ -268,7 +332,7 @@ class Sampler:
             if self._stopping.is_set():
                 break
             if self.clock() >= next_tick:
-                self._wake.clear()
+                self._serve_pokes()
                 self.read_once()
                 now = self.clock()
                 if now >= next_tick:
@@ -277,6 +341,12 @@ class Sampler:
                 pause = self._edge_read_at + _EDGE_READ_MIN_S - self.clock()
                 if pause > 0 and self._stopping.wait(pause):
                     break
-                self._wake.clear()
+                self._serve_pokes()
                 self._edge_read_at = self.clock()
                 self.read_edges()
+
+    def _serve_pokes(self) -> None:
+        """The reading about to begin serves every edge marked so far; a later edge pokes again
+        (the event first: an edge marked in between then pokes once more, never not at all)."""
+        self._wake.clear()
+        self._poked = False

@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from joulemeter.meter.store import open_ledger
+from tests.flushed import flushed_samples
 from tests.polling import wait_until
 
 BUSY = "import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end: pass\n"
@@ -28,14 +29,16 @@ def ledger_path(tmp_path, monkeypatch):
 
 
 def running_run_with_samples(path):
+    """The running run once it has flushed samples (to the ledger or its journal), with
+    the (t_s, domain) of each; None before."""
     if not path.exists():
         return None
     try:
-        with open_ledger(path) as book:
+        with open_ledger(path, recover=False) as book:
             runs = book.list_runs(status="running")
             if runs:
-                run = book.get_run(runs[0].id)
-                return run if run.samples else None
+                flushed = flushed_samples(book, runs[0].id)
+                return (runs[0], flushed) if flushed else None
     except Exception:  # the ledger is being created by the other process
         return None
     return None
@@ -123,16 +126,16 @@ def test_sigkill_loses_at_most_the_last_flush_and_the_run_reads_interrupted(ledg
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
     try:
-        flushed = wait_until(lambda: running_run_with_samples(ledger_path), "flushed samples", timeout_s=30)
+        victim, flushed = wait_until(lambda: running_run_with_samples(ledger_path), "flushed samples", timeout_s=30)
         os.killpg(proc.pid, signal.SIGKILL)  # joulemeter and its child, no chance to clean up
         proc.wait(timeout=10)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     with open_ledger(ledger_path) as book:  # this open recovers the dead run
-        run = book.get_run(flushed.id)
+        run = book.get_run(victim.id)
     assert run.status.value == "interrupted"
-    assert len(run.samples) >= len(flushed.samples)
+    assert flushed <= {(s.t_s, s.domain) for s in run.samples}  # every flushed sample survived
     last = max(s.t_s for s in run.samples)
     assert run.duration_s == pytest.approx(last, abs=1e-6)
     assert run.total_energy_j > 0

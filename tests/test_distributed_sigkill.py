@@ -30,6 +30,7 @@ from joulemeter.meter.merge import (
 )
 from joulemeter.meter.run import Domain, DomainEnergy, Provenance, Run, Sample, Status, Window
 from joulemeter.meter.store import Ledger, open_ledger
+from tests.flushed import journal_samples
 from tests.polling import wait_until
 from tests.test_distributed import (
     CPU_W,
@@ -57,26 +58,8 @@ def parts_flushed(path: Path, ranks: int) -> list[Run]:
         return []
     with open_ledger(path, recover=False) as ledger:
         parts = [r for r in ledger.list_runs() if part_marker(r.metadata)]
-        flushed = [ledger.last_sample_t(r.id) is not None or journal_has_samples(r.id) for r in parts]
+        flushed = [ledger.last_sample_t(r.id) is not None or journal_samples(r.id) for r in parts]
     return parts if len(parts) == ranks and all(flushed) else []
-
-
-def journal_has_samples(run_id: str) -> bool:
-    """Whether the run's spool file holds a batch of samples (one JSON record a line)."""
-    from joulemeter.meter.store.location import spool_dir
-
-    try:
-        lines = (spool_dir() / f"{run_id}.jsonl").read_text().splitlines()
-    except FileNotFoundError:
-        return False
-    return any(_record(line).get("kind") == "samples" for line in lines)
-
-
-def _record(line: str) -> dict:
-    try:
-        return json.loads(line)
-    except ValueError:  # the line being written
-        return {}
 
 
 def parts_recovered(path: Path) -> list[Run]:

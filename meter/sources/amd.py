@@ -36,6 +36,7 @@ from joulemeter.meter.sources.base import (
     Source,
     SourceStatus,
     bridged_counter_reading,
+    read_devices,
     register_source,
 )
 from joulemeter.meter.sources.cuda_devices import synchronize_cuda
@@ -134,17 +135,7 @@ class AmdSmiSource(Source):
         return [g.domain for g in self._gpus]
 
     def read(self) -> list[Reading]:
-        now = self.clock()
-        readings = []
-        for gpu in self._gpus:
-            try:
-                reading = self._read(gpu, now)
-            except Exception as exc:  # a binding surprise: a gap for this GPU only
-                log.warning("reading %s failed unexpectedly: %r", gpu.domain.name, exc)
-                reading = Reading(gpu.domain.name, error=f"unexpected {type(exc).__name__}: {exc}")
-            if reading is not None:
-                readings.append(reading)
-        return readings
+        return read_devices(self._gpus, self.clock(), self._read, log)
 
     def read_counters(self) -> list[Reading]:
         """The energy counters alone (one AMD SMI call per GPU), for window edges."""

@@ -9,9 +9,10 @@ finds it there, so adding a vendor is adding a module.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from joulemeter.meter.run import Domain
 
@@ -173,3 +174,28 @@ def bridged_counter_reading(
     if bridged and bridged[-1][1] is None:
         bridged[-1][1] = now
     return Reading(domain, power_w=power_w, energy_j=energy_j)
+
+
+class _Device(Protocol):
+    domain: Domain
+
+
+D = TypeVar("D", bound=_Device)
+
+
+def read_devices(
+    devices: Iterable[D], now: float, read_one: Callable[[D, float], Reading | None], log: logging.Logger
+) -> list[Reading]:
+    """A vendor source's `read()`: each device's reading at `now`; a device whose read raises
+    something unexpected (a binding or driver surprise) gets an error reading, a gap for it
+    alone, and one whose counter bridges an error (None) gives none."""
+    readings = []
+    for device in devices:
+        try:
+            reading = read_one(device, now)
+        except Exception as exc:
+            log.warning("reading %s failed unexpectedly: %r", device.domain.name, exc)
+            reading = Reading(device.domain.name, error=f"unexpected {type(exc).__name__}: {exc}")
+        if reading is not None:
+            readings.append(reading)
+    return readings

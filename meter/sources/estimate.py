@@ -20,10 +20,12 @@ import csv
 import functools
 import importlib.resources
 import logging
+import os
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from joulemeter.meter.cpu_time import CpuTimeEnergy
 from joulemeter.meter.errors import SourceUnavailable
@@ -40,6 +42,8 @@ CpuSecondsReader = Callable[[], tuple[float, float]]
 
 BytesReader = Callable[[], float]
 """Returns bytes of memory in use now; raises OSError if unreadable."""
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -130,14 +134,103 @@ def _clean_cpu_name(name: str) -> str:
 
 
 # -- utilisation readers ------------------------------------------------------
+#: The fields of /proc/stat's `cpu` line (man 5 proc) counted as busy and as waiting, as
+#: psutil.cpu_times names them (ProcStatCpuSeconds counts the same).
+_BUSY_FIELDS = ("user", "nice", "system", "irq", "softirq")
+_WAITING_FIELDS = ("idle", "iowait", "steal")
+
+
 def machine_cpu_seconds() -> tuple[float, float]:
-    """Busy and total CPU-seconds of the whole machine, summed over logical CPUs."""
+    """Busy and total CPU-seconds of the whole machine, summed over logical CPUs (psutil:
+    any platform)."""
     import psutil
 
     times = psutil.cpu_times()
-    busy = sum(getattr(times, f, 0.0) for f in ("user", "nice", "system", "irq", "softirq"))
-    waiting = sum(getattr(times, f, 0.0) for f in ("idle", "iowait", "steal"))
+    busy = sum(getattr(times, f, 0.0) for f in _BUSY_FIELDS)
+    waiting = sum(getattr(times, f, 0.0) for f in _WAITING_FIELDS)
     return busy, busy + waiting
+
+
+def machine_ram_used_bytes() -> float:
+    """Memory in use machine-wide: total minus what is available for new processes (psutil:
+    any platform)."""
+    import psutil
+
+    vm = psutil.virtual_memory()
+    return float(vm.total - vm.available)
+
+
+class ProcFile:
+    """A /proc file kept open and read again from its start at each call: no open, no
+    buffer and no parse of lines not asked for (a tick reads it after a sleep, with cold
+    caches, where psutil's open-read-parse costs about 4 times as much: docs/benchmarks.md)."""
+
+    def __init__(self, path: str, size: int) -> None:
+        self._fd: int | None = os.open(path, os.O_RDONLY)
+        self._size = size
+
+    def head(self) -> bytes:
+        """The first `size` bytes as they are now; OSError once closed."""
+        if self._fd is None:
+            raise OSError("read after close")
+        return os.pread(self._fd, self._size, 0)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class ProcStatCpuSeconds(ProcFile):
+    """`machine_cpu_seconds` from the first line of /proc/stat (Linux), the file kept open."""
+
+    def __init__(self) -> None:
+        super().__init__("/proc/stat", 256)
+        self._s_per_tick = 1.0 / os.sysconf("SC_CLK_TCK")  # /proc/stat counts USER_HZ ticks
+        self()  # a file without the line fails here, at open, not at a tick
+
+    def __call__(self) -> tuple[float, float]:
+        fields = self.head().split(None, 9)  # "cpu" and its first 8 counts (Linux 2.6.11 and later)
+        if fields[0] != b"cpu":
+            raise OSError(f"/proc/stat does not start with the cpu line: {fields[:3]!r}")
+        user, nice, system, idle, iowait, irq, softirq, steal = map(int, fields[1:9])
+        busy = (user + nice + system + irq + softirq) * self._s_per_tick
+        return busy, busy + (idle + iowait + steal) * self._s_per_tick
+
+
+class ProcMeminfoUsed(ProcFile):
+    """`machine_ram_used_bytes` from MemTotal and MemAvailable of /proc/meminfo (Linux 3.14
+    and later), the file kept open."""
+
+    def __init__(self) -> None:
+        super().__init__("/proc/meminfo", 256)
+        self._total_b = self._kib(b"MemTotal:") * 1024
+
+    def __call__(self) -> float:
+        return float(self._total_b - self._kib(b"MemAvailable:") * 1024)
+
+    def _kib(self, field: bytes) -> int:
+        head = self.head()
+        at = head.find(field)
+        if at < 0:
+            raise OSError(f"/proc/meminfo has no {field.decode()} in its first lines")
+        return int(head[at + len(field):head.index(b"\n", at)].split()[0])
+
+
+def machine_cpu_reader() -> CpuSecondsReader:
+    """`machine_cpu_seconds` through /proc/stat kept open where it opens (Linux), else psutil."""
+    try:
+        return ProcStatCpuSeconds()
+    except (OSError, ValueError):
+        return machine_cpu_seconds
+
+
+def machine_ram_reader() -> BytesReader:
+    """`machine_ram_used_bytes` through /proc/meminfo kept open where it opens (Linux), else psutil."""
+    try:
+        return ProcMeminfoUsed()
+    except (OSError, ValueError):
+        return machine_ram_used_bytes
 
 
 def process_tree_cpu_seconds(
@@ -162,14 +255,6 @@ def process_tree_cpu_seconds(
         return busy, clock() * logical_cpus
 
     return read
-
-
-def machine_ram_used_bytes() -> float:
-    """Memory in use machine-wide: total minus what is available for new processes."""
-    import psutil
-
-    vm = psutil.virtual_memory()
-    return float(vm.total - vm.available)
 
 
 def process_tree_rss_bytes(pid: int) -> BytesReader:
@@ -256,6 +341,7 @@ class CpuEstimate(Source):
     ) -> None:
         self.pid = pid
         self._cpu_seconds = cpu_seconds
+        self._opened: ProcFile | None = None  # the /proc file open() opened, closed by close()
         self._logical_cpus = logical_cpus
         self._model = model
         self._last: tuple[float, float] | None = None
@@ -274,10 +360,9 @@ class CpuEstimate(Source):
         try:
             if self._cpu_seconds is None:
                 self._cpu_seconds = (
-                    machine_cpu_seconds
-                    if self.pid is None
-                    else process_tree_cpu_seconds(self.pid, self._logical_cpus)
+                    machine_cpu_reader() if self.pid is None else process_tree_cpu_seconds(self.pid, self._logical_cpus)
                 )
+                self._opened = self._cpu_seconds if isinstance(self._cpu_seconds, ProcFile) else None
             self._last = self._cpu_seconds()
         except OSError as exc:
             raise SourceUnavailable(self.name, f"cannot read CPU times: {exc}", None) from None
@@ -323,6 +408,8 @@ class CpuEstimate(Source):
 
     def close(self) -> None:
         self._last = None
+        self._cpu_seconds = _close_opened(self._opened, self._cpu_seconds)
+        self._opened = None
 
 
 @register_source("ram", label="RAM estimate", preference=ESTIMATED, per_process=True)
@@ -334,14 +421,14 @@ class RamEstimate(Source):
     def __init__(self, pid: int | None = None, *, used_bytes: BytesReader | None = None) -> None:
         self.pid = pid
         self._used_bytes = used_bytes
+        self._opened: ProcFile | None = None  # the /proc file open() opened, closed by close()
         self._w_per_gb = power_model_constants()["ram_w_per_gb"]
 
     def open(self) -> list[Domain]:
         try:
             if self._used_bytes is None:
-                self._used_bytes = (
-                    machine_ram_used_bytes if self.pid is None else process_tree_rss_bytes(self.pid)
-                )
+                self._used_bytes = machine_ram_reader() if self.pid is None else process_tree_rss_bytes(self.pid)
+                self._opened = self._used_bytes if isinstance(self._used_bytes, ProcFile) else None
             self._used_bytes()
         except OSError as exc:
             raise SourceUnavailable(self.name, f"cannot read memory use: {exc}", None) from None
@@ -365,3 +452,16 @@ class RamEstimate(Source):
         except OSError as exc:
             return [Reading("ram", error=f"memory use unreadable: {exc}")]
         return [Reading("ram", power_w=used_gb * self._w_per_gb)]
+
+    def close(self) -> None:
+        self._used_bytes = _close_opened(self._opened, self._used_bytes)
+        self._opened = None
+
+
+def _close_opened(opened: ProcFile | None, reader: R) -> R | None:
+    """Close the /proc file a source opened; the reader to keep: None where it was that file
+    (the next open() opens a new one), else the reader the source was given."""
+    if opened is None:
+        return reader
+    opened.close()
+    return None

@@ -26,7 +26,14 @@ from typing import Any
 
 from joulemeter.meter.errors import SourceUnavailable
 from joulemeter.meter.run import Domain, Provenance
-from joulemeter.meter.sources.base import Reading, Source, SourceStatus, bridged_counter_reading, register_source
+from joulemeter.meter.sources.base import (
+    Reading,
+    Source,
+    SourceStatus,
+    bridged_counter_reading,
+    read_devices,
+    register_source,
+)
 from joulemeter.meter.sources.cuda_devices import (
     Board,
     CudaDevice,
@@ -175,15 +182,8 @@ class NvmlSource(Source):
 
     def read(self) -> list[Reading]:
         now = self.clock()
-        readings = []
-        for gpu in self._gpus:
-            try:
-                reading = self._read(gpu, now)
-            except Exception as exc:  # a binding or driver surprise: a gap for this GPU only
-                log.warning("reading %s failed unexpectedly: %r", gpu.domain.name, exc)
-                reading = Reading(gpu.domain.name, error=f"unexpected {type(exc).__name__}: {exc}")
-            if reading is not None:
-                readings.append(reading)
+        readings = read_devices(self._gpus, now, self._read, log)
+        for gpu in self._gpus:  # after every GPU's reading, so that they are read close together
             if gpu.lost is None and now >= gpu.usage.next_poll_s:
                 self._poll_usage(gpu, now)
         return readings

@@ -1,11 +1,13 @@
 """The local spool: samples and run records that the ledger could not take, kept on disk.
 
-When a write to the ledger fails (disk full, lock held, server down, file deleted), the
-run's writer appends what the ledger lacks to `<spool dir>/<run id>.jsonl`, one JSON
-record a line: the run as it began, batches of samples, the run as it finished. The
-file is private (0600, in a 0700 folder) and locked by its writer while it lives, so
-another process delivers it into the ledger only once its writer is gone (`deliver`).
-Delivery is idempotent: samples already in the ledger (by time) are skipped.
+The run's writer appends what the ledger lacks to `<spool dir>/<run id>.jsonl`, one JSON
+record a line: the run as it began, batches of samples, the run as it finished. It is the
+run's journal (every flush goes here, the ledger gets a write less often, and `empty`
+drops what the ledger then holds), and where a failing ledger's writes wait (disk full,
+lock held, server down, file deleted). The file is private (0600, in a 0700 folder) and
+locked by its writer while it lives, so another process delivers it into the ledger only
+once its writer is gone (`deliver`): a killed run's last flushes come from here. Delivery
+is idempotent: samples already in the ledger (by time) are skipped.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import logging
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 from joulemeter.meter.run import Run, Sample
 from joulemeter.meter.store.location import spool_dir
@@ -34,6 +36,10 @@ try:
 except ImportError:  # Windows: no advisory locks here; a spool is then delivered by its own writer
     fcntl = None  # type: ignore[assignment]
 
+#: Whether a live writer's spool is safe from delivery by others (file locks exist here), so
+#: that it can serve as the run's journal.
+LOCKS = fcntl is not None
+
 
 class RunSpool:
     """The append-only spool file of one run, created on first use and locked while open."""
@@ -41,7 +47,8 @@ class RunSpool:
     def __init__(self, run_id: str, ledger_location: str, directory: Path | None = None) -> None:
         self.path = (directory or spool_dir()) / f"{run_id}{SUFFIX}"
         self.ledger_location = ledger_location
-        self._file: IO[str] | None = None
+        self._file: BinaryIO | None = None
+        self._head_bytes = 0  # the size of the file holding only the run as it began
 
     @property
     def exists(self) -> bool:
@@ -51,10 +58,11 @@ class RunSpool:
         """Create the file with the run as it began (no samples) and who writes it."""
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
-        self._file = os.fdopen(fd, "a", encoding="utf-8")
+        self._file = os.fdopen(fd, "ab", buffering=0)  # each record one write(2): no buffer to flush
         _lock(self._file, blocking=True)
         self._append({"kind": "run", "ledger": self.ledger_location, "writer": writer,
                       "run": run.to_dict(samples=False)})
+        self._head_bytes = os.fstat(fd).st_size
 
     def write_samples(self, samples: Sequence[Sample]) -> None:
         if samples:
@@ -63,6 +71,15 @@ class RunSpool:
     def write_finish(self, run: Run) -> None:
         """The run as it ended (status, energy, windows, units, gaps; samples went before)."""
         self._append({"kind": "finish", "run": run.to_dict(samples=False)})
+
+    def empty(self) -> None:
+        """Drop the samples (the ledger holds them), keeping the run as it began; OSError
+        leaves them, as delivery skips what the ledger has."""
+        if self._file is not None:
+            try:
+                os.ftruncate(self._file.fileno(), self._head_bytes)
+            except OSError as exc:
+                log.info("could not empty the spool %s: %s", self.path, exc)
 
     def close(self) -> None:
         """Release the file (and its lock), leaving it for delivery."""
@@ -78,8 +95,9 @@ class RunSpool:
 
     def _append(self, record: dict[str, Any]) -> None:
         assert self._file is not None, "write_begin first"
-        self._file.write(json.dumps(record) + "\n")
-        self._file.flush()  # in the kernel now: it survives a SIGKILL of this process
+        line = (json.dumps(record) + "\n").encode()
+        if self._file.write(line) != len(line):  # in the kernel now: it survives a SIGKILL of this process
+            raise OSError(f"a short write to {self.path} (the disk is full?)")
 
 
 def deliver_all(ledger: Ledger, directory: Path | None = None) -> int:
@@ -159,7 +177,7 @@ def _records(f: IO[str]) -> Iterator[dict[str, Any]]:
             yield json.loads(line)
 
 
-def _lock(f: IO[str], blocking: bool) -> bool:
+def _lock(f: IO[Any], blocking: bool) -> bool:
     """An exclusive lock on the open file, held until it is closed; False if another holds it."""
     if fcntl is None:
         return True

@@ -1,14 +1,22 @@
 """The run's writer: a thread that moves a running meter's samples into the ledger.
 
-Every `interval_s` it takes the samples taken since its last write (whole ticks) and
-writes them in one transaction; then they leave the sampler's memory (`release`: while
-the ledger fails they stay, as the ledger gets them from memory when it is back) that waits at most `attempt_s` for a lock, so a killed
-process loses at most about `interval_s + attempt_s` plus one sampling interval. When a
-write fails (disk full, lock held, server down, ledger file deleted) the writer warns
-once, spools what the ledger lacks to a local file (meter/store/spool.py), and retries
-with backoff; when the ledger takes writes again it gets everything and the spool goes.
-`finish` never raises: a run the ledger cannot take stays in the spool, delivered the next
-time this machine opens the ledger.
+Every `interval_s` (a flush) it appends the samples taken since the last flush to the
+run's journal, the local spool file (meter/store/spool.py): one small write to a file kept
+open, a few tens of microseconds. The ledger gets them every `_LEDGER_FLUSHES` flushes (or
+sooner once `_MAX_HELD_SAMPLES` wait), in one transaction that waits at most `attempt_s`
+for a lock; then they leave the sampler's memory (`release`) and the journal is emptied.
+A transaction costs a millisecond or two of CPU (SQLAlchemy and SQLite), so one every
+flush was most of an idle run's cost (docs/benchmarks.md). A killed process still loses
+at most about `interval_s` plus one sampling interval: whoever opens the ledger next
+delivers the journal of a process that is gone. Where the journal cannot be kept (no
+file locks, as on Windows, or a spool folder that cannot be written) every flush goes
+to the ledger, as before.
+
+When a ledger write fails (disk full, lock held, server down, ledger file deleted) the
+writer warns once, keeps what the ledger lacks in the spool, and retries with backoff;
+when the ledger takes writes again it gets everything and the spool is emptied. `finish`
+never raises: a run the ledger cannot take stays in the spool, delivered the next time
+this machine opens the ledger.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from joulemeter.meter.errors import LedgerBusyError, LedgerError, LedgerWriteWarning
 from joulemeter.meter.run import Run, Sample
-from joulemeter.meter.store.spool import RunSpool
+from joulemeter.meter.store.spool import LOCKS, RunSpool
 
 if TYPE_CHECKING:
     from joulemeter.meter.store.ledger import Ledger
@@ -31,6 +39,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("joulemeter.writer")
 
 _MAX_BACKOFF_S = 30.0  # the longest wait between tries of a failing ledger
+#: The ledger gets a write every this many flushes (30 s at the default 1 s): its
+#: heartbeat stays far inside STALE_HEARTBEAT_S, and a viewer of the ledger sees a running
+#: run at most this late.
+_LEDGER_FLUSHES = 30
+#: ... or sooner once this many samples wait for it in memory (about 2 MB of Samples).
+_MAX_HELD_SAMPLES = 10_000
 _FINISH_DEADLINE_S = 5.0  # how long closing a run waits for a locked ledger before spooling
 _BUSY_WARN_AFTER_S = 5.0  # a lock held this long is worth a warning (shorter ones are routine)
 
@@ -81,6 +95,8 @@ class RunWriter:
         self._begun = False
         self._stored = 0  # the first _stored samples are in the ledger
         self._spooled = 0  # the first _spooled samples are in the ledger or the spool
+        self._journal = LOCKS  # the spool takes every flush; the ledger every _LEDGER_FLUSHES
+        self._ledger_at = time.monotonic() + interval_s * _LEDGER_FLUSHES  # the next ledger write is due then
         self._resync = False  # after a failed write: ask the ledger what it holds
         self._failing_since: float | None = None
         self._retry_at = 0.0
@@ -158,11 +174,11 @@ class RunWriter:
                     log.exception("writing run %s failed unexpectedly", self.run.id[:8])
 
     def _write(self, final: bool) -> bool:
-        """One round: spool first while failing, then try the ledger if it is time; True if
-        the ledger holds every sample taken so far."""
-        if self.problem is not None:
+        """One round: the journal gets what is new, the ledger too when it is due (`final`:
+        now); True if the ledger holds every sample taken so far."""
+        if self._journal or self.problem is not None:
             self._spool_samples()
-        if not final and time.monotonic() < self._retry_at:
+        if not final and not self._ledger_due():
             return False
         try:
             self._to_ledger()
@@ -170,13 +186,24 @@ class RunWriter:
             self._failed(exc)
             self._spool_samples()
             return False
+        self._ledger_at = time.monotonic() + self.interval_s * (_LEDGER_FLUSHES if self._journal else 1)
         self._spooled = max(self._spooled, self._stored)
         self._feed.release(self._stored)  # not what is only spooled: the ledger gets it from memory
         if self.problem is not None:
             log.warning("%s takes writes again: run %s is whole there", self.ledger.location, self.run.id[:8])
             self.problem, self._failing_since, self._backoff_s = None, None, self.interval_s
-            self._spool.discard()
+        self._spool.empty()  # the ledger holds all it held
         return True
+
+    def _ledger_due(self) -> bool:
+        """Whether this round writes to the ledger: a retry once its backoff is over, else
+        every round without a journal, else every _LEDGER_FLUSHES or when many samples wait."""
+        now = time.monotonic()
+        if self.problem is not None:
+            return now >= self._retry_at
+        if not self._journal or now >= self._ledger_at:
+            return True
+        return self._spooled - self._stored >= _MAX_HELD_SAMPLES
 
     def _to_ledger(self) -> None:
         if self.ledger.replaced():
@@ -242,8 +269,13 @@ class RunWriter:
             self._spool.write_samples(fresh)
             self._spooled = upto
         except (OSError, ValueError) as exc:
-            log.error("cannot spool run %s to %s either (%s): its samples are only in memory",
-                      self.run.id[:8], self._spool.path, exc)
+            if self.problem is not None:
+                log.error("cannot spool run %s to %s either (%s): its samples are only in memory",
+                          self.run.id[:8], self._spool.path, exc)
+            elif self._journal:
+                log.info("no journal for run %s (%s: %s): every flush goes to the ledger",
+                         self.run.id[:8], self._spool.path, exc)
+            self._journal = False
 
     def _spool_rest(self, run: Run) -> None:
         self._spool_samples()
