@@ -540,6 +540,7 @@ class EnergyMeter:
             reopen=(lambda: open_ledger(location, recover=False)) if ours else None,  # type: ignore[arg-type]
         )
         self._writer.begin()
+        sampler.after_tick = self._writer.flush_to_journal
         if ours:
             threading.Thread(target=_recover, args=(ledger,), name="joulemeter-recovery", daemon=True).start()
 

@@ -97,6 +97,9 @@ class Sampler:
         self._poked = False  # an edge asked for a counter read that has not begun yet
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        #: Called on the thread after each tick (outside the lock): the run's writer flushes
+        #: the tick to its journal there, so its own thread wakes only for the ledger.
+        self.after_tick: Callable[[], None] | None = None
         self._domains_by_source: dict[int, list[str]] = {}  # learnt from each source's reads
 
     # -- life cycle ------------------------------------------------------------
@@ -334,6 +337,7 @@ class Sampler:
             if self.clock() >= next_tick:
                 self._serve_pokes()
                 self.read_once()
+                self._after_tick()
                 now = self.clock()
                 if now >= next_tick:
                     next_tick += self.interval_s * (1 + int((now - next_tick) // self.interval_s))
@@ -344,6 +348,14 @@ class Sampler:
                 self._serve_pokes()
                 self._edge_read_at = self.clock()
                 self.read_edges()
+
+    def _after_tick(self) -> None:
+        hook = self.after_tick
+        if hook is not None:
+            try:
+                hook()
+            except Exception:  # the hook's bug must not end sampling
+                log.exception("the sampler's after-tick hook failed")
 
     def _serve_pokes(self) -> None:
         """The reading about to begin serves every edge marked so far; a later edge pokes again

@@ -105,3 +105,41 @@ def test_a_spool_folder_that_cannot_be_made_sends_every_flush_to_the_ledger(tmp_
     assert counting.appends == 3
     assert writer.problem is None
     writer.ledger.close()
+
+
+def test_the_sampler_flushes_each_tick_to_the_journal_so_the_writer_thread_sleeps_until_the_ledger_is_due(
+    tmp_path, monkeypatch
+):
+    now = [1000.0]
+    monkeypatch.setattr(writer_module.time, "monotonic", lambda: now[0])
+    writer, counting, sampler = _writer(tmp_path, tmp_path / "spool")
+    sampler.read_once()
+    writer.flush_to_journal()  # not due: a flush interval has not passed
+    assert writer._spooled == 0
+    for _ in range(_LEDGER_FLUSHES - 1):  # what the sampler's thread does at each tick, a second apart
+        now[0] += 1.0
+        sampler.read_once()
+        writer.flush_to_journal()
+        assert writer._spooled == sampler.unwritten(0)[1]  # the tick is in the journal at once
+        assert writer._next_round_at() > now[0]  # and the writer's thread still sleeps
+    assert counting.appends == 0  # nothing went to the ledger yet
+    assert writer._next_round_at() == writer._ledger_at  # its thread wakes when the ledger is due
+    writer._spool.close()
+    writer.ledger.close()
+
+
+def test_a_flush_from_the_sampler_waits_for_no_lock_the_writer_holds(rounds):
+    writer, counting, flush, sampler = rounds
+    sampler.read_once()
+    writer._journal_at = 0.0  # due
+    with writer._lock:  # the writer's thread is writing to the ledger
+        writer.flush_to_journal()
+    assert writer._spooled == 0  # skipped, not blocked: the thread journals in its round
+
+
+def test_without_a_journal_the_writer_thread_flushes_every_interval(tmp_path, monkeypatch):
+    monkeypatch.setattr(writer_module, "LOCKS", False)
+    writer, counting, sampler = _writer(tmp_path, tmp_path / "spool")
+    writer._round_at = 123.0
+    assert writer._next_round_at() == 123.0
+    writer.ledger.close()

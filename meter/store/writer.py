@@ -1,8 +1,9 @@
 """The run's writer: a thread that moves a running meter's samples into the ledger.
 
-Every `interval_s` (a flush) it appends the samples taken since the last flush to the
+Every `interval_s` (a flush) the samples taken since the last flush are appended to the
 run's journal, the local spool file (meter/store/spool.py): one small write to a file kept
-open, a few tens of microseconds. The ledger gets them every `_LEDGER_FLUSHES` flushes (or
+open, a few tens of microseconds, made on the sampler's thread just after its tick
+(`flush_to_journal`), so this thread sleeps until the ledger is due. The ledger gets them every `_LEDGER_FLUSHES` flushes (or
 sooner once `_MAX_HELD_SAMPLES` wait), in one transaction that waits at most `attempt_s`
 for a lock; then they leave the sampler's memory (`release`) and the journal is emptied.
 A transaction costs a millisecond or two of CPU (SQLAlchemy and SQLite), so one every
@@ -45,6 +46,9 @@ _MAX_BACKOFF_S = 30.0  # the longest wait between tries of a failing ledger
 _LEDGER_FLUSHES = 30
 #: ... or sooner once this many samples wait for it in memory (about 2 MB of Samples).
 _MAX_HELD_SAMPLES = 10_000
+#: The writer's thread flushes to the journal itself once the sampler's flush is this many
+#: intervals late (the sampler flushes after its ticks: a timeline slower than that, or none).
+_JOURNAL_OVERDUE = 4
 _FINISH_DEADLINE_S = 5.0  # how long closing a run waits for a locked ledger before spooling
 _BUSY_WARN_AFTER_S = 5.0  # a lock held this long is worth a warning (shorter ones are routine)
 
@@ -97,6 +101,8 @@ class RunWriter:
         self._spooled = 0  # the first _spooled samples are in the ledger or the spool
         self._journal = LOCKS  # the spool takes every flush; the ledger every _LEDGER_FLUSHES
         self._ledger_at = time.monotonic() + interval_s * _LEDGER_FLUSHES  # the next ledger write is due then
+        self._journal_at = time.monotonic() + interval_s  # the next flush to the journal is due then
+        self._round_at = self._journal_at  # the thread's next round where every round flushes
         self._resync = False  # after a failed write: ask the ledger what it holds
         self._failing_since: float | None = None
         self._retry_at = 0.0
@@ -163,10 +169,24 @@ class RunWriter:
         return {"failed_writes": self.failures, "last_error": self.last_error, "spool": str(self._spool.path)}
 
     # -- writing -----------------------------------------------------------------------
+    def flush_to_journal(self) -> None:
+        """A flush to the journal, from the sampler's thread just after its tick (`after_tick`):
+        the samples are in the kernel at once and the writer's thread wakes only for the
+        ledger. Skipped until due, while the writer's thread holds the lock (it flushes then),
+        and where the journal is off or the ledger failing (the writer's rounds go on then)."""
+        if not self._journal or self.problem is not None or time.monotonic() < self._journal_at:
+            return
+        if self._lock.acquire(blocking=False):
+            try:
+                self._spool_samples()
+            finally:
+                self._lock.release()
+
     def _loop(self) -> None:
-        next_write = time.monotonic() + self.interval_s
-        while not self._stopping.wait(max(next_write - time.monotonic(), 0.0)):
-            next_write = max(next_write + self.interval_s, time.monotonic())
+        while not self._stopping.wait(max(self._next_round_at() - time.monotonic(), 0.0)):
+            if time.monotonic() < self._next_round_at():
+                continue  # the sampler flushed while this thread slept: nothing is due yet
+            self._round_at = time.monotonic() + self.interval_s
             with self._lock:
                 try:
                     self._write(final=False)
@@ -194,6 +214,14 @@ class RunWriter:
             self.problem, self._failing_since, self._backoff_s = None, None, self.interval_s
         self._spool.empty()  # the ledger holds all it held
         return True
+
+    def _next_round_at(self) -> float:
+        """When the thread next writes: when the ledger is due while the sampler flushes to the
+        journal (or once a flush is _JOURNAL_OVERDUE intervals late: a timeline slower than the
+        flushes), else every interval."""
+        if self._journal and self.problem is None:
+            return min(self._ledger_at, self._journal_at + _JOURNAL_OVERDUE * self.interval_s)
+        return self._round_at
 
     def _ledger_due(self) -> bool:
         """Whether this round writes to the ledger: a retry once its backoff is over, else
@@ -268,6 +296,8 @@ class RunWriter:
             fresh, upto = self._feed.unwritten(self._spooled)
             self._spool.write_samples(fresh)
             self._spooled = upto
+            # due again 0.9 interval on: a tick a little early still flushes
+            self._journal_at = time.monotonic() + 0.9 * self.interval_s
         except (OSError, ValueError) as exc:
             if self.problem is not None:
                 log.error("cannot spool run %s to %s either (%s): its samples are only in memory",
