@@ -171,12 +171,15 @@ def test_a_command_not_on_the_path_exits_127():
     assert result.returncode == 127 and "command not found" in result.stderr
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["runs"], ["import", "codecarbon"]], ids=" ".join)
+@pytest.mark.parametrize("command", [[], ["run"], ["runs"], ["import", "codecarbon"], ["delete"], ["show"]], ids=" ".join)
 def test_help_gives_flags_no_value_placeholder_and_run_its_command(command):
     result = subprocess.run(joulemeter(*command, "--help"), capture_output=True, text=True, timeout=60,
                             env=os.environ | {"COLUMNS": "200"})
     assert result.returncode == 0
     assert "<bool>" not in result.stdout
+    assert "<list[str]>" not in result.stdout  # an argument is named by its metavar, no type label
+    if command == ["show"]:
+        assert "<str>" not in result.stdout
     if command == ["run"]:
         assert "run [OPTIONS] -- CMD [ARGS]..." in result.stdout
     if command == []:

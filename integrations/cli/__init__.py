@@ -15,12 +15,15 @@ from typer.core import TyperGroup
 
 def _without_type_labels_on_flags(command: TyperGroup) -> None:
     """Flags (--json, -v) take no value, so their help shows none: typer labels every option
-    with its type, `<bool>` and `<int>` included, as if `--json <bool>` or `-v 2` were asked for."""
+    with its type, `<bool>` and `<int>` included, as if `--json <bool>` or `-v 2` were asked for.
+    Arguments are named by their metavar (RUN), so their `<str>` or `<list[str]>` goes too."""
     for param in command.params:
         # duck-typed: typer ships its own copy of click, whose Option is not click.Option
         if param.param_type_name == "option" and (param.is_flag or param.count):
             param.metavar = ""
             param.show_default = param.show_default and not param.count  # not "-v [default: 0]"
+        elif param.param_type_name == "argument":
+            param.display_type_rich = _no_type_label
     make_help_option = command.get_help_option  # --help is made when help is asked for
 
     def get_help_option(ctx: typer.Context) -> object:
@@ -32,6 +35,10 @@ def _without_type_labels_on_flags(command: TyperGroup) -> None:
     command.get_help_option = get_help_option  # type: ignore[method-assign]
     for sub in getattr(command, "commands", {}).values():
         _without_type_labels_on_flags(sub)
+
+
+def _no_type_label(ctx: typer.Context) -> None:
+    return None
 
 
 class _Group(TyperGroup):
