@@ -9,7 +9,8 @@ job into one merged run the same way, CPU and memory once per node.
 
 Replacing takes two ledger transactions: the merged run is saved first, the parts deleted
 next. A crash between them leaves both, never neither: a part whose merged run is in the
-ledger is superseded (`counted_runs` leaves it out of totals, `settle_parts` deletes it).
+ledger is superseded: `counted_runs` (in SQL `superseded_part`, which the ledger's listings,
+counts and inventories apply) leaves it out of totals, and `settle_parts` deletes it.
 The merged run's id is fixed when the job starts and written in every part, so rank 0 and
 a settling process that race save it once: the ledger refuses an id it already holds.
 
@@ -30,6 +31,8 @@ from joulemeter.meter.errors import LedgerError, RunNotFoundError
 from joulemeter.meter.run import Domain, Run, Status, Window
 
 if TYPE_CHECKING:
+    import sqlalchemy as sa
+
     from joulemeter.meter.store import Ledger
 
 log = logging.getLogger("joulemeter.merge")
@@ -262,6 +265,18 @@ def counted_runs(runs: Sequence[Run]) -> list[Run]:
 def _superseded(metadata: dict[str, Any], merged_ids: set[str]) -> bool:
     marker = part_marker(metadata)
     return marker is not None and marker.get("merged_run_id") in merged_ids
+
+
+def superseded_part(runs: sa.Table) -> sa.ColumnElement[bool]:
+    """`counted_runs` in SQL, over the ledger's runs table: true for a part whose merged run
+    the ledger holds (never NULL, so its negation keeps every other run)."""
+    import sqlalchemy as sa
+
+    merged = runs.alias("merged_run")
+    return sa.exists().where(
+        merged.c.id == runs.c.metadata[(PART_KEY, "merged_run_id")].as_string(),
+        runs.c.metadata[(PART_KEY, "part")].as_boolean(),
+    )
 
 
 def merge_parts(parts: Sequence[Run], run_id: str) -> Run:

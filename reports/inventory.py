@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from joulemeter.meter.errors import FactorError, ReportError, UnknownRegionError
+from joulemeter.meter.merge import superseded_part
 from joulemeter.meter.run import Location, Provenance
 from joulemeter.meter.store import schema
 from joulemeter.meter.store.period import check_period, period_bound
@@ -229,7 +230,7 @@ def inventory(
     since_iso, until_iso = period_bound(since, end=False), period_bound(until, end=True)
     check_period(since_iso, until_iso)
     with_location = ledger.schema_version >= 2
-    rows, energy, gpus = ledger.read(
+    rows, energy, gpus, superseded = ledger.read(
         lambda conn: _read(conn, since_iso, until_iso, project, tag, with_location=with_location)
     )
     accounting = _Accounting(factors, assumptions or Assumptions(), wue, market or MarketInstruments(),
@@ -261,7 +262,7 @@ def inventory(
         groups=dict(sorted(groups.items())),
         largest=[_run_line(by_id[run_id], figures) for _, run_id, figures in top],
         methodology=_methodology(accounting),
-        notes=_notes(totals, group_by, accounting),
+        notes=_notes(totals, group_by, accounting, superseded),
         currency=factors.currency,
     )
 
@@ -270,10 +271,11 @@ def inventory(
 def _read(
     conn: sa.Connection, since: str | None, until: str | None, project: str | None, tag: str | None,
     *, with_location: bool,
-) -> tuple[list[sa.Row], dict[str, dict[str, float]], dict[str, dict[str, int]]]:
-    """Run rows, energy per run and provenance, and GPU domains per run and device name. A row's
-    location is its JSON text (decoded once per distinct place); None in a ledger of schema 1
-    (`with_location` False), which has no location column."""
+) -> tuple[list[sa.Row], dict[str, dict[str, float]], dict[str, dict[str, int]], int]:
+    """Run rows, energy per run and provenance, GPU domains per run and device name, and how many
+    parts of distributed jobs were left out (a crash left them beside their merged run, which
+    counts their energy). A row's location is its JSON text (decoded once per distinct place);
+    None in a ledger of schema 1 (`with_location` False), which has no location column."""
     runs = schema.runs
     where = []
     if since is not None:
@@ -284,6 +286,10 @@ def _read(
         where.append(runs.c.project == project)
     if tag is not None:
         where.append(runs.c.id.in_(sa.select(schema.tags.c.run_id).where(schema.tags.c.tag == tag)))
+    superseded = conn.execute(
+        sa.select(sa.func.count()).select_from(runs).where(*where, superseded_part(runs))
+    ).scalar_one()
+    where.append(~superseded_part(runs))
     chosen = sa.select(runs.c.id).where(*where)
     rows = conn.execute(
         sa.select(
@@ -307,7 +313,7 @@ def _read(
         .where(d.c.run_id.in_(chosen), d.c.kind == "gpu").group_by(d.c.run_id, d.c.device)
     ).all():
         gpus.setdefault(run_id, {})[device] = count
-    return rows, energy, gpus
+    return rows, energy, gpus, int(superseded)
 
 
 # -- one run's figures ----------------------------------------------------------------------
@@ -543,8 +549,11 @@ def _until_day(until: str | None) -> str:
     return end.date().isoformat()
 
 
-def _notes(totals: Totals, group_by: str, acc: _Accounting) -> list[str]:
+def _notes(totals: Totals, group_by: str, acc: _Accounting, superseded: int = 0) -> list[str]:
     notes = [_location_note(totals.runs, acc)]
+    if superseded:
+        notes.append(f"{superseded:,} part(s) of distributed jobs left beside their merged run by a crash are "
+                     "not counted: their energy is in that run")
     notes += [f"{_runs(runs)} recorded a location that gives no grid ({why}): the report's factors are used"
               for why, runs in sorted(acc.unplaced.items())]
     notes.append("market-based CO2e (GHG Protocol Scope 2), beside location-based and never added to it: "

@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -131,3 +133,68 @@ def test_a_second_open_remembers_the_damage_found_by_the_first(damaged: Path) ->
         assert first.damage
         with pytest.raises(LedgerCorruptError, match="damaged pages"):
             open_ledger(damaged)
+
+
+def _overwrite_page_of(path: Path, table: str) -> None:
+    """Overwrite the root page of `table` (all of it in a small ledger) with garbage."""
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    [root] = db.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (table,)).fetchone()
+    page_size = db.execute("PRAGMA page_size").fetchone()[0]
+    db.close()
+    with path.open("r+b") as f:
+        f.seek((root - 1) * page_size)
+        f.write(b"\xde\xad\xbe\xef" * (page_size // 4))
+
+
+@pytest.fixture
+def energy_damaged(tmp_path: Path) -> Path:
+    """A small ledger whose energy table (one page) is overwritten: no listing can join it."""
+    path = tmp_path / "ledger.sqlite"
+    with open_ledger(path) as book:
+        book.save_runs([make_run(f"{i:032x}", name=f"run-{i}") for i in range(5)])
+    _overwrite_page_of(path, "energy")
+    return path
+
+
+def test_runs_on_a_ledger_whose_energy_table_is_damaged_lists_each_run_and_says_what_is_lost(
+    energy_damaged: Path,
+) -> None:
+    before = _sha(energy_damaged)
+    with open_ledger(energy_damaged, for_reading=True) as book:
+        with pytest.raises(LedgerCorruptError):  # a listing in one query meets the damaged page
+            book.list_runs()
+    listing = subprocess.run([sys.executable, "-m", "joulemeter.integrations.cli", "runs", "--ledger",
+                              str(energy_damaged)], capture_output=True, text=True, timeout=60,
+                             env=os.environ | {"COLUMNS": "200"})
+    assert listing.returncode == 0, listing.stderr
+    assert "5 run(s)" in listing.stdout and all(f"run-{i}" in listing.stdout for i in range(5))
+    assert "J" not in listing.stdout.split("energy", 1)[1]  # no energy figure for runs that lost theirs
+    assert "damaged pages" in listing.stderr and "5 run(s) were read without their energy" in listing.stderr
+    assert f"joulemeter salvage {energy_damaged} NEW.sqlite" in " ".join(listing.stderr.split())
+    assert _sha(energy_damaged) == before
+
+
+def test_salvage_keeps_the_runs_whose_energy_table_is_damaged_and_names_the_lost_part(
+    energy_damaged: Path, tmp_path: Path,
+) -> None:
+    result = salvage(energy_damaged, tmp_path / "new.sqlite")
+    assert len(result.copied) == 5 and not result.lost
+    assert set(result.partial) == set(result.copied) and all(p == ["energy"] for p in result.partial.values())
+    with open_ledger(tmp_path / "new.sqlite", for_reading=True) as book:
+        runs = book.list_runs()
+    assert len(runs) == 5
+    kept = runs[0]
+    assert kept.energy == {} and len(kept.windows) == len(make_run().windows) and kept.samples == []
+    assert kept.metadata["salvaged_lost"] == ["energy"] and "energy were in damaged pages" in kept.metadata["salvaged"]
+
+
+def test_a_damaged_index_alone_loses_nothing_the_table_is_read_without_it(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    with open_ledger(path) as book:
+        book.save_runs([make_run(f"{i:032x}", name=f"run-{i}") for i in range(3)])
+    _overwrite_page_of(path, "sqlite_autoindex_energy_1")
+    result = salvage(path, tmp_path / "new.sqlite")
+    assert len(result.copied) == 3 and "energy" not in {t for p in result.partial.values() for t in p}
+    with open_ledger(tmp_path / "new.sqlite", for_reading=True) as book:
+        assert [r.total_energy_j for r in book.list_runs()] == [make_run().total_energy_j] * 3

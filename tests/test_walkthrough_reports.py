@@ -15,7 +15,6 @@ from joulemeter.integrations.cli import app
 from joulemeter.reports.compare import compare
 from joulemeter.reports.estimates import published_run
 from joulemeter.reports.factors import resolve_factors
-from joulemeter.reports.render import render
 from tests.test_compare import FACTORS_KW, make_run
 
 runner = CliRunner()

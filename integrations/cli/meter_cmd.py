@@ -37,6 +37,7 @@ from joulemeter.reports.render import formatting as fmt
 
 if TYPE_CHECKING:
     from joulemeter.meter import EnergyMeter, Run
+    from joulemeter.meter.store.salvage import Readable
 
 #: `runs` shows names and projects cut to these widths, ending in "…" (`show` has them whole)
 _NAME_COLUMN_CHARS = 40
@@ -185,33 +186,64 @@ def runs(
     since: Optional[str] = SinceOption,
     until: Optional[str] = UntilOption,
     limit: int = typer.Option(20, "--limit", min=1, help="Show at most this many runs."),
+    superseded: bool = typer.Option(False, "--superseded", help="Also list the parts of distributed jobs that a crash left beside their merged run (counted once, in that run)."),
     ledger: Optional[str] = LedgerOption,
     json_output: bool = JsonOption,
 ) -> None:
     """List runs in the ledger, newest first."""
+    from joulemeter.meter.errors import LedgerCorruptError
     from joulemeter.meter.store import open_ledger
+    from joulemeter.meter.store.salvage import readable_runs
 
     filters = RunFilters(project, tag, name, status, since, until)
+    readable = None
     with open_ledger(ledger, for_reading=True) as book:
-        found = book.list_runs(**filters.as_kwargs(), limit=limit)
-        total = book.count_runs(**filters.as_kwargs()) if len(found) == limit else len(found)
+        try:
+            found = book.list_runs(**filters.as_kwargs(), limit=limit, superseded=superseded)
+            total = (book.count_runs(**filters.as_kwargs(), superseded=superseded)
+                     if len(found) == limit else len(found))
+        except LedgerCorruptError:
+            if book.damage is None:
+                raise
+            readable = readable_runs(book, **filters.as_kwargs(), superseded=superseded)
+            found, total = readable.runs[:limit], len(readable.runs)
         location = book.location
     if json_output:
         print_json([r.to_dict(samples=False) for r in found])
-        return
-    if not found:
-        stderr.print(f"no runs {'match these filters ' if filters.given() else ''}in {location}: "
-                     "meter one with `joulemeter run -- CMD` or `joulemeter demo`",
+    elif not found:
+        stderr.print(f"no runs {'match these filters ' if filters.given() else ''}"
+                     f"{'can be read ' if readable else ''}in {location}"
+                     + ("" if readable else ": meter one with `joulemeter run -- CMD` or `joulemeter demo`"),
                      highlight=False, markup=False, soft_wrap=True)
-        return
-    shown = f"showing {len(found)} of {total} runs (--limit)" if total > len(found) else f"{total} run(s)"
-    stdout.print(runs_table(found, f"{shown}, newest first"))
+    else:
+        shown = f"showing {len(found)} of {total} runs (--limit)" if total > len(found) else f"{total} run(s)"
+        stdout.print(runs_table(found, f"{shown}, newest first"))
+    if readable is not None:
+        stderr.print(_damage_note(readable, location), highlight=False, markup=False, soft_wrap=True)
+
+
+def _damage_note(readable: Readable, location: str) -> str:
+    """What a damaged ledger's listing could not read, and how to recover what it could."""
+    said = [f"{location} has damaged pages: the runs that can be read are listed"]
+    unreadable = readable.unreadable_runs
+    if unreadable is None:
+        said.append("its runs table cannot be read at all")
+    elif unreadable:
+        said.append(f"{unreadable} run(s) could not be read")
+    if readable.partial:
+        lost = sorted({table for tables in readable.partial.values() for table in tables})
+        said.append(f"{len(readable.partial)} run(s) were read without their {', '.join(lost)} "
+                    "(`joulemeter show ID` says which)")
+    return "; ".join(said) + (f". `joulemeter salvage {location} NEW.sqlite` copies what can be read into a "
+                              "new ledger; then put NEW.sqlite in its place")
 
 
 def runs_table(found: list[Run], title: str) -> object:
     """Runs as a rich table of one line each in the terminal's width: long names cut with "…"
     (`show` has them whole), the project only where the runs are of more than one."""
     from rich.table import Table
+
+    from joulemeter.meter.store.salvage import LOST_KEY
 
     columns = ["id", "name", "project", "status", "started UTC", "duration", "energy", "measured"]
     if len({r.project for r in found}) == 1:
@@ -224,7 +256,7 @@ def runs_table(found: list[Run], title: str) -> object:
             "status": r.status.value,
             "started UTC": r.started_at[5:16].replace("T", " "),
             "duration": fmt.duration(r.duration_s),
-            "energy": fmt.energy(r.total_energy_j),
+            "energy": fmt.energy(None if "energy" in r.metadata.get(LOST_KEY, ()) else r.total_energy_j),
             "measured": r.provenance.value if r.provenance else "—",
         }
         for r in found
@@ -259,7 +291,8 @@ def show(
         # with samples (the peak of total power needs them), unless they are in damaged pages
         found = read_what_can_be_read(book, run_ref) if book.damage else book.get_run(run_ref)
     if found is None:
-        raise fail(f"run {run_ref!r} is in damaged pages of {book.location} and cannot be read")
+        raise fail(f"run {run_ref!r} is in damaged pages of {book.location} and cannot be read; "
+                   f"`joulemeter salvage {book.location} NEW.sqlite` copies the runs that can be")
     if json_output:
         print_json(found.to_dict(samples=False))
         return

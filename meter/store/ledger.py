@@ -40,6 +40,7 @@ from joulemeter.meter.run import (
     from_fields,
 )
 from joulemeter.meter.limits import check_name, check_tags
+from joulemeter.meter.merge import PART_KEY, superseded_part
 from joulemeter.meter.store import schema, sqlite_file, storable
 from joulemeter.meter.store.period import check_period, period_bound
 from joulemeter.meter.store.location import resolve
@@ -180,6 +181,12 @@ def _filtered(
     if until is not None:
         query = query.where(runs.c.started_at < until)
     return query
+
+
+def _counted(query: sa.Select, superseded: bool = False) -> sa.Select:
+    """`query` over the runs table without the parts whose merged run the ledger holds
+    (unless `superseded`): a crash between saving that run and deleting them left both."""
+    return query if superseded else query.where(~superseded_part(schema.runs))
 
 
 def _candidates(rows: Sequence[sa.Row]) -> str:
@@ -451,9 +458,15 @@ class Ledger:
             if live:
                 raise LedgerError(f"run {live[0].id[:8]} ({live[0].name}) is still being metered by process "
                                   f"{live[0].pid} on {live[0].hostname}: stop it first; nothing was deleted")
+            # parts a crash left beside a merged run go with it: else they would count again
+            leftover = sa.select(runs.c.id).where(
+                runs.c.metadata[(PART_KEY, "merged_run_id")].as_string().in_(wanted),
+                runs.c.metadata[(PART_KEY, "part")].as_boolean(),
+            )
+            gone = [*wanted, *(conn.execute(leftover).scalars() if wanted else [])]
             for table in _PART_TABLES:  # explicit, not only ON DELETE CASCADE: SQLite may have it off
-                conn.execute(sa.delete(table).where(table.c.run_id.in_(wanted)))
-            conn.execute(sa.delete(runs).where(runs.c.id.in_(wanted)))
+                conn.execute(sa.delete(table).where(table.c.run_id.in_(gone)))
+            conn.execute(sa.delete(runs).where(runs.c.id.in_(gone)))
             return len(rows)
 
         return self._transaction(work, write=True)
@@ -500,6 +513,37 @@ class Ledger:
         """The run named by its full id, a unique id prefix, "last" (the newest) or a unique name."""
         return self._transaction(lambda conn: self._load(conn, [self._find(conn, ref)], samples)[0])
 
+    def get_run_in_part(self, ref: str, samples: bool = True) -> tuple[Run, list[str]]:
+        """For a damaged SQLite ledger: the run `ref` names (as `get_run`) read table by table,
+        with each of its parts that can be read, and the names of the tables whose part of it
+        cannot be ("energy", "samples", …). Raises LedgerCorruptError when its row cannot be read.
+
+        Where an index is what is damaged, the table is read without it (not for samples,
+        whose scan for every run would take hours in a big ledger)."""
+        runs = schema.runs
+        try:
+            row = self._transaction(lambda conn: self._find(conn, ref))
+        except LedgerCorruptError:
+            found = self._unindexed(runs.c.id, ref, self._select(runs))
+            if not found:
+                raise
+            row = found[0]
+        run = from_fields(Run, row._mapping)
+        lost = []
+        for table, add in [*_PART_READERS, *([(schema.samples, _add_sample)] if samples else [])]:
+            query = self._select(table).order_by(table.c.position if "position" in table.c else table.c.id)
+            try:
+                if table is schema.samples:
+                    parts = self._transaction(lambda conn: conn.execute(query.where(table.c.run_id == run.id)).all())
+                else:
+                    parts = self._unindexed(table.c.run_id, run.id, query)
+            except LedgerCorruptError:
+                lost.append(table.name)
+                continue
+            for part in parts:
+                add(run, part)
+        return run, lost
+
     def list_runs(
         self,
         *,
@@ -510,11 +554,14 @@ class Ledger:
         since: str | date | None = None,
         until: str | date | None = None,
         limit: int | None = None,
+        superseded: bool = False,
     ) -> list[Run]:
         """Runs newest first, with energy and windows but without samples; `since`/`until`:
-        runs that started in that period (ISO 8601; a date alone as `until` includes that day)."""
+        runs that started in that period (ISO 8601; a date alone as `until` includes that day).
+        Parts of a distributed job whose merged run is here too (a crash left them) are counted
+        in that run and left out, unless `superseded`."""
         query = _filtered(self._select(schema.runs), project, tag, name, status, *_period(since, until))
-        query = query.order_by(*_NEWEST_FIRST).limit(limit)
+        query = _counted(query, superseded).order_by(*_NEWEST_FIRST).limit(limit)
         return self._transaction(lambda conn: self._load(conn, conn.execute(query).all(), False))
 
     def count_runs(
@@ -526,10 +573,12 @@ class Ledger:
         status: Status | str | None = None,
         since: str | date | None = None,
         until: str | date | None = None,
+        superseded: bool = False,
     ) -> int:
         """How many runs `list_runs` would give with these filters and no limit."""
         query = _filtered(sa.select(sa.func.count()).select_from(schema.runs), project, tag, name, status,
                           *_period(since, until))
+        query = _counted(query, superseded)
         return self._transaction(lambda conn: int(conn.execute(query).scalar_one()))
 
     def read(self, work: Callable[[sa.Connection], T]) -> T:
@@ -571,13 +620,21 @@ class Ledger:
         """SELECT of the columns of `table` that this ledger's schema version has."""
         return sa.select(*schema.columns_at(table, self.schema_version))
 
+    def _unindexed(self, column: sa.Column, value: str, query: sa.Select) -> list[sa.Row]:
+        """The rows of `query` where `column` is `value`, else, where that read meets a damaged
+        page, the rows of a scan that uses no index of `column` (`column || ''` hides it)."""
+        try:
+            return self._transaction(lambda conn: conn.execute(query.where(column == value)).all())
+        except LedgerCorruptError:
+            return self._transaction(lambda conn: conn.execute(query.where(column.concat("") == value)).all())
+
     def _load(self, conn: sa.Connection, rows: Sequence[sa.Row], with_samples: bool) -> list[Run]:
         return _load_runs(conn, rows, with_samples, self._select)
 
     def _find(self, conn: sa.Connection, ref: str) -> sa.Row:
         runs = schema.runs
         if ref == "last":
-            row = conn.execute(self._select(runs).order_by(*_NEWEST_FIRST).limit(1)).first()
+            row = conn.execute(_counted(self._select(runs)).order_by(*_NEWEST_FIRST).limit(1)).first()
             if row is None:
                 raise RunNotFoundError(f"{self.location} holds no run yet; meter one first")
             return row
@@ -595,8 +652,9 @@ class Ledger:
         if matches:
             raise RunNotFoundError(f"{ref!r} matches several runs: {_candidates(matches)}; "
                                    "give more characters of the id")
-        named = conn.execute(
-            self._select(runs).where(runs.c.name == ref).order_by(*_NEWEST_FIRST).limit(_LISTED_CANDIDATES + 1)
+        named = conn.execute(  # a merged run's name, not also that of the parts a crash left
+            _counted(self._select(runs)).where(runs.c.name == ref).order_by(*_NEWEST_FIRST)
+            .limit(_LISTED_CANDIDATES + 1)
         ).all()
         if len(named) == 1:
             return named[0]
@@ -954,6 +1012,10 @@ def _add_window(run: Run, r: sa.Row) -> None:
 
 def _add_gap(run: Run, r: sa.Row) -> None:
     run.gaps.append(from_fields(Gap, r._mapping))
+
+
+def _add_sample(run: Run, r: sa.Row) -> None:
+    run.samples.append(Sample(*(r._mapping[name] for name in _SAMPLE_FIELDS)))
 
 
 #: Each child table and how its rows (fields matched by name) join their run.
