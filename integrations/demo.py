@@ -56,8 +56,8 @@ class DemoPlan:
     train_epochs: int
     fine_tune_epochs: int
     distill_epochs: int
-    trials: int  # at least this many per variant (2 or more give a confidence interval)
-    max_trials: int  # more while the variant's 95 % interval is wider than ±5 %
+    trials: int  # at least this many rounds, one trial of every variant each (2+ give an interval)
+    max_trials: int  # more rounds while a ratio's 95 % interval to the full model is wider than ±5 %
     min_trial_s: float  # each trial repeats the test set until it has lasted this long
     prune_amount: float = 0.7
     hidden: int = 256
@@ -222,12 +222,6 @@ def run_demo(options: DemoOptions, *, on_progress: Progress | None = None) -> De
         ),
     )
 
-    measured: list[str] = []
-
-    def benchmarked(name: str, run: Run) -> None:
-        measured.append(name)
-        progress("benchmark", len(measured), len(variants))
-
     inference = benchmark_inference(
         variants,
         x_test,
@@ -241,7 +235,7 @@ def run_demo(options: DemoOptions, *, on_progress: Progress | None = None) -> De
         device=str(device),
         project=options.project,
         ledger=options.ledger,
-        on_variant=benchmarked,
+        on_round=lambda done, most: progress("benchmark", done, most),
         pid=own_process,
     )
     summary = summarise_compression(

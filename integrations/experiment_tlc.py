@@ -237,13 +237,12 @@ def run_tlc(options: TLCOptions, *, on_progress: Progress | None = None) -> TLCR
                 production_runs.append(m.run)
         progress("compress", step, len(recipes))
 
-    done: list[str] = []
     inference = benchmark_inference(
         models, x_test, y_test, batch_size=plan.inference_batch_size, warmup_batches=3,
         trials=plan.trials, max_trials=plan.max_trials, min_trial_s=plan.min_trial_s,
         base_model=BASE_MODEL, device=str(device), project=options.project,
         ledger=options.ledger, pid=own_process,
-        on_variant=lambda name, run: (done.append(name), progress("benchmark", len(done), len(models))),
+        on_round=lambda rounds, most: progress("benchmark", rounds, most),
     )
     summary = summarise_tlc(
         inference, training_runs, production_runs, baseline=SMALL, large=LARGE,

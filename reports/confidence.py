@@ -1,12 +1,15 @@
 """How sure a ratio between two runs is: a 95 % confidence interval from their repeated
 trials, and the verdict it allows ("2.6× less", "no measurable difference", "too noisy").
 
-Method (docs/comparing.md): each run's trials are windows named "trial-N"; the ratio is
-that of the trials' geometric means, and its interval is Welch's t-interval on the
-logarithms of the per-trial figures (energy is positive and its noise multiplicative,
-so logs make the interval symmetric in "× more" and "× less"). Where either run was
-estimated rather than measured and the two were not estimated by the same model on the
-same host, the estimate's own band is added in quadrature, since it does not cancel.
+Method (docs/comparing.md): each run's trials are windows named "trial-N". Where two runs'
+trials were interleaved in rounds (benchmark_inference: metadata "trial_series", trial-N in
+round N), the interval is a paired t-interval on the logarithms of the within-round ratios,
+so drift of the machine common to a round cancels; otherwise the ratio is that of the
+trials' geometric means and its interval Welch's t-interval on the logarithms of the
+per-trial figures. Logs because energy is positive and its noise multiplicative: the
+interval is symmetric in "× more" and "× less". Where either run was estimated rather than
+measured and the two were not estimated by the same model on the same host, the
+estimate's own band is added in quadrature, since it does not cancel.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import math
 import re
 import statistics
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any
@@ -25,7 +28,14 @@ if TYPE_CHECKING:
     from joulemeter.meter.run import Run
 
 #: Windows holding one repeated trial each, as `benchmark_inference` names them.
-TRIAL_WINDOW = re.compile(r"trial-\d+")
+TRIAL_WINDOW = re.compile(r"trial-(\d+)")
+
+#: Run metadata naming the series of rounds its trials ran in, shared by every run whose
+#: trial-N ran in round N of the same interleaved benchmark: such runs are compared paired.
+TRIAL_SERIES = "trial_series"
+
+WELCH = "Welch t-interval on log per-trial figures"
+PAIRED = "paired t-interval on log within-round ratios"
 
 CONFIDENCE = 0.95
 
@@ -86,6 +96,12 @@ class RatioInterval:
     candidate_trials: int
     model_band_included: bool  # an estimate's band widened the interval
     other_cpu_load: float | None = None  # the larger share other processes took, either run
+    method: str = WELCH  # or PAIRED, where the trials ran interleaved in rounds
+
+    @property
+    def relative_half_width(self) -> float:
+        """Half the interval's width in log space, as a fraction (0.05: ±5 %)."""
+        return math.sqrt(self.high / self.low) - 1
 
     @property
     def machine_busy(self) -> bool:
@@ -118,8 +134,20 @@ class RatioInterval:
             "candidate_trials": self.candidate_trials,
             "model_band_included": self.model_band_included,
             "other_cpu_load": self.other_cpu_load,
-            "method": "Welch t-interval on log per-trial figures",
+            "method": self.method,
         }
+
+
+class TrialFigures(list[float]):
+    """One run's per-trial figures; where its trials ran interleaved with other runs',
+    `series` names those rounds and `rounds` gives the round of each figure."""
+
+    def __init__(
+        self, values: Iterable[float] = (), *, series: str | None = None, rounds: Iterable[int] = ()
+    ) -> None:
+        super().__init__(values)
+        self.series = series
+        self.rounds = tuple(rounds)
 
 
 def ratio_interval(
@@ -129,11 +157,16 @@ def ratio_interval(
     model_band: tuple[float, float] | None = None,
     other_cpu_load: float | None = None,
 ) -> RatioInterval | None:
-    """The ratio of geometric means candidate ÷ baseline and its 95 % interval, or None
-    without at least 2 positive trials on each side. `model_band` (low, high factors, as in
-    reports/data/uncertainty.csv) is an estimate's own band that does not cancel in the
-    ratio: half its width in log space is added in quadrature to the trials' half-width.
-    `other_cpu_load` is kept to say when the machine was busy."""
+    """Candidate ÷ baseline and its 95 % interval, or None without at least 2 positive
+    trials on each side: paired by round (paired_ratio_interval) where both are
+    TrialFigures of one series, else the ratio of geometric means with Welch's interval.
+    `model_band` (low, high factors, as in reports/data/uncertainty.csv) is an estimate's
+    own band that does not cancel in the ratio: half its width in log space is added in
+    quadrature to the trials' half-width. `other_cpu_load` is kept to say when the machine
+    was busy."""
+    pairs = _paired_by_round(baseline, candidate)
+    if pairs is not None:
+        return paired_ratio_interval(*pairs, model_band=model_band, other_cpu_load=other_cpu_load)
     base_logs = [math.log(v) for v in baseline if v is not None and v > 0]
     cand_logs = [math.log(v) for v in candidate if v is not None and v > 0]
     if len(base_logs) < 2 or len(cand_logs) < 2:
@@ -146,8 +179,7 @@ def ratio_interval(
         df = trial_var**2 / (var_b**2 / (n_b - 1) + var_c**2 / (n_c - 1))
     else:
         df = float(n_b + n_c - 2)
-    band_half = math.log(model_band[1] / model_band[0]) / 2 if model_band else 0.0
-    half = math.hypot(t_critical(df) * math.sqrt(trial_var), band_half)
+    half = math.hypot(t_critical(df) * math.sqrt(trial_var), _band_half(model_band))
     return RatioInterval(
         ratio=math.exp(diff),
         low=math.exp(diff - half),
@@ -159,6 +191,58 @@ def ratio_interval(
     )
 
 
+def paired_ratio_interval(
+    baseline: Sequence[float | None],
+    candidate: Sequence[float | None],
+    *,
+    model_band: tuple[float, float] | None = None,
+    other_cpu_load: float | None = None,
+) -> RatioInterval | None:
+    """Candidate ÷ baseline from trials paired by position (one round each): the geometric
+    mean of the within-round ratios and Student's t-interval (n - 1 df) on their logs, or
+    None without 2 rounds where both figures are positive. A slow drift of the machine
+    multiplies both trials of a round alike and cancels in their ratio. `model_band` and
+    `other_cpu_load` as in ratio_interval."""
+    logs = [
+        math.log(c / b)
+        for b, c in zip(baseline, candidate)
+        if b is not None and c is not None and b > 0 and c > 0
+    ]
+    if len(logs) < 2:
+        return None
+    diff = statistics.fmean(logs)
+    spread = t_critical(len(logs) - 1) * statistics.stdev(logs) / math.sqrt(len(logs))
+    half = math.hypot(spread, _band_half(model_band))
+    return RatioInterval(
+        ratio=math.exp(diff),
+        low=math.exp(diff - half),
+        high=math.exp(diff + half),
+        baseline_trials=len(logs),
+        candidate_trials=len(logs),
+        model_band_included=bool(model_band),
+        other_cpu_load=other_cpu_load,
+        method=PAIRED,
+    )
+
+
+def _paired_by_round(
+    baseline: Sequence[float], candidate: Sequence[float]
+) -> tuple[list[float | None], list[float | None]] | None:
+    """Both runs' figures side by side round by round, where they ran in one series."""
+    if not (isinstance(baseline, TrialFigures) and isinstance(candidate, TrialFigures)):
+        return None
+    if baseline.series is None or baseline.series != candidate.series:
+        return None
+    base, cand = dict(zip(baseline.rounds, baseline)), dict(zip(candidate.rounds, candidate))
+    rounds = sorted(base.keys() | cand.keys())
+    return [base.get(r) for r in rounds], [cand.get(r) for r in rounds]
+
+
+def _band_half(model_band: tuple[float, float] | None) -> float:
+    """Half an estimate's band in log space (0 without one)."""
+    return math.log(model_band[1] / model_band[0]) / 2 if model_band else 0.0
+
+
 def relative_half_width(values: Sequence[float]) -> float | None:
     """Half the 95 % interval of one run's geometric-mean figure, as a fraction (0.05: ±5 %),
     or None with fewer than 2 positive trials. Adaptive trials stop when it is small."""
@@ -168,13 +252,14 @@ def relative_half_width(values: Sequence[float]) -> float | None:
     return math.expm1(t_critical(len(logs) - 1) * statistics.stdev(logs) / math.sqrt(len(logs)))
 
 
-def trial_figures(run: Run, unit: str | None, count: int = 1) -> list[float]:
+def trial_figures(run: Run, unit: str | None, count: int = 1) -> TrialFigures:
     """The compared figure of each trial window of `run`: energy per `count` units of
-    `unit` (as units_counted counts them), or total energy when `unit` is None. Trials
-    without a figure are left out."""
-    figures = []
+    `unit` (as units_counted counts them), or total energy when `unit` is None, with the
+    run's series of rounds where it has one. Trials without a figure are left out."""
+    figures, rounds = [], []
     for window in run.windows:
-        if not TRIAL_WINDOW.fullmatch(window.name):
+        match = TRIAL_WINDOW.fullmatch(window.name)
+        if match is None:
             continue
         if unit is None:
             value = window.total_energy_j
@@ -183,4 +268,6 @@ def trial_figures(run: Run, unit: str | None, count: int = 1) -> list[float]:
             value = None if counted is None else window.total_energy_j / counted * count
         if value is not None and value > 0:
             figures.append(value)
-    return figures
+            rounds.append(int(match.group(1)))
+    series = run.metadata.get(TRIAL_SERIES)
+    return TrialFigures(figures, series=series if isinstance(series, str) else None, rounds=rounds)

@@ -139,6 +139,7 @@ class TLCSummary:
             candidate_trials=interval.candidate_trials,
             model_band_included=interval.model_band_included,
             other_cpu_load=interval.other_cpu_load,
+            method=interval.method,
         )
 
     def break_even_queries(self, model: ModelFigures) -> float | None:

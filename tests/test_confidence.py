@@ -9,10 +9,16 @@ import pytest
 
 from joulemeter.reports.confidence import (
     EQUIVALENCE_MARGIN,
+    PAIRED,
+    TRIAL_SERIES,
+    WELCH,
+    TrialFigures,
     Verdict,
+    paired_ratio_interval,
     ratio_interval,
     relative_half_width,
     t_critical,
+    trial_figures,
 )
 
 
@@ -119,3 +125,71 @@ def test_the_interval_is_said_in_the_verdicts_own_terms() -> None:
     low, high = map(float, re.fullmatch(r"95 % CI ([\d.]+)–([\d.]+)× less", text).groups())
     headline = float(ratio_words(less.ratio).split("×")[0])
     assert low <= headline <= high
+
+
+# -- trials paired by round ------------------------------------------------------------
+
+
+def _rounds(rng: random.Random, true_ratio: float, n: int, drift: float, noise: float) -> tuple[list[float], list[float]]:
+    """n rounds of (baseline, candidate): a machine state common to both trials of a round
+    (log-normal, sd `drift`, plus a trend) times each trial's own noise (sd `noise`)."""
+    base, cand = [], []
+    for r in range(n):
+        machine = math.exp(rng.gauss(0, drift) + 0.05 * r)
+        base.append(10.0 * machine * math.exp(rng.gauss(0, noise)))
+        cand.append(10.0 * true_ratio * machine * math.exp(rng.gauss(0, noise)))
+    return base, cand
+
+
+@pytest.mark.parametrize(("true_ratio", "n", "drift", "noise"), [(1.0, 3, 0.3, 0.05), (0.4, 6, 0.5, 0.1), (2.6, 4, 0.2, 0.02)])
+def test_paired_interval_covers_the_true_ratio_at_about_95_percent(
+    true_ratio: float, n: int, drift: float, noise: float
+) -> None:
+    rng = random.Random(20261203)
+    replications = 2000
+    covered = 0
+    for _ in range(replications):
+        interval = paired_ratio_interval(*_rounds(rng, true_ratio, n, drift, noise))
+        assert interval is not None and interval.method == PAIRED
+        covered += interval.low <= true_ratio <= interval.high
+    # the paired t-interval is exact for log-normal noise: 95 % within 3 binomial sd (0.5 %)
+    assert 0.935 <= covered / replications <= 0.965
+
+
+def test_drift_common_to_each_round_cancels_when_paired_not_with_welch() -> None:
+    """Two identical variants on a machine whose speed wanders by about 40 % from round to
+    round: paired by round, no measurable difference; unpaired, the drift swamps the interval."""
+    rng = random.Random(11)
+    base, cand = _rounds(rng, 1.0, 6, drift=0.4, noise=0.01)
+    paired = ratio_interval(
+        TrialFigures(base, series="s", rounds=range(1, 7)), TrialFigures(cand, series="s", rounds=range(1, 7))
+    )
+    unpaired = ratio_interval(base, cand)
+    assert paired is not None and unpaired is not None
+    assert paired.method == PAIRED and paired.verdict is Verdict.SAME
+    assert unpaired.method == WELCH and unpaired.verdict is Verdict.TOO_NOISY
+
+
+def test_figures_are_paired_by_round_number_and_only_within_one_series() -> None:
+    base = TrialFigures([10.0, 20.0, 40.0], series="s", rounds=[1, 2, 3])
+    # round 2's candidate trial had no figure: rounds 1 and 3 are paired, not by position
+    cand = TrialFigures([5.0, 20.0], series="s", rounds=[1, 3])
+    paired = ratio_interval(base, cand)
+    assert paired is not None and paired.baseline_trials == paired.candidate_trials == 2
+    assert paired.ratio == pytest.approx(math.sqrt(0.5 * 0.5))
+    other_series = ratio_interval(base, TrialFigures([5.0, 20.0], series="t", rounds=[1, 3]))
+    assert other_series is not None and other_series.method == WELCH
+    assert ratio_interval(base, TrialFigures([5.0], series="s", rounds=[1])) is None
+
+
+def test_trial_figures_carry_the_runs_series_and_the_round_of_each_trial() -> None:
+    from joulemeter.meter.run import Run, Window
+
+    windows = [Window("inference", "inference", 0.0, 3.0, {"cpu": 6.0}, {"inferences": 3000.0})] + [
+        Window(f"trial-{n}", f"inference/trial-{n}", n - 1.0, float(n), {"cpu": joules}, {"inferences": 1000.0})
+        for n, joules in ((1, 2.0), (2, 0.0), (3, 4.0))
+    ]
+    run = Run(id="r", name="r", windows=windows, metadata={TRIAL_SERIES: "rounds-1"})
+    figures = trial_figures(run, "inferences", 1000)
+    assert list(figures) == [2.0, 4.0] and figures.rounds == (1, 3) and figures.series == "rounds-1"
+    assert trial_figures(Run(id="q", name="q", windows=windows), None).series is None

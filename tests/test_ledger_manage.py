@@ -104,3 +104,14 @@ def test_renaming_or_tagging_checks_limits_and_the_run(ledger_location) -> None:
         with pytest.raises(RunNotFoundError):
             ledger.retag_run("missing", add=["x"])
         assert ledger.get_run("a" * 32).name == "nov-30"
+
+
+def test_saving_runs_that_replace_another_deletes_it_in_the_same_transaction(ledger_location):
+    with open_ledger(ledger_location) as book:
+        book.save_runs([make_run("span"), make_run("kept")])
+        with pytest.raises(LedgerError):  # "kept" exists: nothing is saved, and "span" stays
+            book.save_runs([make_run("cut-a"), make_run("kept")], replacing=["span"])
+        assert sorted(r.id for r in book.list_runs()) == ["kept", "span"]
+        book.save_runs([make_run("cut-a"), make_run("cut-b")], replacing=["span"])
+        assert sorted(r.id for r in book.list_runs()) == ["cut-a", "cut-b", "kept"]
+        assert set(_rows_of(ledger_location, "span").values()) == {0}

@@ -7,7 +7,7 @@ import types
 
 import pytest
 
-from joulemeter.integrations.compression.trials import TrialPlan, TrialProbe
+from joulemeter.integrations.compression.trials import Rounds, TrialPlan, TrialProbe
 
 
 class _Meter:
@@ -83,3 +83,50 @@ def test_other_processes_cpu_share_is_measured_per_trial() -> None:
     (load,) = probe.figures()["other_cpu_load_trials"]
     assert load >= 0.9 * burnt / (wall * psutil.cpu_count())
     assert load <= 1.0
+
+
+# -- interleaved rounds ------------------------------------------------------------------
+
+
+def _rounds(per_round_j: dict[str, list[float]], plan: TrialPlan = PLAN) -> tuple[Rounds, list[list[str]]]:
+    """Run rounds the way benchmark_inference does, each variant's trial taking the next of
+    its figures; returns the rounds and the order each round ran in."""
+    meter = _Meter()
+    rounds = Rounds({name: TrialProbe(meter, "inferences") for name in per_round_j}, plan)  # type: ignore[arg-type]
+    figures = {name: iter(values) for name, values in per_round_j.items()}
+    orders = []
+    while rounds.more():
+        orders.append(rounds.order(rounds.done + 1))
+        for name in orders[-1]:
+            meter.trial(rounds.probes[name], next(figures[name]), 1000)
+    return rounds, orders
+
+
+def test_rounds_run_every_variant_forward_then_reversed_in_turn() -> None:
+    steady = {"a": [10.0] * 8, "b": [5.0] * 8, "c": [2.0] * 8}
+    rounds, orders = _rounds(steady)
+    assert orders == [["a", "b", "c"], ["c", "b", "a"], ["a", "b", "c"]]
+    assert rounds.positions("c", 3) == [3, 1, 3]
+
+
+def test_rounds_stop_once_every_ratio_is_tight_even_while_the_machine_drifts() -> None:
+    """Both variants slow down 30 % a round: each one's own interval stays wide, their ratio
+    is steady, so the rounds stop at the minimum."""
+    drift = [1.3**r for r in range(8)]
+    rounds, orders = _rounds({"full": [10.0 * d for d in drift], "pruned": [10.1 * d for d in drift]})
+    assert len(orders) == 3
+    assert rounds.probes["full"].per_1000_j == pytest.approx([10.0, 13.0, 16.9])
+    assert rounds.probes["full"].figures()["trials_stopped_because"] == "95 % interval of every ratio to full within ±5%"
+    assert not rounds.probes["pruned"].tight_enough(PLAN)  # its own figures alone never settle
+
+
+def test_rounds_go_on_to_the_maximum_while_a_ratio_stays_noisy() -> None:
+    rounds, orders = _rounds({"full": [10.0] * 8, "noisy": [10.0, 20.0, 5.0, 18.0, 6.0, 15.0, 8.0, 19.0]})
+    assert len(orders) == PLAN.max_trials
+    assert rounds.probes["noisy"].figures()["trials_stopped_because"] == "max_trials reached"
+
+
+def test_a_lone_variant_stops_on_its_own_interval() -> None:
+    rounds, orders = _rounds({"full": [10.0, 10.1, 9.95, 50, 50, 50, 50, 50]})
+    assert len(orders) == 3
+    assert rounds.probes["full"].figures()["trials_stopped_because"] == "95 % interval within ±5%"

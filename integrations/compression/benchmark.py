@@ -1,10 +1,15 @@
 """Meter inference of several variants of a model over the same inputs, one run each.
 
-Per variant: accuracy and warm-up outside the run (warm-up also measures peak memory),
-then a metered run whose steady-state window "inference" holds `trials` windows
-"trial-N", each repeating the inputs until it has lasted `min_trial_s`, so the window
-spans many sampler ticks. Inferences are counted in it; latencies are per batch
-(time.perf_counter, after a CUDA sync on GPU).
+Per variant, before metering: accuracy, and warm-up (which also measures peak memory).
+Then one meter spans interleaved rounds (trials.Rounds): each round runs one trial of every
+variant, each trial repeating the inputs until it has lasted `min_trial_s` so it spans many
+sampler ticks, so slow drift of the machine (other load, clock frequency, caches) lands on
+every variant alike. Each variant's trials are then cut out as a run of its own
+(meter/cut.py: energy and duration are those of its trials): window "inference" holding
+"trial-N" (round N), metadata "trial_series" naming the rounds, so compare pairs them
+round by round. The cut runs replace the spanning run in the ledger in one transaction
+(it is kept there while it runs, so that a killed benchmark loses nothing). Inferences are counted
+in the trials; latencies are per batch (time.perf_counter, after a CUDA sync on GPU).
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from joulemeter.integrations.compression.stats import (
@@ -30,10 +36,12 @@ from joulemeter.integrations.compression.training import (
     resolve_device,
     window_sync,
 )
-from joulemeter.integrations.compression.trials import TrialPlan, TrialProbe
+from joulemeter.integrations.compression.trials import Rounds, TrialPlan, TrialProbe
 from joulemeter.integrations.compression.variants import is_quantized, precision_label
-from joulemeter.meter import EnergyMeter, Run
+from joulemeter.meter import EnergyMeter, Run, Window
+from joulemeter.meter.cut import cut_run
 from joulemeter.meter.meter import MeterOptions, check_meter_options, extend_options
+from joulemeter.reports.confidence import TRIAL_SERIES
 
 if TYPE_CHECKING:
     import torch
@@ -61,7 +69,7 @@ def benchmark_inference(
     target_half_width: float = 0.05,
     base_model: str = "model",
     device: str = "auto",
-    on_variant: Callable[[str, Run], None] | None = None,
+    on_round: Callable[[int, int], None] | None = None,
     **meter_options: Unpack[MeterOptions],
 ) -> list[Run]:
     """Meter inference of each named model over `data`; one ledger run per variant.
@@ -72,11 +80,15 @@ def benchmark_inference(
     per trial, and trial_energy_spread: largest ÷ smallest trial), latency_p50_s,
     latency_p95_s and latency_p99_s per batch, throughput_per_s, parameters,
     nonzero_parameters, size_on_disk_bytes, peak_memory_bytes (with peak_memory_method),
-    and accuracy when labels are given.
-    Trials adapt: after `trials` (at least 2 for a confidence interval), more are run until
-    the 95 % interval of the variant's energy per 1,000 inferences is within
-    ±`target_half_width` or `max_trials` (default 3 × trials) is reached; each trial also
-    records the CPU share other processes took (other_cpu_load_trials, other_cpu_load).
+    accuracy when labels are given, trial_series and trial_positions (its place in each round).
+    Trials run in rounds, one trial of every model per round in the order of `models`,
+    reversed every other round (trials.Rounds); after `trials` rounds (at least 2 for a
+    confidence interval), more are run until the 95 % interval of every model's ratio to
+    the first, paired by round, is within ±`target_half_width`, or `max_trials` (default
+    3 × trials) is reached; each trial also records the CPU share other processes took
+    (other_cpu_load_trials, other_cpu_load). `on_round(done, most)` is called after each
+    round, for progress: rounds done and the most there may be (`max_trials`; the rounds
+    done, once they stop early).
     Each model is moved to the device and put in eval mode (in place, as nn.Module.to
     does); quantized models stay on the CPU whatever `device` says (CPU-only kernels).
     The other options are EnergyMeter's (`MeterOptions`): `tags` and `metadata` add to
@@ -102,40 +114,63 @@ def benchmark_inference(
         raise ValueError("no inputs to benchmark on")
     if targets is not None and len(targets) != len(inputs):
         raise ValueError(f"{len(inputs)} inputs but {len(targets)} labels")
+    if not models:
+        return []
     wanted = resolve_device(device)
-    runs = []
-    for variant, model in models.items():
-        run = _benchmark_one(
-            variant,
-            model,
-            inputs,
-            targets,
-            device=torch.device("cpu") if is_quantized(model) else wanted,
-            batch_size=batch_size,
-            warmup_batches=warmup_batches,
-            trials=TrialPlan(trials, max_trials, target_half_width, min_trial_s),
-            base_model=base_model,
-            meter_options=meter_options,
+    variants = [
+        _prepare(name, model, inputs, targets, torch.device("cpu") if is_quantized(model) else wanted,
+                 batch_size=batch_size, warmup_batches=warmup_batches, base_model=base_model)
+        for name, model in models.items()
+    ]
+    plan = TrialPlan(trials, max_trials, target_half_width, min_trial_s)
+    options = extend_options(
+        meter_options,
+        tags=[base_model, "inference-rounds"],
+        metadata={"kind": "inference-rounds", "base_model": base_model},
+        sync=window_sync(wanted),
+    )
+    meter = EnergyMeter(f"{base_model}/inference rounds", **options)
+    rounds = _run_rounds(meter, variants, plan, on_round)
+    span = meter.run
+    runs = [_cut(span, v, rounds, meter_options) for v in variants]
+    if meter.store:
+        _replace_in_ledger(meter_options.get("ledger"), span.id, runs)
+    for variant, run in zip(variants, runs):
+        log.info(
+            "%s: %s J per 1,000 inferences over %d trials",
+            variant.name,
+            run.metadata["energy_per_1000_inferences_j"],
+            run.metadata["trials"],
         )
-        runs.append(run)
-        if on_variant is not None:
-            on_variant(variant, run)
     return runs
 
 
-def _benchmark_one(
-    variant: str,
+@dataclass
+class _Variant:
+    """One model ready to be metered: its batches on its device, the figures known before
+    metering, and what its trials gather."""
+
+    name: str
+    model: nn.Module
+    batches: list[torch.Tensor]
+    sync: Callable[[], None] | None
+    metadata: dict[str, Any]
+    latencies: list[float] = field(default_factory=list)
+    windows: list[Window] = field(default_factory=list)  # its trials in the spanning run
+
+
+def _prepare(
+    name: str,
     model: nn.Module,
     inputs: torch.Tensor,
     targets: torch.Tensor | None,
-    *,
     device: torch.device,
+    *,
     batch_size: int,
     warmup_batches: int,
-    trials: TrialPlan,
     base_model: str,
-    meter_options: MeterOptions,
-) -> Run:
+) -> _Variant:
+    """Move the model to its device, measure accuracy and size, and warm it up."""
     import torch
 
     model = model.to(device).eval()
@@ -143,10 +178,9 @@ def _benchmark_one(
     batches = [
         as_model_input(inputs[i : i + batch_size], device, dtype) for i in range(0, len(inputs), batch_size)
     ]
-    sync = window_sync(device)
     metadata: dict[str, Any] = {
         "kind": "inference",
-        "variant": variant,
+        "variant": name,
         "base_model": base_model,
         "device": str(device),
         "precision": precision_label(model),
@@ -161,50 +195,96 @@ def _benchmark_one(
         peak, method = _warm_up_peak_memory(model, batches, warmup_batches, device)
     metadata["peak_memory_bytes"] = peak
     metadata["peak_memory_method"] = method
+    return _Variant(name, model, batches, window_sync(device), metadata)
 
-    latencies: list[float] = []
-    options = extend_options(
-        meter_options, tags=[variant, base_model, "inference"], metadata=metadata, sync=sync
-    )
-    meter = EnergyMeter(f"{base_model}/{variant}", **options)
-    probe = TrialProbe(meter, INFERENCE_UNIT)
+
+def _run_rounds(
+    meter: EnergyMeter,
+    variants: Sequence[_Variant],
+    plan: TrialPlan,
+    on_round: Callable[[int, int], None] | None = None,
+) -> Rounds:
+    """Rounds of one trial per variant under one meter, each trial in a window named after
+    its variant inside "round-N", until the plan says stop."""
+    import torch
+
+    by_name = {v.name: v for v in variants}
+    rounds = Rounds({v.name: TrialProbe(meter, INFERENCE_UNIT) for v in variants}, plan)
     with meter, torch.inference_mode():
-        with meter.window(INFERENCE_WINDOW):
-            while probe.trials < trials.max_trials and not probe.tight_enough(trials):
-                with meter.window(f"trial-{probe.trials + 1}"):
-                    probe.begin()
-                    _run_trial(model, batches, trials.min_trial_s, sync, meter, latencies)
-                probe.end()
-    run = meter.run
-    measured = {
-        **_latency_figures(latencies),
-        **_steady_state_figures(run),
-        **probe.figures(),
-    }
-    run.metadata.update(measured)
-    if meter.store:
-        _store_metadata(meter_options.get("ledger"), run.id, measured)
-    log.info(
-        "%s: %s J per 1,000 inferences over %d trials",
-        variant,
-        measured["energy_per_1000_inferences_j"],
-        probe.trials,
+        while rounds.more():
+            number = rounds.done + 1
+            with meter.window(f"round-{number}"):
+                for name in rounds.order(number):
+                    variant, probe = by_name[name], rounds.probes[name]
+                    _settle(variant)
+                    with meter.window(name) as window:
+                        probe.begin()
+                        _run_trial(variant, plan.min_trial_s, meter)
+                    probe.end()
+                    variant.windows.append(window)
+            if on_round is not None:
+                on_round(number, plan.max_trials)
+    if on_round is not None and rounds.done < plan.max_trials:
+        on_round(rounds.done, rounds.done)  # stopped early: no more to come
+    return rounds
+
+
+def _settle(variant: _Variant) -> None:
+    """One batch before the trial, outside it: the switch from the previous variant (its
+    weights out of cache, a cold kernel) is not charged to this one's first batches."""
+    variant.model(variant.batches[0])
+    if variant.sync is not None:
+        variant.sync()
+
+
+def _cut(span: Run, variant: _Variant, rounds: Rounds, meter_options: MeterOptions) -> Run:
+    """The variant's run: its trials cut out of the spanning run, with every figure."""
+    probe = rounds.probes[variant.name]
+    base_model = variant.metadata["base_model"]
+    run = cut_run(
+        span,
+        variant.windows,
+        names=[f"trial-{r}" for r in range(1, len(variant.windows) + 1)],
+        name=f"{base_model}/{variant.name}",
+        tags=[*meter_options.get("tags", ()), variant.name, base_model, "inference"],
+        metadata={
+            **span.metadata,
+            **variant.metadata,
+            TRIAL_SERIES: span.id,
+            "trial_positions": rounds.positions(variant.name, len(variant.windows)),
+        },
+        outer=INFERENCE_WINDOW,
+    )
+    run.metadata.update(
+        {**_latency_figures(variant.latencies), **_steady_state_figures(run), **probe.figures()}
     )
     return run
 
 
-def _run_trial(
-    model: nn.Module,
-    batches: list[torch.Tensor],
-    min_trial_s: float,
-    sync: Callable[[], None] | None,
-    meter: EnergyMeter,
-    latencies: list[float],
+def _replace_in_ledger(
+    ledger: str | os.PathLike[str] | Ledger | None, span_id: str, runs: Sequence[Run]
 ) -> None:
-    """Whole passes over the batches until the trial has lasted `min_trial_s`."""
+    """Save the variants' runs and delete the spanning run they were cut from, in one
+    transaction: the ledger holds either, never both (counted twice) nor neither."""
+    from joulemeter.meter.store import Ledger, open_ledger
+
+    store = ledger if isinstance(ledger, Ledger) else open_ledger(ledger)
+    try:
+        spanning = store.existing_ids([span_id])
+        if not spanning:  # the ledger refused its writes: its spool would bring it back beside the cuts
+            log.warning("the interleaved run %s is not in %s to be replaced", span_id[:8], store.location)
+        store.save_runs(runs, replacing=list(spanning))
+    finally:
+        if store is not ledger:
+            store.close()
+
+
+def _run_trial(variant: _Variant, min_trial_s: float, meter: EnergyMeter) -> None:
+    """Whole passes over the variant's batches until the trial has lasted `min_trial_s`."""
+    model, sync, latencies = variant.model, variant.sync, variant.latencies
     start = time.perf_counter()
     while time.perf_counter() - start < min_trial_s:
-        for batch in batches:
+        for batch in variant.batches:
             began = time.perf_counter()
             model(batch)
             if sync is not None:
@@ -245,21 +325,6 @@ def _steady_state_figures(run: Run) -> dict[str, Any]:
         "inference_window_energy_j": steady.total_energy_j,
         "inference_window_s": steady.duration_s,
     }
-
-
-def _store_metadata(
-    ledger: str | os.PathLike[str] | Ledger | None, run_id: str, figures: dict[str, Any]
-) -> None:
-    from joulemeter.meter.store import Ledger, open_ledger
-
-    if isinstance(ledger, Ledger):
-        ledger.update_metadata(run_id, figures)
-        return
-    store = open_ledger(ledger)
-    try:
-        store.update_metadata(run_id, figures)
-    finally:
-        store.close()
 
 
 def _warm_up_peak_memory(

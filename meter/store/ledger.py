@@ -412,12 +412,14 @@ class Ledger:
         """Write a whole finished run at once, samples included (imports, merged runs)."""
         self.save_runs([run])
 
-    def save_runs(self, runs: Sequence[Run]) -> None:
-        """Write several whole runs in one transaction: all of them, or none."""
+    def save_runs(self, runs: Sequence[Run], *, replacing: Sequence[str] = ()) -> None:
+        """Write several whole runs in one transaction: all of them, or none; the runs
+        `replacing` names (whole ids) are deleted in it, as `delete_runs` would."""
         for run in runs:
             _require_json(run)
 
         def work(conn: sa.Connection) -> None:
+            self._delete(conn, list(dict.fromkeys(replacing)))
             for run in runs:
                 self._refuse_existing(conn, run.id)
                 _insert_run(conn, run)
@@ -445,31 +447,33 @@ class Ledger:
         """Remove these runs (whole ids) with all their parts, in one transaction; a run still
         being written by a live process is refused, and so is the whole call. Returns how many."""
         wanted = list(dict.fromkeys(run_ids))
+        return self._transaction(lambda conn: self._delete(conn, wanted), write=True)
 
-        def work(conn: sa.Connection) -> int:
-            runs = schema.runs
-            rows = conn.execute(self._select(runs).where(runs.c.id.in_(wanted))).all() if wanted else []
-            missing = set(wanted) - {r.id for r in rows}
-            if missing:
-                raise RunNotFoundError(f"no run {sorted(missing)[0]!r} in {self.location}; nothing was deleted")
-            here = socket.gethostname()
-            now = datetime.fromisoformat(conn.execute(sa.select(_DatabaseNow())).scalar_one())
-            live = [r for r in rows if r.status == Status.RUNNING.value and not _writer_is_gone(r, here, now)]
-            if live:
-                raise LedgerError(f"run {live[0].id[:8]} ({live[0].name}) is still being metered by process "
-                                  f"{live[0].pid} on {live[0].hostname}: stop it first; nothing was deleted")
-            # parts a crash left beside a merged run go with it: else they would count again
-            leftover = sa.select(runs.c.id).where(
-                runs.c.metadata[(PART_KEY, "merged_run_id")].as_string().in_(wanted),
-                runs.c.metadata[(PART_KEY, "part")].as_boolean(),
-            )
-            gone = [*wanted, *(conn.execute(leftover).scalars() if wanted else [])]
-            for table in _PART_TABLES:  # explicit, not only ON DELETE CASCADE: SQLite may have it off
-                conn.execute(sa.delete(table).where(table.c.run_id.in_(gone)))
-            conn.execute(sa.delete(runs).where(runs.c.id.in_(gone)))
-            return len(rows)
-
-        return self._transaction(work, write=True)
+    def _delete(self, conn: sa.Connection, wanted: list[str]) -> int:
+        """`delete_runs` inside the caller's transaction."""
+        if not wanted:
+            return 0
+        runs = schema.runs
+        rows = conn.execute(self._select(runs).where(runs.c.id.in_(wanted))).all()
+        missing = set(wanted) - {r.id for r in rows}
+        if missing:
+            raise RunNotFoundError(f"no run {sorted(missing)[0]!r} in {self.location}; nothing was deleted")
+        here = socket.gethostname()
+        now = datetime.fromisoformat(conn.execute(sa.select(_DatabaseNow())).scalar_one())
+        live = [r for r in rows if r.status == Status.RUNNING.value and not _writer_is_gone(r, here, now)]
+        if live:
+            raise LedgerError(f"run {live[0].id[:8]} ({live[0].name}) is still being metered by process "
+                              f"{live[0].pid} on {live[0].hostname}: stop it first; nothing was deleted")
+        # parts a crash left beside a merged run go with it: else they would count again
+        leftover = sa.select(runs.c.id).where(
+            runs.c.metadata[(PART_KEY, "merged_run_id")].as_string().in_(wanted),
+            runs.c.metadata[(PART_KEY, "part")].as_boolean(),
+        )
+        gone = [*wanted, *conn.execute(leftover).scalars()]
+        for table in _PART_TABLES:  # explicit, not only ON DELETE CASCADE: SQLite may have it off
+            conn.execute(sa.delete(table).where(table.c.run_id.in_(gone)))
+        conn.execute(sa.delete(runs).where(runs.c.id.in_(gone)))
+        return len(rows)
 
     def rename_run(self, run_id: str, name: str) -> None:
         """Give a run (whole id) a new name."""

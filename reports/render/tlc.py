@@ -97,8 +97,8 @@ def models_section(summary: TLCSummary) -> str:
         "<section><h2>Every model against the small one</h2>"
         f"<p>Lifecycle = training + compression + {page.escape_text(fmt.count(summary.queries))} queries "
         "at the measured energy per query. Training and compression were metered once; the "
-        "intervals come from the repeated inference trials (95 %, Welch on log figures) and, for "
-        "accuracy, the Wilson interval over the test set.</p>"
+        f"intervals come from the repeated inference trials (95 %, {page.escape_text(_methods(summary))}) "
+        "and, for accuracy, the Wilson interval over the test set.</p>"
         + page.table(
             "<tr><th>Model</th><th>Steps</th><th>Accuracy (95 % CI)</th><th>Per 1,000 queries</th>"
             "<th>vs small (95 % CI)</th><th>Training</th><th>Compression</th><th>Lifecycle</th>"
@@ -131,6 +131,12 @@ def _row(summary: TLCSummary, model: ModelFigures) -> str:
     return f'<tr><td class="name">{page.escape_text(model.name)}</td>' + "".join(
         f'<td class="{"num words" if words else "num"}">{page.escape_text(text)}</td>' for text, words in cells
     ) + "</tr>"
+
+
+def _methods(summary: TLCSummary) -> str:
+    """How the models' energy intervals were computed (Welch, or paired by round)."""
+    methods = sorted({m.figures.interval.method for m in summary.models if m.figures.interval is not None})
+    return " and ".join(methods) or "none: no model had repeated trials"
 
 
 def _accuracy(model: ModelFigures) -> str:
