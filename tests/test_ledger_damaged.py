@@ -75,11 +75,12 @@ def test_salvage_copies_every_readable_run_and_says_which_lost_their_samples(dam
     before = _sha(damaged)
     result = salvage(damaged, tmp_path / "new.sqlite")
     assert len(result.copied) == RUNS and not result.lost
-    assert 1 <= len(result.without_samples) < RUNS
+    without_samples = [i for i, lost in result.partial.items() if lost == ["samples"]]
+    assert 1 <= len(without_samples) == len(result.partial) < RUNS
     with open_ledger(tmp_path / "new.sqlite", for_reading=True) as book:
         assert book.damage is None and book.count_runs() == RUNS
-        partial = book.get_run(result.without_samples[0])
-        whole = book.get_run(next(i for i in result.copied if i not in result.without_samples))
+        partial = book.get_run(without_samples[0])
+        whole = book.get_run(next(i for i in result.copied if i not in without_samples))
     assert partial.samples == [] and "damaged pages" in partial.metadata["salvaged"]
     assert partial.total_energy_j == whole.total_energy_j == make_run().total_energy_j  # its figures kept
     assert len(whole.samples) == 600
@@ -198,3 +199,9 @@ def test_a_damaged_index_alone_loses_nothing_the_table_is_read_without_it(tmp_pa
     assert len(result.copied) == 3 and "energy" not in {t for p in result.partial.values() for t in p}
     with open_ledger(tmp_path / "new.sqlite", for_reading=True) as book:
         assert [r.total_energy_j for r in book.list_runs()] == [make_run().total_energy_j] * 3
+
+
+def test_salvage_says_which_runs_lost_which_parts(energy_damaged: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["salvage", str(energy_damaged), str(tmp_path / "new.sqlite")])
+    assert result.exit_code == 0, result.output
+    assert "copied 5 of 5 runs" in result.output and "5 of them without their energy" in result.output

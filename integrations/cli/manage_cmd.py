@@ -116,14 +116,18 @@ def salvage(
 ) -> None:
     """Copy every run that can still be read from a damaged ledger into a new one."""
     from joulemeter.meter.store.salvage import salvage as copy_readable
+    from joulemeter.meter.store.salvage import words
 
     result = copy_readable(damaged, target)
     total = len(result.copied) + len(result.lost)
     say = functools.partial(stdout.print, highlight=False, markup=False, soft_wrap=True)
     say(f"copied {len(result.copied):,} of {total:,} runs into {target}")
-    if result.without_samples:
-        say(f"{len(result.without_samples):,} of them without their samples (in damaged pages): "
-            + ", ".join(i[:8] for i in result.without_samples))
+    by_loss: dict[tuple[str, ...], list[str]] = {}
+    for run_id, lost in result.partial.items():
+        by_loss.setdefault(tuple(lost), []).append(run_id)
+    for lost, run_ids in by_loss.items():
+        say(f"{len(run_ids):,} of them without their {words(lost)} (in damaged pages): "
+            + ", ".join(i[:8] for i in run_ids))
     if result.lost or result.unreadable:
         say("unreadable, not copied: " + ", ".join([*(i[:8] for i in result.lost), *result.unreadable]))
     say(f"check it with `joulemeter runs --ledger {target}`; then move {damaged} (with its -wal and -shm "

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -39,7 +39,6 @@ class Salvage:
 
     copied: list[str] = field(default_factory=list)
     partial: dict[str, list[str]] = field(default_factory=dict)  # run id -> tables of its lost parts
-    without_samples: list[str] = field(default_factory=list)  # those of `partial` that lost their samples
     lost: list[str] = field(default_factory=list)  # ids of runs that could not be read
     unreadable: list[str] = field(default_factory=list)  # rows of the runs table that could not be read
 
@@ -93,12 +92,10 @@ def read_what_can_be_read(book: Ledger, ref: str, salvage: Salvage | None = None
         return None
     if lost:
         log.warning("run %s: its %s are in damaged pages of %s; read without them",
-                    run.id[:8], _words(lost), book.location)
+                    run.id[:8], words(lost), book.location)
         _mark(run, lost, book.location)
         if salvage is not None:
             salvage.partial[run.id] = lost
-            if "samples" in lost:
-                salvage.without_samples.append(run.id)
     return run
 
 
@@ -148,11 +145,12 @@ def _matches(run: Run, project: str | None, tag: str | None, name: str | None, s
 
 def _mark(run: Run, lost: list[str], location: str) -> None:
     """Name in the run's metadata the parts of it that were in damaged pages."""
-    run.metadata["salvaged"] = f"its {_words(lost)} were in damaged pages of {location} and are lost"
+    run.metadata["salvaged"] = f"its {words(lost)} were in damaged pages of {location} and are lost"
     run.metadata[LOST_KEY] = list(lost)
 
 
-def _words(tables: list[str]) -> str:
+def words(tables: Sequence[str]) -> str:
+    """Names in words: "energy", "energy and windows", "domains, energy and windows"."""
     return tables[0] if len(tables) == 1 else ", ".join(tables[:-1]) + " and " + tables[-1]
 
 
