@@ -127,6 +127,21 @@ def test_the_interval_is_said_in_the_verdicts_own_terms() -> None:
     assert low <= headline <= high
 
 
+@pytest.mark.parametrize(("low", "high", "said"), [
+    (0.90, 0.94, "1.06–1.11× less"),  # two figures would say "1.1–1.1× less"
+    (0.30, 0.40, "2.5–3.3× less"),
+    (0.97, 1.03, "0.97–1.0×"),
+    (1.001, 1.002, "1.001–1.002× more"),
+])
+def test_an_intervals_ends_never_read_alike(low: float, high: float, said: str) -> None:
+    from joulemeter.reports.confidence import RatioInterval
+    from joulemeter.reports.render.wording import interval_text
+
+    interval = RatioInterval(ratio=(low * high) ** 0.5, low=low, high=high, baseline_trials=5,
+                             candidate_trials=5, model_band_included=False)
+    assert interval_text(interval) == f"95 % CI {said}"
+
+
 # -- trials paired by round ------------------------------------------------------------
 
 

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 _CELL_CHARS = 40
 #: compare's tables keep run names up to this long whole; longer ones fold
 _WHOLE_NAME_CHARS = 24
-#: compare's verdicts ("no measurable difference (0.95×–1.0×)") wrap at this width
+#: compare's verdicts ("no measurable difference (0.95–1.0×)") wrap at this width
 _VERDICT_CHARS = 18
 #: Report formats that are data (full values kept), not documents for people
 _DATA_FORMATS = ("json", "csv")

@@ -116,7 +116,7 @@ def comparison_bars(comparison: Comparison) -> str:
 
 def _widen_for(figure: Figure, ax, notes: list) -> None:
     """Widen the x axis until every note written beside its bar ends inside the axes: a
-    long verdict ("no measurable difference (0.95×–1.0×)") would run past the frame."""
+    long verdict ("no measurable difference (0.95–1.0×)") would run past the frame."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     canvas = FigureCanvasAgg(figure)

@@ -35,16 +35,16 @@ def ratio_words(ratio: float | None) -> str:
     return f"{text} {'less' if ratio < 1 else 'more'}"
 
 
-def factor_text(ratio: float) -> str:
-    """A ratio as a factor for a reader, two significant figures: 1.34 -> '1.3×', 0.2 ->
+def factor_text(ratio: float, digits: int = 2) -> str:
+    """A ratio as a factor for a reader, `digits` significant figures: 1.34 -> '1.3×', 0.2 ->
     '0.2×', 25 -> '25×', 23,884 -> '24,000×', 5.09e11 -> '5.1 × 10¹¹×'."""
     if ratio < 1:
-        return f"{ratio:.2g}×"
+        return f"{ratio:.{digits}g}×"
     if ratio < 10:
-        return f"{ratio:.1f}×"
+        return f"{ratio:.{digits - 1}f}×"
     if ratio < _LARGE_FACTOR:
-        return f"{round(ratio, 1 - math.floor(math.log10(ratio))):,.0f}×"
-    return f"{fmt.power_of_ten(ratio, digits=2)}×"
+        return f"{round(ratio, digits - 1 - math.floor(math.log10(ratio))):,.0f}×"
+    return f"{fmt.power_of_ten(ratio, digits=digits)}×"
 
 
 def interval_text(interval: RatioInterval) -> str:
@@ -55,14 +55,20 @@ def interval_text(interval: RatioInterval) -> str:
 
 def _bounds(interval: RatioInterval) -> str:
     """The interval as a reader compares it with the verdict: '2.3–2.9× less', '1.2–1.5× more',
-    or '0.95–1.1×' (of the baseline) when the interval holds 1."""
+    or '0.95–1.1×' (of the baseline) when the interval holds 1; with a third or fourth
+    significant figure where two would show its ends alike ('1.06–1.11× less', not '1.1–1.1×')."""
     from joulemeter.reports.confidence import Verdict
 
+    low, high, suffix = interval.low, interval.high, ""
     if interval.verdict is Verdict.LESS:
-        return f"{factor_text(1 / interval.high).rstrip('×')}–{factor_text(1 / interval.low)} less"
-    if interval.verdict is Verdict.MORE:
-        return f"{factor_text(interval.low).rstrip('×')}–{factor_text(interval.high)} more"
-    return f"{factor_text(interval.low)}–{factor_text(interval.high)}"
+        low, high, suffix = 1 / interval.high, 1 / interval.low, " less"
+    elif interval.verdict is Verdict.MORE:
+        suffix = " more"
+    for digits in (2, 3, 4):
+        low_text, high_text = factor_text(low, digits), factor_text(high, digits)
+        if low_text != high_text:
+            break
+    return f"{low_text.rstrip('×')}–{high_text}{suffix}"
 
 
 def verdict_words(ratio: float | None, interval: RatioInterval | None) -> str:
