@@ -91,9 +91,12 @@ class CompressionSummary:
 
     def lifetime_saving(self, variant: VariantFigures) -> Footprint | None:
         """Serving with `variant` instead of the baseline over the lifetime, production
-        included: a footprint of the joules saved (None if unknown or not a saving)."""
+        included: a footprint of the joules saved (None if unknown, not a saving, or a saving
+        its trials did not measure beyond noise)."""
         base = self.baseline_figures
         if variant is base or variant.lifetime_energy_j is None or base.serving is None:
+            return None
+        if variant.saving_not_measured:
             return None
         saved = base.serving.energy_j - variant.lifetime_energy_j
         return footprint(saved, self.factors, provenance=Provenance.ESTIMATED) if saved > 0 else None

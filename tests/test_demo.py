@@ -112,6 +112,22 @@ def test_a_variant_that_saves_nothing_never_breaks_even(summary):
     assert summary.lifetime_saving(pruned) is None
 
 
+def test_a_saving_its_trials_did_not_measure_is_not_projected(summary):
+    import dataclasses
+
+    from joulemeter.reports.confidence import RatioInterval
+
+    noisy = RatioInterval(ratio=0.4, low=0.2, high=1.3, baseline_trials=3, candidate_trials=3,
+                          model_band_included=False)
+    int8 = dataclasses.replace(figures(summary, "int8"), interval=noisy)
+    assert summary.lifetime_saving(int8) is None  # 3 J lower on average, but within the noise
+    others = [v for v in summary.variants if v.variant != "int8"]
+    page = render_compression_html(dataclasses.replace(summary, variants=[*others, int8]))
+    projection = page[page.index("Lifetime projection"):]
+    assert "no saving measured beyond noise" in projection
+    assert "Switching to int8 saves" not in page
+
+
 def test_a_variant_without_a_production_run_says_so_instead_of_assuming_zero(summary):
     distilled = figures(summary, "distilled")
     assert distilled.production is None and distilled.break_even is None

@@ -189,7 +189,7 @@ def _lifetime_section(
         rows.append(
             f"<tr><td>{page.escape_text(v.variant)}</td>"
             + "".join(f'<td class="num">{page.escape_text(cell)}</td>' for cell in cells)
-            + f"<td>{page.escape_text(_equivalence_text(saving))}</td></tr>"
+            + f"<td>{page.escape_text(_saving_words(v, saving))}</td></tr>"
         )
     notes = "".join(f"<li>{page.escape_text(text)}</li>" for _, text in equivalences)
     return (
@@ -232,6 +232,13 @@ def _shown_equivalences(summary: CompressionSummary) -> list[tuple[Equivalence, 
         if eq is not None:
             out.append((eq, f"Switching to {v.variant} saves ≈ {eq.text}"))
     return out
+
+
+def _saving_words(variant: VariantFigures, saving: Footprint | None) -> str:
+    """What the lifetime saving is like, or why there is none to speak of."""
+    if saving is None and variant.saving_not_measured:
+        return "no saving measured beyond noise"
+    return _equivalence_text(saving)
 
 
 def _equivalence_text(saving: Footprint | None) -> str:
