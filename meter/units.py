@@ -13,6 +13,7 @@ HOURS_PER_YEAR = 365.25 * HOURS_PER_DAY  # a Julian year
 J_PER_WH = S_PER_HOUR  # 1 W for 1 h
 J_PER_KWH = 1000.0 * J_PER_WH  # 3.6 MJ
 KWH_PER_MWH = 1000.0
+L_PER_US_GALLON = 3.785411784  # exact: 231 cubic inches (1959 international yard)
 J_PER_MILLIJOULE = 1e-3
 J_PER_MICROJOULE = 1e-6
 W_PER_MILLIWATT = 1e-3

@@ -149,7 +149,8 @@ def normalise_name(text: str) -> str:
 
 
 @functools.cache
-def _codecarbon_data() -> Any:
+def codecarbon_data() -> Any:
+    """CodeCarbon's bundled data (grid intensities, generation mixes), loaded once."""
     from codecarbon.input import DataSource  # heavy: imported only when factors are needed
 
     return DataSource()
@@ -157,7 +158,7 @@ def _codecarbon_data() -> Any:
 
 @functools.cache
 def _world_average() -> tuple[float, Citation]:
-    per_source = _codecarbon_data().get_carbon_intensity_per_source_data()
+    per_source = codecarbon_data().get_carbon_intensity_per_source_data()
     citation = Citation(
         "IEA Global Energy & CO2 Status Report 2019, world average (via CodeCarbon)",
         2019,
@@ -170,7 +171,7 @@ def _country_regions() -> list[_Region]:
     import pycountry  # a dependency of codecarbon
 
     out = []
-    for alpha3, row in _codecarbon_data().get_global_energy_mix_data().items():
+    for alpha3, row in codecarbon_data().get_global_energy_mix_data().items():
         country = pycountry.countries.get(alpha_3=alpha3)
         names = {row["country_name"]}
         if country is not None:
@@ -190,7 +191,7 @@ def _country_regions() -> list[_Region]:
 
 
 def _us_state_regions() -> list[_Region]:
-    data = _codecarbon_data().get_country_emissions_data("usa")
+    data = codecarbon_data().get_country_emissions_data("usa")
     source = data["_source"]
     citation = Citation(f"{source['name']} (via CodeCarbon)", int(source["year"]), source.get("url"))
     out = []
@@ -213,7 +214,7 @@ def _canada_province_regions() -> list[_Region]:
     from codecarbon.core.units import Energy
     from codecarbon.external.geography import GeoMetadata
 
-    emissions = Emissions(_codecarbon_data())
+    emissions = Emissions(codecarbon_data())
     one_kwh = Energy.from_energy(kWh=1)
     codes = {normalise_name(s.name): s.code for s in pycountry.subdivisions.get(country_code="CA")}
     citation = Citation(
@@ -223,7 +224,7 @@ def _canada_province_regions() -> list[_Region]:
         "https://github.com/responsibleproblemsolving/energy-usage#conversion-to-co2",
     )
     out = []
-    for name in _codecarbon_data().get_country_energy_mix_data("can"):
+    for name in codecarbon_data().get_country_energy_mix_data("can"):
         code = codes.get(normalise_name(name))
         if code is None:
             logger.debug("skipping Canadian province %s: no ISO 3166-2 code", name)
@@ -235,7 +236,7 @@ def _canada_province_regions() -> list[_Region]:
 
 
 def _china_province_regions() -> list[_Region]:
-    data = _codecarbon_data().get_china_provincial_emissions_data()
+    data = codecarbon_data().get_china_provincial_emissions_data()
     meta = data["metadata"]
     citation = Citation(f"{meta['source']} (via CodeCarbon)", int(meta["year"]), meta.get("source_url"))
     return [
@@ -247,7 +248,7 @@ def _china_province_regions() -> list[_Region]:
 
 def _nordic_zone_regions() -> list[_Region]:
     """Swedish and Norwegian bidding zones as "SE-SE1", "NO-NO4" (also "SE1"); Finland is a country."""
-    data = _codecarbon_data().get_nordic_country_energy_mix_data()
+    data = codecarbon_data().get_nordic_country_energy_mix_data()
     source = data["metadata"]["source"]
     out = []
     for zone, row in data["data"].items():
@@ -399,12 +400,14 @@ def resolve_factors(
     pue: float | str | None = None,
     price_per_kwh: float | None = None,
     currency: str | None = None,
+    warn_if_default: bool = True,
 ) -> Factors:
     """Factors for a country or region (ISO alpha-2/alpha-3, English name, "US-CA", "quebec").
 
     Explicit values override the looked-up ones. "WORLD" asks for the world average on
     purpose; with no country and no intensity it is used as a stand-in, and
-    `intensity_is_default` says so (and a warning is logged once).
+    `intensity_is_default` says so (and a warning is logged once, unless `warn_if_default`
+    is False: a caller that applies them only to runs with no recorded place says so itself).
     """
     if intensity_g_per_kwh is not None and not intensity_g_per_kwh >= 0:
         raise FactorError(f"grid intensity {intensity_g_per_kwh} g/kWh is negative: give a value ≥ 0")
@@ -425,7 +428,7 @@ def resolve_factors(
         code, name, country_code = WORLD, "World", WORLD
         intensity, citation = _world_average()
         is_default = intensity_g_per_kwh is None and not asked_for_world
-        if is_default:
+        if is_default and warn_if_default:
             _warn_world_default(intensity, citation)
     if intensity_g_per_kwh is not None:
         intensity, citation, method = float(intensity_g_per_kwh), Citation("user-supplied", None), None

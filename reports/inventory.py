@@ -42,7 +42,7 @@ from joulemeter.reports.accounting import provenance_band, uncertainty_bands
 from joulemeter.reports.embodied import Assumptions, Rate, footprints, hardware_for_device, rate
 from joulemeter.reports.factors import Factors, location_grid, resolve_factors
 from joulemeter.reports.scope2 import GUIDANCE, MarketInstruments, Scope2, allocate_certificates, scope2_of
-from joulemeter.reports.water import WUE_DEFINITION, WaterFactors, resolve_water
+from joulemeter.reports.water import WUE_DEFINITION, WaterFactors, resolve_water, water
 
 if TYPE_CHECKING:
     from joulemeter.meter.store import Ledger
@@ -468,14 +468,13 @@ class _Accounting:
         return self._rates[device]
 
     def _water(self, t: Totals, joules: float, bounds: tuple[float, float], grid_water: WaterFactors) -> None:
-        """On-site water at the report's WUE, off-site at the water intensity of the run's grid."""
-        kwh = joules / J_PER_KWH
-        wue, ewif, pue = self.water.wue_l_per_kwh, grid_water.ewif_l_per_kwh, self.factors.pue
-        if wue is not None:
-            t.onsite_water_l.add(kwh * wue, (bounds[0] / J_PER_KWH * wue, bounds[1] / J_PER_KWH * wue))
-        if ewif is not None:
-            per_j = pue * ewif / J_PER_KWH
-            t.offsite_water_l.add(joules * per_j, (bounds[0] * per_j, bounds[1] * per_j))
+        """On-site water at the report's WUE, off-site at the water intensity of the run's grid
+        (its range widened by that intensity's own, where it was estimated from the mix)."""
+        litres = water(joules, bounds, self.factors.pue, grid_water)
+        if litres.onsite_l is not None:
+            t.onsite_water_l.add(litres.onsite_l, litres.onsite_l_range)
+        if litres.offsite_l is not None:
+            t.offsite_water_l.add(litres.offsite_l, litres.offsite_l_range)
 
 
 def _on_grid(base: Factors, grid: Factors) -> Factors:
@@ -621,11 +620,13 @@ def _methodology(acc: _Accounting) -> list[Method]:
     lines.append(Method("On-site water (WUE)", wue_text, water.wue_citation))
     for grid in acc.used().values():
         grid_water = grid.water
-        ewif_text = (f"{grid_water.ewif_l_per_kwh:g} L per kWh generated ({grid_water.ewif_region}) × facility energy"
+        ewif_text = (f"{grid_water.ewif_l_per_kwh:.3g} L per kWh generated ({grid_water.ewif_region}: "
+                     f"{grid_water.ewif_basis}) × facility energy"
                      if grid_water.ewif_l_per_kwh is not None else f"no factor for {grid.factors.region_name}: not estimated")
         lines.append(Method("Off-site water (electricity)", ewif_text, grid_water.ewif_citation))
     lines.append(Method("Water method", "on-site = WUE × device kWh; off-site = water intensity × facility kWh "
-                        "(Li, Yang, Islam & Ren 2023, §3); estimates, ranges from the energy's band only",
+                        "(Li, Yang, Islam & Ren 2023, §3); estimates, ranges from the energy's band, widened by the "
+                        "water intensity's own range where it was estimated from a generation mix",
                         Citation("Li, Yang, Islam & Ren, Making AI Less 'Thirsty'", 2023, "https://arxiv.org/abs/2304.03271")))
     lines.append(Method("Totals and ranges", "each total adds its runs; a range adds their low and high ends "
                         "(the widest envelope: errors of runs measured alike do not cancel)"))

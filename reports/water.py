@@ -4,10 +4,16 @@
     off-site L = EWIF (L per kWh generated) × facility kWh (device × PUE)
 
 Li, Yang, Islam & Ren, "Making AI Less 'Thirsty'" (arXiv 2304.03271), §3. WUE presets are in
-`reports/data/water_wue.csv` (or a number the user gives), water intensities of electricity per
-country in `reports/data/water_electricity.csv`, each with its source and year. Both are
-estimates: their range is the energy's uncertainty band carried through (no source gives a
-range for the factors themselves); a missing factor leaves its part a labelled gap, not zero.
+`reports/data/water_wue.csv` (or a number the user gives). The EWIF of a country is its cited
+factor in `reports/data/water_electricity.csv` where there is one; otherwise it is estimated
+from its generation mix (CodeCarbon's global_energy_mix.json, the mix its grid intensity comes
+from) × the water each technology consumes per MWh (`reports/data/water_generation.csv`,
+Macknick et al.), with a range over cooling types and hydropower's contested evaporation:
+
+    EWIF = Σ share of technology × its consumption factor (central, low and high alike)
+
+All are estimates: the energy's uncertainty band is carried through, widened by the factor's
+range where it has one; a missing factor leaves its part a labelled gap, not zero.
 """
 
 from __future__ import annotations
@@ -18,8 +24,8 @@ from typing import Any
 
 from joulemeter.meter.errors import FactorError
 from joulemeter.meter.tables import Citation
-from joulemeter.meter.units import J_PER_KWH
-from joulemeter.reports.factors import Factors, data_table
+from joulemeter.meter.units import J_PER_KWH, KWH_PER_MWH, L_PER_US_GALLON
+from joulemeter.reports.factors import Factors, codecarbon_data, data_table
 
 WUE_DEFINITION = "litres of on-site water per kWh of IT energy (The Green Grid's WUE)"
 
@@ -45,6 +51,19 @@ class ElectricityWater:
 
 
 @dataclass(frozen=True)
+class GenerationWater:
+    """A row of water_generation.csv: US gallons of water a technology consumes per MWh it
+    generates, central and range; `technology` names its `<technology>_TWh` column in the mix."""
+
+    technology: str
+    gal_per_mwh: float
+    gal_per_mwh_low: float
+    gal_per_mwh_high: float
+    description: str
+    citation: Citation
+
+
+@dataclass(frozen=True)
 class WaterFactors:
     """The two water factors a footprint uses; None where none is known (a gap, said so)."""
 
@@ -54,6 +73,8 @@ class WaterFactors:
     ewif_l_per_kwh: float | None
     ewif_region: str | None
     ewif_citation: Citation | None
+    ewif_range_l_per_kwh: tuple[float, float] | None = None  # None: the cited factor has no range
+    ewif_basis: str | None = None  # a cited factor, or the mix it was estimated from; None without one
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -61,7 +82,20 @@ class WaterFactors:
             "wue_citation": None if self.wue_citation is None else self.wue_citation.to_dict(),
             "ewif_l_per_kwh": self.ewif_l_per_kwh, "ewif_region": self.ewif_region,
             "ewif_citation": None if self.ewif_citation is None else self.ewif_citation.to_dict(),
+            "ewif_range_l_per_kwh": None if self.ewif_range_l_per_kwh is None else list(self.ewif_range_l_per_kwh),
+            "ewif_basis": self.ewif_basis,
         }
+
+
+@dataclass(frozen=True)
+class MixWater:
+    """A country's water intensity of electricity estimated from its generation mix (L/kWh)."""
+
+    region: str  # ISO alpha-3
+    l_per_kwh: float
+    range_l_per_kwh: tuple[float, float]
+    mix_year: int
+    citation: Citation
 
 
 @dataclass(frozen=True)
@@ -93,6 +127,38 @@ def _electricity_water() -> dict[str, ElectricityWater]:
     return {row.region: row for row in data_table("water_electricity.csv", ElectricityWater)}
 
 
+def generation_water() -> dict[str, GenerationWater]:
+    """Technology -> row of water_generation.csv."""
+    return {row.technology: row for row in data_table("water_generation.csv", GenerationWater)}
+
+
+@functools.cache
+def mix_water(country: str) -> MixWater | None:
+    """The EWIF of a country (alpha-3) from its generation mix × each technology's consumption,
+    None where the mix has no such country or no generation."""
+    mix = codecarbon_data().get_global_energy_mix_data().get(country)
+    if mix is None:
+        return None
+    per_technology = generation_water()
+    twh = {tech: float(mix.get(f"{tech}_TWh") or 0.0) for tech in per_technology}
+    total = sum(twh.values())
+    if not total > 0:
+        return None
+    shares = {tech: value / total for tech, value in twh.items()}
+
+    def weighted(column: str) -> float:
+        gal = sum(share * getattr(per_technology[tech], column) for tech, share in shares.items())
+        return gal * L_PER_US_GALLON / KWH_PER_MWH
+
+    year = int(mix["year"])
+    citation = Citation(f"joulemeter estimate: water consumed per MWh by technology (Macknick et al. 2012; "
+                        f"hydropower NREL 2011; water_generation.csv) × {mix['country_name']}'s {year} generation mix "
+                        "(Our World in Data / Ember, via CodeCarbon global_energy_mix.json)",
+                        year, "https://doi.org/10.1088/1748-9326/7/4/045802")
+    return MixWater(country, weighted("gal_per_mwh"),
+                    (weighted("gal_per_mwh_low"), weighted("gal_per_mwh_high")), year, citation)
+
+
 def country_of(region: str) -> str | None:
     """The ISO alpha-3 country of a region code from factors ("USA", "US-CA" -> "USA"), None for WORLD."""
     import pycountry  # a dependency of codecarbon, already loaded by factors
@@ -121,13 +187,22 @@ def resolve_water(factors: Factors, wue: float | str | None = None) -> WaterFact
         if not wue_value >= 0:
             raise FactorError(f"WUE {wue_value} L/kWh is negative or not a number: give a value ≥ 0", parameter="wue")
         basis, wue_citation = "as given", None
+    on_site = dict(wue_l_per_kwh=wue_value, wue_basis=basis, wue_citation=wue_citation)
     country = country_of(factors.region)
     row = None if country is None else _electricity_water().get(country)
+    if row is not None:
+        return WaterFactors(**on_site, ewif_l_per_kwh=row.l_per_kwh, ewif_region=row.region,
+                            ewif_citation=row.citation, ewif_basis=f"cited factor: {row.description}")
+    estimated = None if country is None else mix_water(country)
+    if estimated is None:
+        return WaterFactors(**on_site, ewif_l_per_kwh=None, ewif_region=None, ewif_citation=None)
+    low, high = estimated.range_l_per_kwh
     return WaterFactors(
-        wue_l_per_kwh=wue_value, wue_basis=basis, wue_citation=wue_citation,
-        ewif_l_per_kwh=None if row is None else row.l_per_kwh,
-        ewif_region=None if row is None else row.region,
-        ewif_citation=None if row is None else row.citation,
+        **on_site, ewif_l_per_kwh=estimated.l_per_kwh, ewif_region=estimated.region,
+        ewif_citation=estimated.citation, ewif_range_l_per_kwh=estimated.range_l_per_kwh,
+        ewif_basis=(f"estimated from {estimated.region}'s {estimated.mix_year} generation mix × water consumed "
+                    f"per MWh by technology; {low:.2f}–{high:.2f} L/kWh over cooling types and hydropower's "
+                    "evaporation"),
     )
 
 
@@ -137,7 +212,8 @@ def water(
     pue: float,
     factors: WaterFactors,
 ) -> Water:
-    """On-site and off-site litres of `device_energy_j` (its range, if any, carried through)."""
+    """On-site and off-site litres of `device_energy_j` (its range, if any, carried through, and
+    off-site widened by the EWIF's own range where it has one)."""
     bounds = device_range_j or (device_energy_j, device_energy_j)
     onsite = offsite = None
     onsite_range = offsite_range = None
@@ -145,7 +221,7 @@ def water(
         onsite = device_energy_j / J_PER_KWH * factors.wue_l_per_kwh
         onsite_range = (bounds[0] / J_PER_KWH * factors.wue_l_per_kwh, bounds[1] / J_PER_KWH * factors.wue_l_per_kwh)
     if factors.ewif_l_per_kwh is not None:
-        per_j = pue * factors.ewif_l_per_kwh / J_PER_KWH
-        offsite = device_energy_j * per_j
-        offsite_range = (bounds[0] * per_j, bounds[1] * per_j)
+        ewif_low, ewif_high = factors.ewif_range_l_per_kwh or (factors.ewif_l_per_kwh,) * 2
+        offsite = device_energy_j * pue * factors.ewif_l_per_kwh / J_PER_KWH
+        offsite_range = (bounds[0] * pue * ewif_low / J_PER_KWH, bounds[1] * pue * ewif_high / J_PER_KWH)
     return Water(onsite, onsite_range, offsite, offsite_range)

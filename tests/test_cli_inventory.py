@@ -98,7 +98,7 @@ def test_embodied_and_water_options_change_the_figures(app, ledger):
     assert longer["embodied_kg_co2e"]["value"] == pytest.approx(base["embodied_kg_co2e"]["value"] / 2)
     assert base["onsite_water_l"]["value"] is None
     assert totals("--wue", "aws-2021")["onsite_water_l"]["value"] > 0
-    covered = totals("--embodied-kg", "H200-SXM=1000", "--life-years", "5", "--utilization", "0.8")
+    covered = totals("--embodied-kg", "L4=1000", "--life-years", "5", "--utilization", "0.8")
     assert covered["embodied_gaps_device_hours"] == {}
 
 
@@ -123,3 +123,22 @@ def test_bad_options_exit_2_with_a_clear_message(app, ledger, args, message):
     result = runner.invoke(app, ["inventory", "--ledger", ledger, *FACTOR_ARGS, *args])
     assert result.exit_code == 2
     assert message in result.output
+
+
+@pytest.mark.parametrize("countries,warned", [(["DE", "FR"], False), (["DE", None], True)])
+def test_the_world_average_is_said_only_where_a_run_recorded_no_place(tmp_path, countries, warned):
+    import subprocess
+    import sys
+
+    runs = [metered(c or "DE", 1e6) for c in countries]
+    for run, country in zip(runs, countries):
+        if country is None:
+            run.location = None
+    path = tmp_path / "ledger.sqlite"
+    with open_ledger(path) as book:
+        book.save_runs(runs)
+    out = subprocess.run([sys.executable, "-m", "joulemeter.integrations.cli", "inventory", "--ledger", str(path)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "no country given" not in out.stderr  # the inventory's own note says it, for the runs it concerns
+    assert ("the world average: no country given" in out.stdout) is warned

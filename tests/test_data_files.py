@@ -16,11 +16,12 @@ from joulemeter.reports.factors import normalise_name, read_table
 
 CITED_TABLES = ("prices.csv", "equivalences.csv", "hardware.csv", "published_runs.csv", "pue.csv",
                 "uncertainty.csv", "eu_members.csv", "cloud_regions.csv", "embodied.csv", "water_wue.csv",
-                "water_electricity.csv")
+                "water_electricity.csv", "water_generation.csv")
 KEY_COLUMN = {"prices.csv": "region", "equivalences.csv": "key", "hardware.csv": "name",
               "published_runs.csv": "name", "pue.csv": "preset", "uncertainty.csv": "provenance",
               "eu_members.csv": "alpha3", "cloud_regions.csv": "region",
-              "embodied.csv": "key", "water_wue.csv": "preset", "water_electricity.csv": "region"}
+              "embodied.csv": "key", "water_wue.csv": "preset", "water_electricity.csv": "region",
+              "water_generation.csv": "technology"}
 # Rows that are definitions, not measured figures: (table, key) -> why they carry no source.
 UNSOURCED_DEFINITIONS = {("pue.csv", "device"): "PUE 1.0 means 'measured at the device', a definition"}
 KG_PER_LB = 0.45359237  # exact, 1959 international yard and pound agreement
@@ -34,7 +35,7 @@ REQUIRED_EQUIVALENCES = {
     "car_km", "flight_ny_sf", "smartphone_charges", "tv_hours", "tree_seedlings_10yr",
 }
 REQUIRED_HARDWARE = {"V100-SXM2", "V100-PCIe", "A100-SXM", "A100-PCIe-40GB", "A100-PCIe-80GB", "H100-SXM",
-                     "H100-PCIe", "H200-SXM", "L4", "T4", "A10", "A10G", "RTX-3090", "RTX-4090", "TPU-v2",
+                     "H100-PCIe", "H200-SXM", "B200", "L4", "T4", "A10", "A10G", "RTX-3090", "RTX-4090", "TPU-v2",
                      "TPU-v3", "TPU-v4"}
 REQUIRED_RUNS = {"gpt-3", "t5-11b", "meena", "gshard-600b", "switch-transformer", "megatron-lm-8.3b",
                  "bert-base", "bert-large", "bloom-176b", "llama-2-70b", "llama-3-70b", "llama-3.1-405b"}

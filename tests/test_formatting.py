@@ -40,6 +40,13 @@ def test_emissions_go_down_to_milligrams_and_micrograms(kg, text):
     assert formatting.co2e(kg) == text
 
 
+@pytest.mark.parametrize(("litres", "text"), [
+    (4.9e-6, "4.90 µL"), (0.312, "312 mL"), (1.2, "1.20 L"), (5.4e6, "5.40 ML"), (0.0, "0 L"), (None, "—"),
+])
+def test_water_is_scaled_to_a_prefix_not_a_row_of_zeros(litres, text):
+    assert formatting.litres(litres) == text
+
+
 @pytest.mark.parametrize(("amount", "text"), [
     (195_624.0, "196,000 EUR"), (1234.5678, "1,230 EUR"), (0.45, "0.450 EUR"), (6.13e-4, "0.000613 EUR"), (6.13e-5, "6.13 × 10⁻⁵ EUR"),
     (0.0023, "0.00230 EUR"), (6.13e-10, "6.13 × 10⁻¹⁰ EUR"), (0.0, "0 EUR"),

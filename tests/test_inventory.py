@@ -23,7 +23,7 @@ from tests.doubles import LinearCounterSource
 from tests.test_ledger_migration import _v1_ledger
 
 A100 = "NVIDIA A100-SXM4-80GB"
-UNCOVERED = "NVIDIA H200"  # no embodied footprint cited for it
+UNCOVERED = "NVIDIA L4"  # in the hardware table, no embodied footprint cited for it
 FACTORS = resolve_factors("US", pue=1.2, price_per_kwh=0.2, currency="USD")
 
 
@@ -102,7 +102,7 @@ def test_project_and_tag_narrow_the_scope(ledger):
 @pytest.mark.parametrize("group_by,keys", [
     ("month", {"2025-01", "2025-02", "2025-03"}),
     ("project", {"llm", "vision"}),
-    ("hardware", {"2× A100-SXM", "2× H200-SXM", "no GPU"}),
+    ("hardware", {"2× A100-SXM", "2× L4", "no GPU"}),
     ("host", {"node-a", "node-b"}),
     ("user", {"ada", NOT_RECORDED_USER}),
 ])
@@ -217,16 +217,19 @@ def test_certificates_are_allotted_to_runs_in_proportion_to_their_facility_energ
     assert any("covered by certificates (wind GOs)" in m.text for m in inv.methodology)
 
 
-def test_off_site_water_uses_each_runs_country_and_names_the_countries_without_a_factor(ledger_location):
-    runs = [metered("US", 2e6), metered("FR", 1e6)]
+def test_off_site_water_uses_each_runs_country_and_names_the_runs_without_a_factor(ledger_location):
+    runs = [metered("US", 2e6), metered("FR", 1e6)]  # the US's cited factor; France's from its mix
     with open_ledger(ledger_location) as book:
         book.save_runs(runs)
     with open_ledger(ledger_location, for_reading=True) as book:
         inv = inventory(book, factors=FACTORS)
-    us = factors_for_run(runs[0], pue=FACTORS.pue)
-    expected = _own_grid(runs[0]).facility_kwh * resolve_water(us).ewif_l_per_kwh
+        world = inventory(book, factors=resolve_factors(pue=1.2), override_location=True)
+    expected = sum(_own_grid(r).facility_kwh * resolve_water(factors_for_run(r, pue=FACTORS.pue)).ewif_l_per_kwh
+                   for r in runs)
     assert inv.totals.offsite_water_l.value == pytest.approx(expected)
-    assert any("France" in note and "off-site water of their 1 run " in note for note in inv.notes)
+    assert not any("off-site water of their" in note for note in inv.notes)
+    assert world.totals.offsite_water_l.value is None  # the world average has no generation mix
+    assert any("off-site water of their 2 runs " in note for note in world.notes)
 
 
 def test_a_location_with_no_known_grid_takes_the_report_factors_and_is_named(ledger_location):

@@ -103,12 +103,14 @@ def handle_errors(fn: F) -> F:
 
 
 def resolve_factor_options(
-    country: str | None, pue: str | None, price: float | None, currency: str | None, intensity: float | None
+    country: str | None, pue: str | None, price: float | None, currency: str | None, intensity: float | None,
+    *, warn_if_default: bool = True,
 ) -> Factors:
     """The factors that --country, --pue, --price, --currency and --intensity ask for."""
     from joulemeter.reports import resolve_factors
 
-    return resolve_factors(country, intensity_g_per_kwh=intensity, pue=pue, price_per_kwh=price, currency=currency)
+    return resolve_factors(country, intensity_g_per_kwh=intensity, pue=pue, price_per_kwh=price, currency=currency,
+                           warn_if_default=warn_if_default)
 
 
 def print_json(data: Any) -> None:

@@ -69,7 +69,8 @@ def inventory(
     if json_output:
         fmt = "json"
     suffix = output_format(fmt, REPORT).suffix
-    factors = resolve_factor_options(country, pue, price, currency, intensity)
+    # the world average stands in only for runs that recorded no place: the inventory's notes say so
+    factors = resolve_factor_options(country, pue, price, currency, intensity, warn_if_default=False)
     market = report_cmd._market(supplier_factor, certificates_mwh)
     assumptions = Assumptions(life_years=life_years, utilization=utilization,
                               kg_co2e_per_device=_footprints(embodied_kg or []))

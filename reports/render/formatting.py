@@ -15,6 +15,7 @@ DASH = "—"
 _ROUNDS_UP = 0.9995  # a value that rounds to 1,000 of a unit is shown in the next unit up
 _PREFIXES = ((1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""), (1e-3, "m"), (1e-6, "µ"))
 _MASS_PREFIXES = ((1e6, "t"), (1e3, "kg"), (1.0, "g"), (1e-3, "mg"), (1e-6, "µg"))  # of grams
+_VOLUME_PREFIXES = ((1e6, "ML"), (1e3, "kL"), (1.0, "L"), (1e-3, "mL"), (1e-6, "µL"))  # of litres
 
 
 def format_number(value: float) -> str:
@@ -77,6 +78,11 @@ def co2e(kg: float | None, bounds: tuple[float, float] | None = None) -> str:
         return DASH
     g_bounds = None if bounds is None else (bounds[0] * G_PER_KG, bounds[1] * G_PER_KG)
     return _scaled(kg * G_PER_KG, [(scale, f"{name} CO2e") for scale, name in _MASS_PREFIXES], g_bounds)
+
+
+def litres(volume_l: float | None) -> str:
+    """'4.90 µL', '312 mL', '1.20 L', '5.40 ML': water, in the SI prefix a reader takes in."""
+    return DASH if volume_l is None else _scaled(volume_l, list(_VOLUME_PREFIXES))
 
 
 def money(amount: float | None, currency: str | None) -> str:

@@ -30,8 +30,8 @@ _COLUMNS: tuple[tuple[str, str, Callable[[float | None], str]], ...] = (
     ("CO2e, location-based", "location_kg_co2e", fmt.co2e),
     ("CO2e, market-based", "market_kg_co2e", fmt.co2e),
     ("Embodied CO2e", "embodied_kg_co2e", fmt.co2e),
-    ("Water on-site", "onsite_water_l", lambda v: fmt.quantity(v, "L")),
-    ("Water off-site", "offsite_water_l", lambda v: fmt.quantity(v, "L")),
+    ("Water on-site", "onsite_water_l", fmt.litres),
+    ("Water off-site", "offsite_water_l", fmt.litres),
 )
 
 
