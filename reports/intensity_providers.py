@@ -12,7 +12,7 @@ API asks and never stored (the cached `source` is the URL without its key).
     carbonintensity  NESO Carbon Intensity API (Great Britain), /intensity/{from}/{to}, "actual"
                      figures only; average; needs no key
     eia              EIA API v2, electricity/rto/fuel-type-data (EIA-930 hourly net generation by
-                     fuel, UTC hours); average, computed as generation × combustion factor of coal,
+                     fuel, UTC hours; 5,000 rows a request, paged by offset); average, computed as generation × combustion factor of coal,
                      natural gas and oil (CodeCarbon's carbon_intensity_per_source.json) ÷ the
                      generation of the fuels named; "OTH" and unknown fuels are left out
 """
@@ -231,6 +231,25 @@ _EIA_FUELS = {"COL": "coal", "NG": "natural_gas", "OIL": "petroleum"}  # emittin
 _EIA_CLEAN = {"NUC", "SUN", "WAT", "WND", "GEO", "BAT", "PS", "SNB"}  # no combustion
 
 
+_EIA_PAGE_ROWS = 5000  # the most rows API v2 returns per request; "offset" pages through the rest
+
+
+def _eia_rows(base: str, params: list[tuple[str, str]], key: str | None) -> list[dict[str, Any]]:
+    """Every row of the query, page by page until the response's "total" is reached."""
+    rows: list[dict[str, Any]] = []
+    while True:
+        page = [*params, ("offset", str(len(rows)))]
+        shown = f"{base}/v2/electricity/rto/fuel-type-data/data/?{urllib.parse.urlencode(page)}"
+        payload = _get(f"{shown}&{urllib.parse.urlencode({'api_key': key or ''})}", {}, shown)
+        got = _data(payload, ("response", "data"), shown)
+        rows += got
+        total = _number((payload.get("response") or {}).get("total", len(rows)), shown)
+        if len(rows) >= total:
+            return rows
+        if not got:
+            raise IntensityError(f"{shown} gave {len(rows)} of the {total:.0f} rows it counts, then none")
+
+
 def _eia(spec: Provider, zone: str, start: datetime, end: datetime, key: str | None,
          base: str) -> tuple[list[Span], str | None, str]:
     from codecarbon.input import DataSource
@@ -238,11 +257,9 @@ def _eia(spec: Provider, zone: str, start: datetime, end: datetime, key: str | N
     factors = DataSource().get_carbon_intensity_per_source_data()
     params = [("frequency", "hourly"), ("data[0]", "value"), ("facets[respondent][]", zone),
               ("start", _stamp(start, "%Y-%m-%dT%H")), ("end", _stamp(end - timedelta(hours=1), "%Y-%m-%dT%H")),
-              ("sort[0][column]", "period"), ("sort[0][direction]", "asc"), ("length", "5000")]
-    shown = f"{base}/v2/electricity/rto/fuel-type-data/data/?{urllib.parse.urlencode(params)}"
-    url = f"{shown}&{urllib.parse.urlencode({'api_key': key or ''})}"
+              ("sort[0][column]", "period"), ("sort[0][direction]", "asc"), ("length", str(_EIA_PAGE_ROWS))]
     hours: dict[str, tuple[float, float]] = {}
-    for row in _data(_get(url, {}, shown), ("response", "data"), shown):
+    for row in _eia_rows(base, params, key):
         fuel, mwh = str(row.get("fueltype")), row.get("value")
         if mwh is None or (fuel not in _EIA_FUELS and fuel not in _EIA_CLEAN):
             continue
@@ -254,7 +271,7 @@ def _eia(spec: Provider, zone: str, start: datetime, end: datetime, key: str | N
         hours[str(row["period"])] = (total_g + grams, total_mwh + mwh)
     spans = []
     for period, (grams, mwh) in sorted(hours.items()):
-        at = parse_time(period + ":00Z", f"{shown}: period")
+        at = parse_time(period + ":00Z", f"{base}/v2/electricity/rto/fuel-type-data: period")
         spans.append(Span(at, at + timedelta(hours=1), grams / mwh))
     source = f"{base}/v2/electricity/rto/fuel-type-data (respondent {zone})"
     return spans, "combustion: EIA-930 generation by fuel × CodeCarbon's coal, gas and oil factors", source

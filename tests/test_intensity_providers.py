@@ -26,7 +26,7 @@ class FakeApi:
     """Canned JSON by path; every request is kept (path, query, headers by lower-case name)."""
 
     def __init__(self) -> None:
-        self.routes: dict[str, tuple[int, object]] = {}
+        self.routes: dict[str, object] = {}  # (status, body), or a function of the query giving it
         self.requests: list[tuple[str, dict[str, list[str]], dict[str, str]]] = []
 
     def handler(self) -> type[BaseHTTPRequestHandler]:
@@ -36,7 +36,8 @@ class FakeApi:
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
                 url = urlparse(self.path)
                 api.requests.append((url.path, parse_qs(url.query), {k.lower(): v for k, v in self.headers.items()}))
-                status, body = api.routes.get(url.path, (404, {"error": "not found"}))
+                route = api.routes.get(url.path, (404, {"error": "not found"}))
+                status, body = route(parse_qs(url.query)) if callable(route) else route
                 data = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -141,6 +142,29 @@ def test_eia_hourly_mix_becomes_intensity_and_its_key_stays_out_of_the_cache(api
     assert [s.intensity_g_per_kwh for s in series.spans] == pytest.approx([expected, expected])
     assert fake.requests[0][1]["api_key"] == ["eia-key"]
     assert len(cached) == 2 and all("eia-key" not in row["source"] for row in cached)
+
+
+def test_eia_rows_beyond_one_page_are_fetched_with_offsets(api):
+    fake, base = api
+    rows = [{"period": f"2026-03-01T{h:02d}", "respondent": "CISO", "fueltype": fuel, "value": str(mwh)}
+            for h in (12, 13) for fuel, mwh in (("NG", 300), ("COL", 100), ("SUN", 600), ("WND", 0))]
+
+    def page(query: dict[str, list[str]]) -> tuple[int, dict]:
+        offset = int(query["offset"][0])
+        return 200, {"response": {"total": str(len(rows)), "data": rows[offset:offset + 3]}}  # a 3-row cap
+
+    fake.routes["/v2/electricity/rto/fuel-type-data/data/"] = page
+    series = fetch_intensity("eia", "CISO", START, END, api_key="k", allow_network=True, base_url=base)
+    assert [q["offset"] for _, q, _ in fake.requests] == [["0"], ["3"], ["6"]]
+    assert len(series.spans) == 2 and series.spans[0].intensity_g_per_kwh == pytest.approx(
+        series.spans[1].intensity_g_per_kwh)
+
+
+def test_an_eia_answer_short_of_its_own_total_is_an_error(api):
+    fake, base = api
+    fake.routes["/v2/electricity/rto/fuel-type-data/data/"] = (200, {"response": {"total": "10", "data": []}})
+    with pytest.raises(IntensityError, match="gave 0 of the 10 rows"):
+        fetch_intensity("eia", "CISO", START, END, api_key="k", allow_network=True, base_url=base)
 
 
 def test_a_refused_key_is_a_clear_error_that_does_not_show_the_key(api):
