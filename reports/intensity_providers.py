@@ -103,6 +103,26 @@ def fetch_intensity(
     return series
 
 
+def default_zone(provider: str, grid: str) -> str | None:
+    """The provider's zone for a run's grid (a country or region as runs record it) where it
+    follows from it: Electricity Maps names a country's zone by its ISO alpha-2 code ("DE"),
+    the Carbon Intensity API covers Great Britain ("GB"); None where it does not (a
+    sub-national grid, a balancing authority of WattTime or EIA): then the zone must be given."""
+    import pycountry  # a dependency of codecarbon
+
+    from joulemeter.reports.factors import resolve_factors
+
+    code = resolve_factors(grid, warn_if_default=False).region
+    country = pycountry.countries.get(alpha_3=code) if len(code) == 3 else None
+    if country is None:
+        return None
+    if provider == "electricitymaps":
+        return country.alpha_2
+    if provider == "carbonintensity" and country.alpha_2 == "GB":
+        return "GB"
+    return None
+
+
 def provider_named(name: str) -> Provider:
     key = name.strip().lower().replace("-", "").replace("_", "")
     if key not in PROVIDERS:

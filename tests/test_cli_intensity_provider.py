@@ -44,3 +44,23 @@ def test_report_uses_the_providers_hours_and_then_its_cache(api, tmp_path, monke
     assert factors["intensity_g_per_kwh"] == 100.0  # the hour the run ran in, not DE's yearly figure
     assert (factors["intensity_signal"], factors["intensity_is_default"]) == ("average", False)
     assert json.loads(offline.stdout) == report
+
+
+def test_the_zone_defaults_to_the_country_the_run_recorded(api, tmp_path, monkeypatch):  # noqa: F811
+    from joulemeter.meter.run import Location
+
+    fake, base = api
+    fake.routes["/v3/carbon-intensity/past-range"] = (200, _em_points([100.0, 300.0]))
+    placed, unplaced = make_run("in-fr", started_at=START.isoformat()), make_run("nowhere", started_at=START.isoformat())
+    placed.location = Location(country="France", source="api")
+    with open_ledger(tmp_path / "ledger.sqlite") as book:
+        book.save_runs([placed, unplaced])
+    monkeypatch.setenv("JOULEMETER_LEDGER", str(tmp_path / "ledger.sqlite"))
+    monkeypatch.setenv("JOULEMETER_INTENSITY_URL", base)
+    args = ["-f", "json", "--intensity-provider", "electricitymaps", "--api-key", "k"]
+
+    fetched = runner.invoke(app, ["report", "in-fr", *args])
+    assert fetched.exit_code == 0, fetched.output
+    assert fake.requests[0][1]["zone"] == ["FR"]
+    refused = runner.invoke(app, ["report", "nowhere", *args])
+    assert refused.exit_code == 2 and "needs --zone" in refused.output and "no location recorded" in refused.output

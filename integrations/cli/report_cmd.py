@@ -66,7 +66,7 @@ PerOption = typer.Option(
 )
 BaselineOption = typer.Option(None, "--baseline", help="Run to compare against (default: the first RUN).")
 IntensityCsvOption = typer.Option(None, "--intensity-csv", help="Hourly grid intensity of the runs' time (CSV, docs/intensity.md) instead of the yearly figure.")
-ZoneOption = typer.Option(None, "--zone", help="Zone of --intensity-csv or --intensity-provider (e.g. DE, CAISO_NORTH, CISO).")
+ZoneOption = typer.Option(None, "--zone", help="Zone of --intensity-csv or --intensity-provider (e.g. DE, CAISO_NORTH, CISO; Electricity Maps and the Carbon Intensity API default to the run's country).")
 SignalOption = typer.Option("average", "--signal", help="average (inventories, Scope 2) or marginal, from --intensity-csv.")
 ProviderOption = typer.Option(None, "--intensity-provider", help="Fetch hourly intensity (network!) from electricitymaps, watttime, carbonintensity or eia; cached in the ledger for offline use.")
 ApiKeyOption = typer.Option(None, "--api-key", help="Key for --intensity-provider (default: its environment variable, e.g. $ELECTRICITYMAPS_API_KEY).")
@@ -333,8 +333,6 @@ class _Hourly:
             raise fail("give --intensity-csv or --intensity-provider, not both")
         if signal not in ("average", "marginal"):
             raise fail(f"--signal {signal!r}: use average or marginal")
-        if provider is not None and not zone:
-            raise fail("--intensity-provider needs --zone, the provider's name for the grid (e.g. DE, CISO)")
         self.csv, self.zone, self.signal, self.provider, self.api_key, self.ledger = (
             csv, zone, signal, provider, api_key, ledger)
         self._series = None
@@ -358,13 +356,28 @@ class _Hourly:
         from joulemeter.reports.intensity_providers import fetch_intensity, provider_named
 
         spec = provider_named(self.provider or "")
+        zone = self.zone or self._zone_of(run, spec.name)
         key = self.api_key or (os.environ.get(spec.key_env) if spec.key_env else None)
         start = parse_time(run.started_at, f"run {run.id[:8]}'s start")
         end = start + timedelta(seconds=run.duration_s or 0.0)
         with open_ledger(self.ledger) as book:  # written: the fetched series is cached there
-            series = fetch_intensity(spec.name, self.zone or "", start, end, api_key=key, ledger=book,
+            series = fetch_intensity(spec.name, zone, start, end, api_key=key, ledger=book,
                                      allow_network=True, base_url=os.environ.get(INTENSITY_URL_ENV))
         return run_intensity(run, series).factors(base)
+
+    @staticmethod
+    def _zone_of(run: Run, provider: str) -> str:
+        """The provider's zone for where the run ran, or a clear error asking for --zone."""
+        from joulemeter.reports.factors import location_grid
+        from joulemeter.reports.intensity_providers import default_zone
+
+        grid, where = location_grid(run.location)
+        zone = None if grid is None else default_zone(provider, grid)
+        if zone is None:
+            said = f"{where}: {grid}" if grid else where
+            raise fail(f"--intensity-provider {provider} needs --zone, the provider's name for the grid "
+                       f"(e.g. DE, CISO): run {run.id[:8]}'s place ({said}) does not give one")
+        return zone
 
 
 def _run_factors(
