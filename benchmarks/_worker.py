@@ -24,16 +24,27 @@ from pathlib import Path
 
 RESULT_MARK = "@@RESULT "
 SAMPLER_THREAD = "joulemeter-sampler"  # the name meter/sampler.py gives its thread
+#: meter/meter.py's one-off thread at start: it recovers other runs in the ledger, then ends
+RECOVERY_THREAD = "joulemeter-recovery"
 
 # Start the tool and return the function that stops it; that one says what was measured.
 Starter = Callable[[], Callable[[], str]]
 
 
-def _joulemeter(interval_s: float | None, ledger: Path) -> Starter:
+#: The variant that keeps no timeline (EnergyMeter(timeline=False)): counters at the edges
+#: only, so it meters the devices that can have one (as Zeus: GPUs, CPU, DRAM); the RAM
+#: estimate is power from memory in use, which only a timeline integrates.
+NO_TIMELINE = "joulemeter (no timeline)"
+_COUNTER_KINDS = ["gpu", "cpu", "dram"]
+
+
+def _joulemeter(interval_s: float | None, ledger: Path, timeline: bool = True) -> Starter:
     from joulemeter.meter import EnergyMeter
 
     def start() -> Callable[[], str]:
-        options = {} if interval_s is None else {"interval_s": interval_s}
+        options: dict[str, object] = {} if interval_s is None else {"interval_s": interval_s}
+        if not timeline:
+            options |= {"timeline": False, "devices": _COUNTER_KINDS}
         meter = EnergyMeter("benchmark", ledger=ledger, **options)
         meter.start()
 
@@ -93,6 +104,8 @@ def make_starter(variant: str, workdir: Path) -> Starter:
     """The start function of a variant name as the parent lists them."""
     if variant == "unmetered":
         return _unmetered()
+    if variant == NO_TIMELINE:
+        return _joulemeter(None, workdir / "ledger.sqlite", timeline=False)
     tool, _, interval = variant.partition("@")
     interval_s = float(interval.removesuffix("ms")) / 1000 if interval else None
     if tool == "joulemeter":
@@ -172,8 +185,24 @@ def _steps(start: Starter, loop: TrainingLoop, steps: int) -> dict[str, float | 
     }
 
 
+#: Idle CPU is counted from this long after a tool started, for every tool alike, so that it
+#: is what running costs per second, not one-off start-up work done on threads after start()
+#: returned (joulemeter's first ledger write; start + stop is measured apart)
+_SETTLE_S = 0.5
+
+
+def _wait_for_start_up() -> None:
+    """Let a tool's one-off start-up work end: joulemeter's recovery of other runs (a thread
+    that ends), then _SETTLE_S for anything else a tool does once after starting."""
+    for thread in threading.enumerate():
+        if thread.name == RECOVERY_THREAD:
+            thread.join()
+    time.sleep(_SETTLE_S)
+
+
 def _idle(start: Starter, idle_s: float) -> dict[str, float | None]:
     stop = start()
+    _wait_for_start_up()
     cpu0, wall0 = _process_cpu_s(), time.perf_counter()
     sampler0 = _thread_cpu_s(SAMPLER_THREAD)
     time.sleep(idle_s)  # the point of this trial: the tool runs while the code does nothing

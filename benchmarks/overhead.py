@@ -20,13 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._stats import spread
-from benchmarks._worker import RESULT_MARK
+from benchmarks._worker import NO_TIMELINE, RESULT_MARK
 
 HERE = Path(__file__).resolve().parent
 PEERS_PYTHON = HERE / ".venv-peers" / "bin" / "python"
 VARIANTS = (
     "unmetered",
     "joulemeter",  # the default: a 1 s timeline here, energy from counters at the edges
+    NO_TIMELINE,  # counters at the edges only, as Zeus: no ticks at all
     "joulemeter@100ms",
     "joulemeter@10ms",
     "codecarbon@100ms",

@@ -59,6 +59,12 @@ M = TypeVar("M")
 _TIMELINE_INTERVAL_S = 1.0
 _SAMPLED_INTERVAL_S = 0.1
 
+#: What a run without a timeline records in its metadata (`timeline`), so that a reader
+#: knows why it has no power samples and what a killed one kept.
+_NO_TIMELINE = ("off: energy from counters read at start, window edges and stop, and every 30 s "
+                "for the ledger (one energy sample per domain, no power); killed before it stopped, "
+                "the run keeps its energy up to the last of those")
+
 #: NVML's energy counter updates about every 100 ms (docs/measuring.md, "NVML"): shorter
 #: windows on a counter GPU can read 0 J, so they get a note. Used where the source did
 #: not measure the period (Source.counter_update_s).
@@ -97,7 +103,13 @@ class MeterOptions(TypedDict, total=False):
     project ("default"), tags, metadata: stored with the run for filtering and reports.
     devices: kinds or domains to meter, e.g. ["gpu"], ["gpu:0", "cpu"] (None: all).
     interval_s: timeline interval (1 s, or 0.1 s where a domain is measured by sampling power;
-    energy comes from counters at window edges either way). flush_interval_s: ledger writes (1 s): a killed
+    energy comes from counters at window edges either way).
+    timeline: False keeps no timeline, as Zeus does: counters are read only at start, window
+    edges, live figures and stop, so an idle run costs next to no CPU; the run has no samples
+    (no plot, no peak power), its energy, windows and units are exact. Every domain needs an
+    energy counter (SourceUnavailable at start otherwise), and a run killed before it stops
+    keeps the energy its latest ledger heartbeat (every 30 s) wrote (True).
+    flush_interval_s: ledger writes (1 s): a killed
     process loses about this much, plus the time one write takes (at most 0.5 s).
     idle_baseline_s: seconds of idle power to measure before the run (0: off).
     ledger: ledger path or database URL (None: $JOULEMETER_LEDGER or the user default).
@@ -119,6 +131,7 @@ class MeterOptions(TypedDict, total=False):
     metadata: dict[str, Any] | None
     devices: Sequence[str] | None
     interval_s: float
+    timeline: bool
     idle_baseline_s: float
     ledger: str | os.PathLike[str] | Ledger | None
     store: bool
@@ -199,6 +212,9 @@ class EnergyMeter:
         idle_baseline_s = options.get("idle_baseline_s", 0.0)
         if interval_s is not None and interval_s <= 0:
             raise ValueError(f"interval_s must be positive, got {interval_s!r}")
+        self.timeline = options.get("timeline", True)
+        if interval_s is not None and not self.timeline:
+            raise ValueError("interval_s is the timeline's interval: a meter with timeline=False has none")
         if idle_baseline_s < 0:
             raise ValueError(f"idle_baseline_s must be >= 0, got {idle_baseline_s!r}")
         devices, sources = options.get("devices"), options.get("sources")
@@ -282,14 +298,24 @@ class EnergyMeter:
         )
         if self._fallbacks:
             run.metadata.setdefault("fallbacks", self._fallbacks)
+        if not self.timeline:
+            run.metadata.setdefault("timeline", _NO_TIMELINE)
         self._run = run
         self._windows = run.windows  # the window path's own reference: a step's window is appended here
         if self.store:
             self._ledger = self._open_ledger()
         self._synchronize_devices()  # work queued before the run is not the run's
         self._sampler = Sampler(self._sources, self._domains, interval_s=self.interval_s,
-                                keep_unwritten=self._ledger is not None, open_windows=self._open_windows)
-        self._sampler.start()
+                                keep_unwritten=self._ledger is not None, open_windows=self._open_windows,
+                                timeline=self.timeline)
+        try:
+            self._sampler.start()
+        except Exception:  # nothing was measured: release what start opened
+            self._sampler = None
+            self._close_sources()
+            if self._ledger is not None and self._ledger is not self._ledger_location:
+                self._ledger.close()
+            raise
         if self._ledger is not None:
             self._start_writer(self._ledger, run, self._sampler)
         self._install_exit_handlers()
@@ -537,6 +563,7 @@ class EnergyMeter:
             run,
             sampler,
             interval_s=self.flush_interval_s,
+            timeline=self.timeline,
             reopen=(lambda: open_ledger(location, recover=False)) if ours else None,  # type: ignore[arg-type]
         )
         self._writer.begin()

@@ -15,6 +15,10 @@ readings just before and just after (meter/energy.py, EnergyTrace). A closed win
 next counter read where every domain has a counter, else at the next tick. Nothing is kept
 per edge but the window itself, so a window per step costs the caller a few microseconds
 and the thread a few more, however fast they come.
+
+Without a timeline (`timeline=False`) there are no ticks: every domain must have a counter,
+read at start, at edges and at stop; between them the thread sleeps with no timeout, so an
+idle run costs next to nothing, and the run has no samples (no power, no peak).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 
 from joulemeter.meter.energy import DomainAccumulator, Edge
+from joulemeter.meter.errors import SourceUnavailable
 from joulemeter.meter.run import Domain, Gap, Sample, Window
 from joulemeter.meter.sources.base import Reading, Source
 from joulemeter.meter.timeline import DEFAULT_MAX_TICKS, Timeline
@@ -55,6 +60,8 @@ class Sampler:
     `keep_unwritten`: hold each sample until `release` (a ledger writer takes them);
     otherwise only the Timeline keeps any. `open_windows`: the meter's windows still open
     (read at ticks, to keep their start energies while the readings before them are dropped).
+    `timeline`: False takes no ticks, only counter reads (start, edges, stop); every domain
+    must have a counter then (SourceUnavailable at `start` otherwise).
     """
 
     def __init__(
@@ -68,6 +75,7 @@ class Sampler:
         keep_unwritten: bool = False,
         max_ticks: int = DEFAULT_MAX_TICKS,
         open_windows: Sequence[Window] = (),
+        timeline: bool = True,
     ) -> None:
         if interval_s <= 0:
             raise ValueError(f"sampling interval must be positive, got {interval_s!r} s")
@@ -79,6 +87,7 @@ class Sampler:
         self.timeline = Timeline(max_ticks)
         self.stall_s = max(_STALL_INTERVALS * interval_s, _STALL_MIN_S)
         self._keep_unwritten = keep_unwritten
+        self.ticks = timeline  # False: counter reads only (start, edges, stop), no samples
         self._unwritten: list[Sample] = []
         self._released = 0  # the samples before this index (counted from the first) left memory
         self._counter_sources: list[Source] = []
@@ -106,18 +115,44 @@ class Sampler:
     def start(self) -> None:
         """Take a first reading (the energy origin), learn which sources have counters, and
         start the thread."""
-        self.read_once()
+        if self.ticks:
+            self.read_once()
+        first: list[tuple[Source, list[Reading]]] = []
         for source in self.sources:
             try:
-                domains = {r.domain for r in read_counters(source) if r.energy_j is not None}
+                readings = [r for r in read_counters(source) if r.energy_j is not None]
             except Exception as exc:  # then it is read at ticks only
                 log.info("%s cannot read its counters between ticks: %s", source.name, exc)
                 continue
-            if domains & self.accumulators.keys():
+            domains = {r.domain for r in readings} & self.accumulators.keys()
+            if domains:
                 self._counter_sources.append(source)
-                self._counter_domains |= domains & self.accumulators.keys()
+                self._counter_domains |= domains
+                first.append((source, readings))
+        if not self.ticks:
+            self._start_from_counters(first)
         self._thread = threading.Thread(target=self._loop, name="joulemeter-sampler", daemon=True)
         self._thread.start()
+
+    def _start_from_counters(self, first: list[tuple[Source, list[Reading]]]) -> None:
+        """Without ticks: every domain's energy origin is its first counter reading; a domain
+        without a counter cannot be measured, so say which and why."""
+        uncounted = sorted(self.accumulators.keys() - self._counter_domains)
+        if uncounted:
+            raise SourceUnavailable(
+                ", ".join(uncounted),
+                "no energy counter to read at the edges: its energy comes from power sampled "
+                "over time, which needs a timeline",
+                "meter it with the timeline on, or meter only devices that have a counter",
+            )
+        t_s = self.now()
+        with self._lock:
+            for _, readings in first:
+                for reading in readings:
+                    accumulator = self.accumulators.get(reading.domain)
+                    if accumulator is not None:  # the baseline, read as energy only: no power, no sample
+                        accumulator.add(t_s, Reading(reading.domain, energy_j=reading.energy_j))
+            self._last_tick_s = t_s
 
     def stop(self) -> None:
         """Stop the thread, take a last reading, settle every edge. Safe to call twice."""
@@ -126,7 +161,10 @@ class Sampler:
             self._wake.set()
             self._thread.join()
             self._thread = None
-            self.read_once()
+            if self.ticks:
+                self.read_once()
+            else:
+                self.read_edges()
             with self._lock:
                 self._hand_out_edges()
                 for accumulator in self.accumulators.values():
@@ -140,15 +178,21 @@ class Sampler:
         No lock and nothing kept (a window per step must cost next to nothing); a tick
         stamped just after the edge whose sources were read just before it gives it its value."""
         t_s = self.clock() - self.t0
+        self._poke()
+        return t_s
+
+    def _poke(self) -> None:
+        """Ask the thread for a counter read, unless one asked for has not begun yet."""
         if self._counter_sources and not self._poked:
             self._poked = True  # cleared by the thread before it reads: a later edge pokes again
             self._wake.set()
-        return t_s
 
     def close_window(self, window: Window) -> None:
         """`window` ended at `window.end_s` (a `mark_edge`): its energy per domain is filled
         in once every domain has been read past that edge."""
         self._closed.append(window)  # deque.append is atomic: no lock on the caller's path
+        if not self.ticks:  # the edge's read may have come before the window did: no tick follows
+            self._poke()
 
     def _hand_out_edges(self) -> None:
         """Give the accumulators the edges marked since the last reading (under the lock)."""
@@ -232,6 +276,9 @@ class Sampler:
             self._readings += 1
             if self._closed:
                 self._settle_windows(self._read_past_s())
+            if not self.ticks:  # no tick comes to do it
+                self._last_tick_s = t_s
+                self._forget_old_readings()
             self._read.notify_all()
 
     # -- windows -----------------------------------------------------------------
@@ -304,7 +351,8 @@ class Sampler:
             return self.timeline.samples()
 
     def last_tick_s(self) -> float | None:
-        """Run time of the latest tick, None before the first."""
+        """Run time of the latest tick (without ticks: of the latest counter read), None
+        before the first."""
         return self._last_tick_s
 
     def gaps(self) -> list[Gap]:
@@ -329,9 +377,9 @@ class Sampler:
             return {name: a.latest_power_w for name, a in self.accumulators.items()}
 
     def _loop(self) -> None:
-        next_tick = self.clock() + self.interval_s
+        next_tick = self.clock() + self.interval_s if self.ticks else math.inf
         while True:
-            poked = self._wake.wait(max(next_tick - self.clock(), 0.0))
+            poked = self._wake.wait(max(next_tick - self.clock(), 0.0) if self.ticks else None)
             if self._stopping.is_set():
                 break
             if self.clock() >= next_tick:

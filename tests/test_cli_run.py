@@ -184,3 +184,14 @@ def test_help_gives_flags_no_value_placeholder_and_run_its_command(command):
         assert "run [OPTIONS] -- CMD [ARGS]..." in result.stdout
     if command == []:
         assert "<int>" not in result.stdout and "[default: 0]" not in result.stdout  # -v counts: -vv, not -v 2
+
+
+def test_no_timeline_meters_counter_devices_only_and_says_what_lacks_one(ledger_path):
+    refused = subprocess.run(joulemeter("run", "--no-timeline", "-d", "ram", "--", sys.executable, "-c", "pass"),
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "needs a timeline" in refused.stderr
+    done = subprocess.run(joulemeter("run", "--no-timeline", "-d", "cpu", "--json", "--", sys.executable, "-c", "pass"),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    run = json.loads(done.stdout)
+    assert run["metadata"]["timeline"].startswith("off") and run["energy"]["cpu"]["energy_j"] > 0

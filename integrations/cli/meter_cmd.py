@@ -119,6 +119,7 @@ def run(
     project: str = typer.Option("default", "--project", metavar="PROJECT", help="Project the run belongs to."),
     tag: list[str] = typer.Option([], "--tag", "-t", metavar="TAG", help="Tag the run (repeatable)."),
     interval: Optional[float] = typer.Option(None, "--interval", min=0.001, metavar="SECONDS", help="Timeline sampling interval in seconds (default: 1 s, or 0.1 s where power is sampled)."),
+    no_timeline: bool = typer.Option(False, "--no-timeline", help="Read energy counters only at start, stop and every 30 s, as Zeus does: next to no CPU, no power timeline or live view; every device needs an energy counter."),
     devices: Optional[list[str]] = typer.Option(None, "--device", "-d", metavar="KIND|DOMAIN", help="Meter only these kinds or domains (gpu, gpu:0, cpu, ram)."),
     idle_baseline: float = typer.Option(0.0, "--idle-baseline", min=0.0, metavar="SECONDS", help="Seconds of idle power to measure first."),
     process_only: bool = typer.Option(False, "--process-only", help="Estimate CPU/RAM of the command's process tree, not the machine."),
@@ -134,18 +135,21 @@ def run(
     if not argv:
         raise fail("no command given: joulemeter run -- python train.py")
     _check_runnable(argv[0])  # before metering, so a typo leaves no failed run behind
+    if no_timeline and interval is not None:
+        raise fail("--interval sets the timeline's interval: give it or --no-timeline, not both")
     meter = EnergyMeter(
         name or fmt.shorten(" ".join(redacted([Path(argv[0]).name, *argv[1:]])), 80),
         project=project,
         tags=tag,
         devices=devices,
         interval_s=interval,
+        timeline=not no_timeline,
         idle_baseline_s=idle_baseline,
         ledger=ledger,
         pid=os.getpid() if process_only else None,  # our children are the command's tree
     )
     exporter = _start_exporter(meter, prometheus_port)
-    live = _LiveView(meter) if sys.stderr.isatty() and not json_output else None
+    live = _LiveView(meter) if sys.stderr.isatty() and not json_output and not no_timeline else None
     try:
         # with --json, stdout carries only the JSON: the command's output goes to stderr
         result = run_command(argv, meter, on_tick=live.update if live else None,

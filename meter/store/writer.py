@@ -11,7 +11,10 @@ flush was most of an idle run's cost (docs/benchmarks.md). A killed process stil
 at most about `interval_s` plus one sampling interval: whoever opens the ledger next
 delivers the journal of a process that is gone. Where the journal cannot be kept (no
 file locks, as on Windows, or a spool folder that cannot be written) every flush goes
-to the ledger, as before.
+to the ledger, as before. A run without a timeline (`timeline=False`) has no samples: the
+thread wakes only for the ledger's round every `_LEDGER_FLUSHES` intervals, a heartbeat
+that tells other processes the run is alive and writes each domain's energy so far (one
+sample per domain, power None), so a killed run keeps what it measured up to then.
 
 When a ledger write fails (disk full, lock held, server down, ledger file deleted) the
 writer warns once, keeps what the ledger lacks in the spool, and retries with backoff;
@@ -65,6 +68,12 @@ class SampleFeed(Protocol):
     def history(self) -> list[Sample]:
         """What the timeline kept of the released samples (for rewriting the whole run)."""
 
+    def now(self) -> float:
+        """Seconds since the run's start."""
+
+    def energy_now_j(self) -> dict[str, float]:
+        """Cumulative energy per domain now (read for it where a counter allows)."""
+
 
 class RunWriter:
     """Writes `run` (begun by `begin`) to `ledger` from a thread, spooling what fails."""
@@ -77,6 +86,7 @@ class RunWriter:
         *,
         interval_s: float = 1.0,
         attempt_s: float = 0.5,
+        timeline: bool = True,
         reopen: Callable[[], Ledger] | None = None,
         spool: RunSpool | None = None,
     ) -> None:
@@ -89,6 +99,7 @@ class RunWriter:
         )
         self.interval_s = interval_s
         self.attempt_s = attempt_s
+        self._timeline = timeline  # False: no samples come, nothing to flush between heartbeats
         self.failures = 0
         self.problem: str | None = None  # the latest failure, while the ledger keeps failing
         self.last_error: str | None = None
@@ -201,12 +212,13 @@ class RunWriter:
         if not final and not self._ledger_due():
             return False
         try:
-            self._to_ledger()
+            self._to_ledger(heartbeat=not final)  # the run's end is sign enough that it lived
         except Exception as exc:
             self._failed(exc)
             self._spool_samples()
             return False
-        self._ledger_at = time.monotonic() + self.interval_s * (_LEDGER_FLUSHES if self._journal else 1)
+        every = _LEDGER_FLUSHES if self._journal or not self._timeline else 1
+        self._ledger_at = time.monotonic() + self.interval_s * every
         self._spooled = max(self._spooled, self._stored)
         self._feed.release(self._stored)  # not what is only spooled: the ledger gets it from memory
         if self.problem is not None:
@@ -218,7 +230,9 @@ class RunWriter:
     def _next_round_at(self) -> float:
         """When the thread next writes: when the ledger is due while the sampler flushes to the
         journal (or once a flush is _JOURNAL_OVERDUE intervals late: a timeline slower than the
-        flushes), else every interval."""
+        flushes), else every interval; without a timeline, only when the ledger is due."""
+        if not self._timeline and self.problem is None:
+            return self._ledger_at
         if self._journal and self.problem is None:
             return min(self._ledger_at, self._journal_at + _JOURNAL_OVERDUE * self.interval_s)
         return self._round_at
@@ -233,7 +247,7 @@ class RunWriter:
             return True
         return self._spooled - self._stored >= _MAX_HELD_SAMPLES
 
-    def _to_ledger(self) -> None:
+    def _to_ledger(self, heartbeat: bool) -> None:
         if self.ledger.replaced():
             self._start_over()
         if not self._begun:
@@ -246,7 +260,10 @@ class RunWriter:
         if self._resync:  # a failed write may have been committed after all: skip what is stored
             stored_t = self.ledger.last_sample_t(self.run.id)
             new = [s for s in taken if stored_t is None or s.t_s > stored_t]
-        if new:
+        if heartbeat and not self._timeline:  # no samples come: the heartbeat carries the energy so far
+            t_s = self._feed.now()
+            new = [*new, *(Sample(t_s, domain, None, joules) for domain, joules in self._feed.energy_now_j().items())]
+        if new or (heartbeat and not self._timeline):  # with no domain, a heartbeat alone
             self.ledger.append_samples(self.run.id, new, deadline_s=self.attempt_s)
         self._resync = False
         self._stored = taken_upto
