@@ -246,6 +246,7 @@ class EnergyMeter:
         self._open_windows: list[Window] = []
         self._windows: list[Window] = []
         self._idle_power_w: dict[str, float] | None = None
+        self._power_bounds: dict[str, tuple[float, float, str]] = {}  # estimated domains' model range
         self._token: contextvars.Token[tuple[object, ...]] | None = None
         self._previous_sigterm: Any = None
         self._lock = threading.Lock()
@@ -479,27 +480,31 @@ class EnergyMeter:
             try:
                 details.update(source.details(t0_s))
                 periods.update(source.counter_update_s())
+                self._power_bounds.update(source.power_bounds_w())
             except Exception:
                 log.warning("%s could not say what it learnt", source.name, exc_info=True)
         return details, periods
 
     def _account_windows(self, run: Run, periods: Mapping[str, float] | None = None) -> None:
         """Each window's energy per domain (from its edges); a note where it is shorter than a GPU counter's
-        update period (measured where the source measured it, else the typical 100 ms)."""
+        update period (measured where the source measured it, else the typical 100 ms), and an
+        estimated domain held within its model's power range (`_held_within_model`)."""
         periods = periods or {}
         counter_gpus = [d.name for d in self._domains if d.kind == "gpu" and d.provenance is Provenance.COUNTER]
         for window in run.windows:
             duration_s = window.duration_s
             if duration_s is None:
                 continue
+            notes = []
             short = [g for g in counter_gpus if duration_s < periods.get(g, _COUNTER_UPDATE_S)]
             if short:
                 period_s = max(periods.get(g, _COUNTER_UPDATE_S) for g in short)
                 how = "measured" if all(g in periods for g in short) else "typical"
-                window.note = (
-                    f"shorter than the ~{period_s * 1000:.0f} ms update period ({how}) of the GPU "
-                    "energy counter: GPU energy may read low or 0"
-                )
+                notes.append(f"shorter than the ~{period_s * 1000:.0f} ms update period ({how}) of the GPU "
+                             "energy counter: GPU energy may read low or 0")
+            notes += _held_within_model(window, duration_s, self._power_bounds)
+            if notes:
+                window.note = "; ".join(notes)
 
     def _open_sources(self) -> None:
         self._find_sources()
@@ -609,6 +614,24 @@ class _WindowScope:
     def __exit__(self, *exc_info: object) -> None:
         if self.window is not None:
             self.meter._close_window(self.window)
+
+
+def _held_within_model(window: Window, duration_s: float,
+                       bounds: Mapping[str, tuple[float, float, str]]) -> list[str]:
+    """Hold each estimated domain's energy in `window` within its model's power range × the
+    window's duration (a window a few counter ticks long can read more, or less, than the
+    model allows); a note for each domain held."""
+    notes = []
+    for domain, (low_w, high_w, why) in bounds.items():
+        joules = window.energy_j.get(domain)
+        if joules is None or duration_s <= 0:
+            continue
+        held = min(max(joules, low_w * duration_s), high_w * duration_s)
+        if held != joules:
+            window.energy_j[domain] = held
+            notes.append(f"{domain}: read {joules / duration_s:.3g} W, held to the estimate's {low_w:.3g}–{high_w:.3g} W "
+                         f"({why}: too coarse for a window this short)")
+    return notes
 
 
 def metered(name: str | None = None, **meter_options: Unpack[MeterOptions]) -> Callable[[F], F]:

@@ -159,6 +159,39 @@ def test_short_window_on_a_counter_gpu_carries_a_note():
     assert "update period" in m.run.windows[0].note
 
 
+class BoundedEstimate(LinearCounterSource):
+    """An estimated CPU whose counter reads more power than its model allows (as coarse CPU-time
+    ticks can over a short window)."""
+
+    def __init__(self) -> None:
+        super().__init__(11.0, domain="cpu", kind="cpu", provenance=Provenance.ESTIMATED)
+
+    def power_bounds_w(self) -> dict[str, tuple[float, float, str]]:
+        return {"cpu": (1.5, 7.0, "CPU time is counted in 10 ms clock ticks")}
+
+
+def test_an_estimated_window_is_held_within_its_models_power_and_says_so():
+    with make_meter(sources=[BoundedEstimate()]) as m:
+        with m.window("short"):
+            pass
+        with m.window("long"):
+            busy(0.03)
+    short, long = m.run.windows
+    for window in (short, long):
+        assert window.energy_j["cpu"] == pytest.approx(7.0 * window.duration_s)
+        assert "read 11 W, held to the estimate's 1.5–7 W" in window.note
+    assert m.run.energy["cpu"].energy_j == pytest.approx(11.0 * m.run.duration_s, rel=0.05)  # the run is not held
+
+
+def test_the_cpu_estimate_bounds_are_its_models_idle_and_full_load_power():
+    from joulemeter.meter.sources.estimate import CpuEstimate, CpuPowerModel
+
+    source = CpuEstimate(cpu_seconds=lambda: (1.0, 2.0), logical_cpus=4, model=CpuPowerModel(0.5, 3.0, "test"))
+    source.open()
+    low, high, why = source.power_bounds_w()["cpu"]
+    assert (low, high) == (2.0, 12.0) and "clock ticks" in why
+
+
 def test_samples_and_windows_frames_have_the_documented_columns():
     with make_meter() as m:
         with m.window("w"):

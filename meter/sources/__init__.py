@@ -270,5 +270,8 @@ class _DomainFilter(Source):
     def counter_update_s(self) -> dict[str, float]:
         return {k: v for k, v in self.inner.counter_update_s().items() if k in self._names}
 
+    def power_bounds_w(self) -> dict[str, tuple[float, float, str]]:
+        return {k: v for k, v in self.inner.power_bounds_w().items() if k in self._names}
+
     def details(self, t0_s: float) -> dict[str, dict[str, Any]]:
         return {k: v for k, v in self.inner.details(t0_s).items() if k in self._names}

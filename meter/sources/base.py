@@ -90,6 +90,11 @@ class Source(abc.ABC):
         """Measured update period of each domain's energy counter (s), where measured."""
         return {}
 
+    def power_bounds_w(self) -> dict[str, tuple[float, float, str]]:
+        """(lowest, highest power in W, why) of each domain whose power a model bounds (an
+        estimate), so that a window too short for its counters is held within the model."""
+        return {}
+
     def details(self, t0_s: float) -> dict[str, dict[str, Any]]:
         """What it learnt about each domain while reading (JSON-able, for the run's metadata);
         times in seconds since `t0_s` on time.monotonic (the sampler's origin)."""

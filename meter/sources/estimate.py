@@ -181,12 +181,17 @@ class ProcFile:
             self._fd = None
 
 
+def _clock_ticks_per_s() -> int:
+    """USER_HZ, the unit of Linux's CPU-time counters (100 nearly everywhere; psutil's too)."""
+    return os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
 class ProcStatCpuSeconds(ProcFile):
     """`machine_cpu_seconds` from the first line of /proc/stat (Linux), the file kept open."""
 
     def __init__(self) -> None:
         super().__init__("/proc/stat", 256)
-        self._s_per_tick = 1.0 / os.sysconf("SC_CLK_TCK")  # /proc/stat counts USER_HZ ticks
+        self._s_per_tick = 1.0 / _clock_ticks_per_s()  # /proc/stat counts USER_HZ ticks
         self()  # a file without the line fails here, at open, not at a tick
 
     def __call__(self) -> tuple[float, float]:
@@ -397,6 +402,14 @@ class CpuEstimate(Source):
         busy_cpus = min(max(utilisation, 0.0), 1.0) * self._logical_cpus
         self._last_power_w = self._model.power_w(self._logical_cpus, busy_cpus)
         return [Reading("cpu", power_w=self._last_power_w, energy_j=energy_j)]
+
+    def power_bounds_w(self) -> dict[str, tuple[float, float, str]]:
+        """The model's idle and full-load power: CPU time is counted in clock ticks (10 ms at
+        USER_HZ 100, man 5 proc), so a window of a few ticks can read busier than possible."""
+        assert self._model is not None and self._logical_cpus is not None, "power_bounds_w() before open()"
+        n = self._logical_cpus
+        return {"cpu": (n * self._model.min_w_per_cpu, n * self._model.max_w_per_cpu,
+                        f"CPU time is counted in {1000 / _clock_ticks_per_s():.0f} ms clock ticks")}
 
     def read_counters(self) -> list[Reading]:
         """The CPU-time energy counter alone (one /proc read machine-wide), for window edges."""
