@@ -634,12 +634,15 @@ def _held_within_model(window: Window, duration_s: float,
     return notes
 
 
-def metered(name: str | None = None, **meter_options: Unpack[MeterOptions]) -> Callable[[F], F]:
-    """Decorator: meter every call of a function (sync or async) as its own run.
+def metered(name: str | F | None = None, **meter_options: Unpack[MeterOptions]) -> Any:
+    """Decorator: meter every call of a function (sync or async) as its own run, named `name`
+    (default: the function's qualified name); `@metered` and `@metered("train", project=…)` alike.
 
     The latest run is at `fn.last_run`; inside the function `current_meter()` gives
     the meter, for windows and counts.
     """
+    if callable(name):  # @metered, without parentheses
+        return metered(None, **meter_options)(name)
     check_meter_options(meter_options, "metered")
 
     def decorate(fn: F) -> F:

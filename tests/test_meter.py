@@ -110,6 +110,17 @@ def test_decorator_meters_each_call_of_a_sync_function():
     assert work.last_run.total_energy_j > 0
 
 
+def test_decorator_without_parentheses_meters_with_the_defaults(tmp_path, monkeypatch):
+    monkeypatch.setenv("JOULEMETER_LEDGER", str(tmp_path / "ledger.sqlite"))
+
+    @metered
+    def work():
+        return "done"
+
+    assert work() == "done"
+    assert work.last_run.name.endswith("work") and work.last_run.status is Status.COMPLETED
+
+
 def test_decorator_meters_an_async_function():
     @metered(store=False, interval_s=0.01, sources=[LinearCounterSource(POWER_W)])
     async def infer():
