@@ -518,17 +518,35 @@ def factors_for_run(
     price_per_kwh: float | None = None,
     currency: str | None = None,
 ) -> Factors:
-    """Factors for where `run` ran (its Location; the world average, said, where it has none).
+    """Factors for where `run` ran: its Location; where it recorded none, where this report is
+    made (JOULEMETER_COUNTRY, joulemeter.toml, cloud variables; said), else the world average,
+    said. A recorded place with no known grid takes the world average with a warning, so that
+    a typo at metering time does not cost the run its report.
 
     A `country` given here overrides the run's location, and `location_basis` says so.
     """
+    from joulemeter.meter.place import resolve_location
+
     grid, basis = location_grid(run.location)
     if country is not None:
         recorded = f"; the run's own location is {grid}" if grid and normalise_name(grid) != normalise_name(country) else ""
         basis = f"given ({country}), overriding the run's location{recorded}" if grid else f"given ({country})"
         grid = country
     elif grid is None:
-        basis = f"{basis}: world average"
-    factors = resolve_factors(grid, intensity_g_per_kwh=intensity_g_per_kwh, pue=pue,
-                              price_per_kwh=price_per_kwh, currency=currency)
+        place = resolve_location()
+        here, _ = location_grid(place)
+        if here is not None and place is not None:
+            basis = f"{basis}; assumed where this report is made: {here} ({place.source})"
+            grid = here
+        else:
+            basis = f"{basis}: world average"
+    options = dict(intensity_g_per_kwh=intensity_g_per_kwh, pue=pue, price_per_kwh=price_per_kwh, currency=currency)
+    try:
+        factors = resolve_factors(grid, **options)
+    except UnknownRegionError as exc:
+        if country is not None:
+            raise
+        logger.warning("run %s: %s; its report uses the world average", run.id[:8], exc)
+        basis = f"{basis}, {grid}, which has no known grid: world average"
+        factors = resolve_factors(WORLD, **options)
     return dataclasses.replace(factors, location_basis=basis)

@@ -23,6 +23,8 @@ runner = CliRunner()
 def ledger(tmp_path, monkeypatch) -> str:
     """A ledger with a run in Germany ("de…"), one in Quebec ("qc…") and one with no location ("xx…")."""
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "no-user-config"))
+    for variable in ("JOULEMETER_COUNTRY", "JOULEMETER_REGION"):
+        monkeypatch.delenv(variable, raising=False)
     monkeypatch.chdir(tmp_path)
     path = str(tmp_path / "ledger.sqlite")
     de = dataclasses.replace(make_run("de000001", name="de"), location=Location(country="DE", source="api"))
@@ -55,6 +57,24 @@ def test_a_run_without_a_location_is_accounted_at_the_labelled_world_average(led
     data = _json(runner.invoke(app, ["report", "xx", "-f", "json", "--ledger", ledger]))
     assert data["factors"]["region"] == "WORLD" and data["factors"]["intensity_is_default"]
     assert "no location recorded" in data["factors"]["location_basis"]
+
+
+def test_a_run_without_a_location_is_accounted_where_the_report_is_made_if_that_is_set(ledger, monkeypatch):
+    monkeypatch.setenv("JOULEMETER_COUNTRY", "FR")
+    data = _json(runner.invoke(app, ["report", "xx", "-f", "json", "--ledger", ledger]))
+    assert data["factors"]["region"] == "FRA" and not data["factors"]["intensity_is_default"]
+    basis = data["factors"]["location_basis"]
+    assert "no location recorded" in basis and "assumed where this report is made: FR (env JOULEMETER_COUNTRY)" in basis
+
+
+def test_a_recorded_place_with_no_known_grid_still_gets_its_report(tmp_path):
+    path = str(tmp_path / "typo.sqlite")
+    with open_ledger(path) as book:
+        book.save_run(dataclasses.replace(make_run("qq000001", name="qq"), location=Location(country="QQ", source="env")))
+    result = runner.invoke(app, ["report", "qq", "-f", "json", "--ledger", path])
+    data = _json(result)
+    assert data["factors"]["region"] == "WORLD"
+    assert "QQ" in data["factors"]["location_basis"] and "no known grid" in data["factors"]["location_basis"]
 
 
 def test_compare_accounts_each_run_where_it_ran(ledger):
