@@ -142,3 +142,19 @@ def test_the_world_average_is_said_only_where_a_run_recorded_no_place(tmp_path, 
     assert out.returncode == 0, out.stderr
     assert "no country given" not in out.stderr  # the inventory's own note says it, for the runs it concerns
     assert ("the world average: no country given" in out.stdout) is warned
+
+
+def test_a_run_with_no_place_takes_where_the_inventory_is_made_as_a_report_does(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    run = metered("DE", 1e6)
+    run.location = None
+    path = tmp_path / "ledger.sqlite"
+    with open_ledger(path) as book:
+        book.save_run(run)
+    out = subprocess.run([sys.executable, "-m", "joulemeter.integrations.cli", "inventory", "--ledger", str(path)],
+                         capture_output=True, text=True, timeout=60, env=os.environ | {"JOULEMETER_COUNTRY": "FR"})
+    assert out.returncode == 0, out.stderr
+    assert "the report's factors for the other 1 run (France" in out.stdout

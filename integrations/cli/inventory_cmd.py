@@ -69,8 +69,9 @@ def inventory(
     if json_output:
         fmt = "json"
     suffix = output_format(fmt, REPORT).suffix
-    # the world average stands in only for runs that recorded no place: the inventory's notes say so
-    factors = resolve_factor_options(country, pue, price, currency, intensity, warn_if_default=False)
+    # runs that recorded no place take where this inventory is made (JOULEMETER_COUNTRY,
+    # joulemeter.toml, cloud variables), as `report` does, else the world average: the notes say which
+    factors = resolve_factor_options(country or _here(), pue, price, currency, intensity, warn_if_default=False)
     market = report_cmd._market(supplier_factor, certificates_mwh)
     assumptions = Assumptions(life_years=life_years, utilization=utilization,
                               kg_co2e_per_device=_footprints(embodied_kg or []))
@@ -85,6 +86,14 @@ def inventory(
     path = output or Path(f"joulemeter-inventory{suffix}")
     write_text(path, text)
     stdout.print(f"inventory written to [bold]{escape(str(path))}[/]", highlight=False)
+
+
+def _here() -> str | None:
+    """The grid of where this command runs, if the environment or joulemeter.toml says."""
+    from joulemeter.meter.place import resolve_location
+    from joulemeter.reports.factors import location_grid
+
+    return location_grid(resolve_location())[0]
 
 
 def _footprints(pairs: list[str]) -> dict[str, float]:
