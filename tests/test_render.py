@@ -271,3 +271,12 @@ def test_notes_every_run_shares_are_said_once_per_page():
     for kind in ("html", "md", "json"):
         text = render(runs, kind, factors=factors)
         assert text.count(note) == 1, kind
+
+
+@pytest.mark.parametrize("fmt_name", ["html", "md"])
+def test_counted_work_is_shown_exactly_not_rounded(training_run, factors, fmt_name):
+    run = copy.deepcopy(training_run)
+    for window in run.windows:
+        window.units = {"samples": 1437.0}
+    text = render(run, fmt_name, factors=factors)
+    assert "2,874 samples" in text and "2,870 samples" not in text  # the two epochs, one row

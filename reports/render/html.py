@@ -189,7 +189,7 @@ def _window_table(rr: RunReport) -> str:
             f"<td class=\"num\">{escape_text(fmt.energy(g.energy_j.get(d)))}</td>" for d in domains
         )
         units = "; ".join(
-            f"{fmt.number(count)} {unit} ({fmt.energy(g.energy_per_unit_j(unit))}/"
+            f"{fmt.count(count)} {unit} ({fmt.energy(g.energy_per_unit_j(unit))}/"
             f"{unit.removesuffix('s')})"
             for unit, count in g.units.items()
         )

@@ -106,7 +106,7 @@ def _run(rr: RunReport) -> list[str]:
                 [md_escape(g.label), fmt.duration(g.duration_s)]
                 + [fmt.energy(g.energy_j.get(d)) for d in domains]
                 + [fmt.energy(g.total_energy_j),
-                   md_escape("; ".join(f"{fmt.number(c)} {u}" for u, c in g.units.items())
+                   md_escape("; ".join(f"{fmt.count(c)} {u}" for u, c in g.units.items())
                              or fmt.DASH)]
                 for g in groups
             ],
