@@ -69,6 +69,22 @@ def test_delete_asks_on_a_terminal_and_does_only_what_was_answered(ledger, monke
     assert names(ledger) == left
 
 
+def test_declining_a_deletion_says_nothing_changed_plainly_not_as_an_error(ledger, monkeypatch) -> None:
+    monkeypatch.setattr(manage_cmd, "_can_ask", lambda: True)
+    result = runner.invoke(app, ["delete", "dec-01"], input="n\n")
+    assert "nothing was changed" in result.output and "error" not in result.output
+    assert result.exit_code == 1  # not 0: a script's `delete … && next-step` must not go on as if deleted
+    assert names(ledger) == ["dec-02", "dec-01", "nov-30"]
+
+
+def test_rename_refuses_a_name_another_run_has_naming_it(ledger) -> None:
+    result = runner.invoke(app, ["rename", "nov-30", "dec-01"])
+    assert result.exit_code == 2
+    assert f"already the name of {'b' * 32} (dec-01)" in result.output
+    assert names(ledger) == ["dec-02", "dec-01", "nov-30"]
+    assert runner.invoke(app, ["show", "dec-01"]).exit_code == 0  # still one run by that name
+
+
 def test_delete_with_yes_removes_only_the_named_run(ledger) -> None:
     result = runner.invoke(app, ["delete", "dec-01", "--yes"])
     assert result.exit_code == 0, result.output

@@ -95,7 +95,18 @@ def test_an_unusable_ledger_location_is_one_line_naming_it_not_a_missing_command
     result = subprocess.run(joulemeter("run", "--", sys.executable, "-c", "pass"),
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
-    assert result.stderr == f"error: the ledger's folder {blocker} exists but is not a folder\n"
+    assert result.stderr == (f"error: the ledger's folder {blocker} exists but is not a folder; "
+                             f"`{os.path.basename(sys.executable)} -c pass` was not run\n")
+
+
+def test_a_ledger_in_a_folder_that_does_not_exist_is_refused_and_no_folder_is_made(tmp_path, monkeypatch):
+    typo = tmp_path / "nonexistent" / "dir"
+    monkeypatch.setenv("JOULEMETER_LEDGER", str(typo / "l.sqlite"))
+    result = subprocess.run(joulemeter("run", "--", sys.executable, "-c", "pass"),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert f"the ledger's folder {typo} does not exist" in result.stderr and "create the folder first" in result.stderr
+    assert not (tmp_path / "nonexistent").exists()
 
 
 @pytest.mark.slow
@@ -195,3 +206,32 @@ def test_no_timeline_meters_counter_devices_only_and_says_what_lacks_one(ledger_
     assert done.returncode == 0, done.stderr
     run = json.loads(done.stdout)
     assert run["metadata"]["timeline"].startswith("off") and run["energy"]["cpu"]["energy_j"] > 0
+
+
+def test_the_run_summary_says_each_fallback_reason_once_without_repeating_the_method():
+    import dataclasses
+    import io
+
+    from rich.console import Console
+
+    from joulemeter.integrations.cli.meter_cmd import _print_run_summary
+    from joulemeter.meter.run import Domain, DomainEnergy, Provenance
+    from tests.test_ledger import GPU, make_run
+
+    cpu_method, ram_method = "estimate: CCF per-vCPU 0.74–3.5 W × utilisation", "estimate: CCF 0.392 W per GB"
+    rapl = "RAPL unavailable: no RAPL powercap interface (common in VMs and containers)"
+    cpu = Domain("cpu", "cpu", "2 logical CPUs", Provenance.ESTIMATED, cpu_method)
+    ram = Domain("ram", "ram", "system memory", Provenance.ESTIMATED, ram_method)
+    run = dataclasses.replace(
+        make_run(),
+        domains=[GPU, cpu, ram],
+        energy={"gpu:0": DomainEnergy("gpu:0", 600.0, Provenance.COUNTER, 200.0, 200.0),
+                "cpu": DomainEnergy("cpu", 15.0, Provenance.ESTIMATED, 5.0, 5.0),
+                "ram": DomainEnergy("ram", 1.0, Provenance.ESTIMATED, 0.3, 0.3)},
+        metadata={"fallbacks": [f"{rapl}; CPU {cpu_method}", f"{rapl}; RAM {ram_method}"]},
+    )
+    out = io.StringIO()
+    _print_run_summary(run, console=Console(file=out, width=200, color_system=None))
+    text = out.getvalue()
+    assert text.count(cpu_method) == 1 and text.count(ram_method) == 1, text  # in the method lines only
+    assert text.count(rapl) == 1 and f"fallback (cpu, ram): {rapl}\n" in text, text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from joulemeter.meter import EnergyMeter
@@ -33,6 +35,7 @@ def test_a_window_gets_the_estimate_of_exactly_the_cpu_time_spent_in_it_between_
         with m.window("step") as window:
             m.energy_so_far_j()  # ... and past the window's start
             times.run(wall_s=0.002, cpus=2, busy_cpus=2.0)  # 2 ms, both CPUs busy
+            time.sleep(0.004)  # the window lasts longer than the fake's 2 ms: within the model's power
         m.energy_so_far_j()  # read past the window's end: this fake counter only moves when told
         times.run(wall_s=5.0, cpus=2, busy_cpus=1.0)  # after it: half busy
     # 2 CPUs × 3.5 W for 2 ms, although no tick came near the window

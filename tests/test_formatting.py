@@ -108,3 +108,14 @@ def test_metadata_is_formatted_by_what_its_key_says(key, value, text):
 )
 def test_a_metadata_label_names_the_figure_and_leaves_the_unit_to_the_value(key, label):
     assert formatting.metadata_label(key) == label
+
+
+@pytest.mark.parametrize(("text", "max_chars", "cut"), [
+    ("digits-mlp/int8", 12, "digits…/int8"),
+    ("digits-mlp/pruned (making)", 15, "digits-…making)"),
+    ("digits-mlp/full", 15, "digits-mlp/full"),  # fits: whole
+    ("abcdef", 2, "a…"),
+])
+def test_shorten_middle_keeps_the_start_and_the_end_that_tells_names_apart(text, max_chars, cut):
+    assert formatting.shorten_middle(text, max_chars) == cut
+    assert len(cut) <= max_chars

@@ -462,6 +462,7 @@ def test_open_ledger_without_a_location_creates_the_default_file(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     target = tmp_path / "nested" / "dir" / "ledger.sqlite"
+    target.parent.mkdir(parents=True)  # a folder the user names must exist (only the data folder is made)
     monkeypatch.setenv("JOULEMETER_LEDGER", str(target))
     with open_ledger() as ledger:
         ledger.save_run(make_run("x"))

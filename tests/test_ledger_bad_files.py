@@ -169,3 +169,22 @@ def test_a_newer_schema_on_either_backend_is_refused(ledger_location: str) -> No
     engine.dispose()
     with pytest.raises(ForeignLedgerError, match=f"schema {SCHEMA_VERSION + 1}"):
         open_ledger(ledger_location)
+
+
+def test_a_ledger_path_in_a_folder_that_does_not_exist_is_refused_and_makes_no_folder(tmp_path: Path) -> None:
+    typo = tmp_path / "nonexistent" / "dir"
+    with pytest.raises(LedgerError, match=f"folder {typo} does not exist") as caught:
+        open_ledger(typo / "l.sqlite")
+    assert "create the folder first" in str(caught.value) and "--" not in str(caught.value)
+    assert not (tmp_path / "nonexistent").exists()
+    open_ledger(tmp_path / "l.sqlite").close()  # in a folder that exists, the file is made
+    assert (tmp_path / "l.sqlite").is_file()
+
+
+def test_the_default_ledger_gets_its_own_private_folder_made(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("JOULEMETER_LEDGER", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)  # no joulemeter.toml above it names another ledger
+    with open_ledger() as ledger:
+        assert ledger.location == str(tmp_path / "data" / "joulemeter" / "ledger.sqlite")
+    assert (tmp_path / "data" / "joulemeter").stat().st_mode & 0o777 == 0o700

@@ -55,6 +55,17 @@ def test_a_damaged_ledger_is_refused_for_writing_and_left_untouched(damaged: Pat
     assert _sha(damaged) == before
 
 
+def test_run_on_a_damaged_ledger_says_the_command_was_not_run(damaged: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("JOULEMETER_LEDGER", str(damaged))
+    marker = tmp_path / "ran"
+    result = subprocess.run(
+        [sys.executable, "-m", "joulemeter.integrations.cli", "run", "--", "touch", str(marker)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2 and not marker.exists()
+    assert result.stderr.rstrip().endswith(f"`touch {marker}` was not run"), result.stderr
+
+
 def test_reading_commands_list_and_show_what_can_be_read_and_write_nothing(damaged: Path, monkeypatch) -> None:
     before = _sha(damaged)
     monkeypatch.setenv("JOULEMETER_LEDGER", str(damaged))

@@ -106,6 +106,16 @@ def test_renaming_or_tagging_checks_limits_and_the_run(ledger_location) -> None:
         assert ledger.get_run("a" * 32).name == "nov-30"
 
 
+def test_a_name_another_run_has_is_refused_naming_that_run_so_names_stay_unique(ledger_location) -> None:
+    _three_runs(ledger_location)
+    with open_ledger(ledger_location) as ledger:
+        with pytest.raises(LedgerError, match=rf"'dec-01' is already the name of {'b' * 32} \(dec-01\)"):
+            ledger.rename_run("a" * 32, "dec-01")
+        ledger.rename_run("b" * 32, "dec-01")  # its own name again is no clash
+        assert ledger.get_run("dec-01").id == "b" * 32
+        assert ledger.get_run("a" * 32).name == "nov-30"
+
+
 def test_saving_runs_that_replace_another_deletes_it_in_the_same_transaction(ledger_location):
     with open_ledger(ledger_location) as book:
         book.save_runs([make_run("span"), make_run("kept")])

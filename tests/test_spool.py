@@ -126,8 +126,9 @@ def test_a_spool_for_another_ledger_is_left_alone(tmp_path, ledger_path):
         assert path.exists()
 
 
-def test_a_new_ledger_is_private_and_so_is_a_folder_made_for_it(tmp_path):
-    path = tmp_path / "new-folder" / "ledger.sqlite"
+def test_a_new_ledger_is_private_and_so_is_a_folder_made_for_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))  # only the default ledger's folder is made
+    path = tmp_path / "joulemeter" / "ledger.sqlite"
     with open_ledger(path) as ledger:
         ledger.save_run(make_run("first"))
     assert path.stat().st_mode & 0o777 == 0o600

@@ -143,8 +143,9 @@ def _confirm(found: list[Run], question: str, yes: bool) -> None:
         return
     if not _can_ask():
         raise fail("stdin is not a terminal to ask on: pass --yes to go ahead; nothing was changed")
-    if not typer.confirm(question, default=False):
-        raise fail("nothing was changed", code=1)
+    if not typer.confirm(question, default=False):  # declining is no error, but nothing was done
+        stderr.print("nothing was changed", highlight=False, markup=False)
+        raise typer.Exit(1)
 
 
 def _can_ask() -> bool:

@@ -16,6 +16,7 @@ from joulemeter.integrations.cli._common import (
     JsonOption,
     LedgerOption,
     echo_document,
+    error_message,
     fail,
     handle_errors,
     print_json,
@@ -32,11 +33,12 @@ from joulemeter.integrations.cli.selection import (
     UntilOption,
     chosen_runs,
 )
+from joulemeter.meter.errors import JoulemeterError
 from joulemeter.meter.formats import EXPORT, format_names, output_format
 from joulemeter.reports.render import formatting as fmt
 
 if TYPE_CHECKING:
-    from joulemeter.meter import EnergyMeter, Run
+    from joulemeter.meter import Domain, EnergyMeter, Run
     from joulemeter.meter.store.salvage import Readable
 
 #: `runs` shows names and projects cut to these widths, ending in "…" (`show` has them whole)
@@ -137,8 +139,9 @@ def run(
     _check_runnable(argv[0])  # before metering, so a typo leaves no failed run behind
     if no_timeline and interval is not None:
         raise fail("--interval sets the timeline's interval: give it or --no-timeline, not both")
+    shown = fmt.shorten(" ".join(redacted([Path(argv[0]).name, *argv[1:]])), 80)
     meter = EnergyMeter(
-        name or fmt.shorten(" ".join(redacted([Path(argv[0]).name, *argv[1:]])), 80),
+        name or shown,
         project=project,
         tags=tag,
         devices=devices,
@@ -154,6 +157,10 @@ def run(
         # with --json, stdout carries only the JSON: the command's output goes to stderr
         result = run_command(argv, meter, on_tick=live.update if live else None,
                              stdout=sys.stderr.fileno() if json_output else None)
+    except JoulemeterError as exc:
+        if not _never_started(meter):
+            raise
+        raise fail(f"{error_message(exc).rstrip('.')}; `{shown}` was not run") from None
     except FileNotFoundError as exc:
         raise fail(f"command not found: {exc.filename or argv[0]}", 127) from None
     except PermissionError:
@@ -168,6 +175,17 @@ def run(
     else:
         _print_run_summary(result.run, console=stderr)
     raise typer.Exit(result.returncode)
+
+
+def _never_started(meter: EnergyMeter) -> bool:
+    """Whether the meter failed before the command began (a refused ledger, a bad config):
+    it holds no run, or one it never stopped, as it stops every run whose command it started."""
+    from joulemeter.meter.errors import MeterStateError
+
+    try:
+        return meter.run.ended_at is None
+    except MeterStateError:
+        return True
 
 
 def _check_runnable(command: str) -> None:
@@ -243,8 +261,8 @@ def _damage_note(readable: Readable, location: str) -> str:
 
 
 def runs_table(found: list[Run], title: str) -> object:
-    """Runs as a rich table of one line each in the terminal's width: long names cut with "…"
-    (`show` has them whole), the project only where the runs are of more than one."""
+    """Runs as a rich table of one line each in the terminal's width: long names cut with "…" in
+    the middle (`show` has them whole), the project only where the runs are of more than one."""
     from rich.table import Table
 
     from joulemeter.meter.store.salvage import LOST_KEY
@@ -255,7 +273,7 @@ def runs_table(found: list[Run], title: str) -> object:
     rows = [
         {
             "id": r.id[:8],
-            "name": fmt.shorten(r.name, _NAME_COLUMN_CHARS),
+            "name": fmt.shorten_middle(r.name, _NAME_COLUMN_CHARS),
             "project": fmt.shorten(r.project, _PROJECT_COLUMN_CHARS),
             "status": r.status.value,
             "started UTC": r.started_at[5:16].replace("T", " "),
@@ -274,6 +292,8 @@ def runs_table(found: list[Run], title: str) -> object:
         natural["project"] = max(min(natural["project"], room // 3), 7)
         room -= natural["project"] + 1
     natural["name"] = max(min(natural["name"], room), 8)
+    for row in rows:  # cut in the middle: runs named alike differ at the end ("digits…/int8")
+        row["name"] = fmt.shorten_middle(row["name"], natural["name"])
     for column in columns:
         table.add_column(column, no_wrap=True, overflow="ellipsis", width=natural[column])
     for row in rows:
@@ -417,9 +437,9 @@ def _print_run_summary(r: Run, *, console, detail: bool = False) -> None:
     for g in r.gaps:
         end = "end of run" if g.end_s is None else f"{g.end_s:.2f} s"
         console.print(f"[yellow]gap[/] {escape(g.domain)}: {g.start_s:.2f} s → {end}: {escape(g.reason)}")
-    fallbacks = r.metadata.get("fallbacks") or []
-    for note in fallbacks:
-        console.print(f"[yellow]fallback:[/] {escape(str(note))}")
+    shown_methods = [d for name in r.energy if (d := methods.get(name)) is not None]
+    for reason, names in _fallback_reasons(r.metadata.get("fallbacks") or [], shown_methods).items():
+        console.print(f"[yellow]fallback{f' ({escape(names)})' if names else ''}:[/] {escape(reason)}")
     if detail and r.metadata:
         shown = {k: v for k, v in r.metadata.items() if k != "fallbacks"}
         if shown:
@@ -427,6 +447,20 @@ def _print_run_summary(r: Run, *, console, detail: bool = False) -> None:
                                                    for k, v in shown.items()),
                           highlight=False, markup=False)
     console.print(f"run id: [bold]{r.id}[/]")
+
+
+def _fallback_reasons(notes: list[object], shown: list[Domain]) -> dict[str, str]:
+    """Each fallback's reason once, with the domains it led to: a note ending "…; CPU <method>"
+    loses the method the summary already lists for that domain."""
+    reasons: dict[str, dict[str, None]] = {}
+    for note in map(str, notes):
+        reason, names = note, {}
+        for d in shown:
+            if note.endswith(" " + d.method) and "; " in note[: -len(d.method)]:
+                reason = note[: -len(d.method) - 1].rsplit("; ", 1)[0]
+                names[d.name] = None
+        reasons.setdefault(reason, {}).update(names)
+    return {reason: ", ".join(names) for reason, names in reasons.items()}
 
 
 class _LiveView:

@@ -43,7 +43,7 @@ from joulemeter.meter.limits import check_name, check_tags
 from joulemeter.meter.merge import PART_KEY, superseded_part
 from joulemeter.meter.store import schema, sqlite_file, storable
 from joulemeter.meter.store.period import check_period, period_bound
-from joulemeter.meter.store.location import resolve
+from joulemeter.meter.store.location import data_folder, resolve
 
 log = logging.getLogger("joulemeter.ledger")
 
@@ -66,7 +66,8 @@ def open_ledger(
     `interrupted` (in bounded memory). `for_reading`: a SQLite ledger that cannot be
     written here (read-only file, folder or mount) is opened read-only, without recovery,
     and a ledger of an older schema is read as it is, never upgraded (nor written).
-    A new ledger file is made private (0600, and 0700 for a folder we create).
+    A new ledger file is made private (0600); its folder must exist, unless it is joulemeter's
+    own data folder (made 0700).
     """
     target = resolve(location)
     read_only = False
@@ -196,14 +197,21 @@ def _candidates(rows: Sequence[sa.Row]) -> str:
 
 
 def _create_private(path: Path) -> None:
-    """Make the ledger's folder (0700) and an empty file (0600) if missing; SQLite keeps the mode."""
+    """Make an empty ledger file (0600) if missing, and its folder (0700) only where it is
+    joulemeter's own data folder: a folder the user named must exist, so a typo is no new ledger."""
     folder = path.parent
-    try:
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except FileExistsError as exc:
-        raise LedgerError(f"the ledger's folder {folder} exists but is not a folder") from exc
-    except OSError as exc:
-        raise LedgerError(f"cannot create the ledger's folder {folder}: {exc.strerror or exc}") from exc
+    if folder.exists() and not folder.is_dir():
+        raise LedgerError(f"the ledger's folder {folder} exists but is not a folder", path=path)
+    if not folder.exists():
+        if folder != data_folder():
+            raise LedgerError(
+                f"the ledger's folder {folder} does not exist: check the path, or create the folder "
+                "first if a new ledger belongs there", path=path, parameter="ledger",
+            )
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LedgerError(f"cannot create the ledger's folder {folder}: {exc.strerror or exc}") from exc
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except FileExistsError:
@@ -476,9 +484,22 @@ class Ledger:
         return len(rows)
 
     def rename_run(self, run_id: str, name: str) -> None:
-        """Give a run (whole id) a new name."""
+        """Give a run (whole id) a new name that no other run has, so the name still names one run."""
         check_name(name, "name")
-        self._update_run(run_id, {"name": name})
+
+        def work(conn: sa.Connection) -> None:
+            runs = schema.runs
+            others = conn.execute(
+                _counted(self._select(runs)).where(runs.c.name == name, runs.c.id != run_id)
+                .order_by(*_NEWEST_FIRST).limit(_LISTED_CANDIDATES + 1)
+            ).all()
+            if others:
+                raise LedgerError(f"{name!r} is already the name of {_candidates(others)}; "
+                                  "choose another name, so that each name names one run")
+            if conn.execute(sa.update(runs).where(runs.c.id == run_id).values(name=name)).rowcount != 1:
+                raise RunNotFoundError(f"no run {run_id!r} in {self.location}")
+
+        self._transaction(work, write=True)
 
     def retag_run(self, run_id: str, add: Sequence[str] = (), remove: Sequence[str] = ()) -> list[str]:
         """Add and remove tags of one run (whole id), keeping the others in order; its tags after."""
@@ -498,14 +519,6 @@ class Ledger:
             return kept
 
         return self._transaction(work, write=True)
-
-    def _update_run(self, run_id: str, values: dict[str, Any]) -> None:
-        def work(conn: sa.Connection) -> None:
-            runs = schema.runs
-            if conn.execute(sa.update(runs).where(runs.c.id == run_id).values(**values)).rowcount != 1:
-                raise RunNotFoundError(f"no run {run_id!r} in {self.location}")
-
-        self._transaction(work, write=True)
 
     # -- reading -----------------------------------------------------------------------
     def existing_ids(self, run_ids: Iterable[str]) -> set[str]:

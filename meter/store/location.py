@@ -29,7 +29,7 @@ def default_location() -> str:
     config = load_config()
     if config.ledger:
         return _from_config(config.ledger, config.origin["ledger"])
-    return str(_user_data_dir() / "joulemeter" / LEDGER_FILE_NAME)
+    return str(data_folder() / LEDGER_FILE_NAME)
 
 
 def _from_config(ledger: str, config_file: Path) -> str:
@@ -48,7 +48,12 @@ def spool_dir() -> Path:
     configured = os.environ.get(SPOOL_ENV)
     if configured:
         return Path(configured).expanduser().absolute()
-    return _user_data_dir() / "joulemeter" / "spool"
+    return data_folder() / "spool"
+
+
+def data_folder() -> Path:
+    """joulemeter's folder in the per-user data directory: the only ledger folder it creates."""
+    return (_user_data_dir() / "joulemeter").absolute()
 
 
 def _user_data_dir() -> Path:

@@ -146,6 +146,16 @@ def shorten(text: str, max_chars: int) -> str:
     return text if len(text) <= max_chars else text[: max_chars - 1] + "…"
 
 
+def shorten_middle(text: str, max_chars: int) -> str:
+    """`text` cut to `max_chars` characters by an ellipsis in its middle: names that share a
+    start ("digits-mlp/int8", "digits-mlp/full") keep the end that tells them apart."""
+    if len(text) <= max_chars:
+        return text
+    kept = max_chars - 1
+    head = (kept + 1) // 2
+    return text[:head] + "…" + text[len(text) - (kept - head):]
+
+
 def for_display(run: Run, max_chars: int) -> Run:
     """A copy of `run` whose user text (name, project, tags, window names, units, metadata keys
     and text values) is cut by `shorten` to `max_chars`: a ledger written before the size
