@@ -32,6 +32,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
 from joulemeter.meter.batch import batch_size
+from joulemeter.meter.cadence import DEFAULT_TOLERANCE
 from joulemeter.meter.energy import totals
 from joulemeter.meter.errors import InvalidCountError, MeterStateError
 from joulemeter.meter.limits import check_name, check_run_fields
@@ -58,12 +59,16 @@ M = TypeVar("M")
 #: it, so they get NVML's power-reading update of about 100 ms (docs/measuring.md, "NVML").
 _TIMELINE_INTERVAL_S = 1.0
 _SAMPLED_INTERVAL_S = 0.1
+#: ... and how far that default timeline stretches while power holds steady (meter/cadence.py):
+#: an idle run then costs a tick every 30 s, and the ledger's 30 s heartbeat keeps its pace.
+_MAX_INTERVAL_S = 30.0
 
 #: What a run without a timeline records in its metadata (`timeline`), so that a reader
 #: knows why it has no power samples and what a killed one kept.
 _NO_TIMELINE = ("off: energy from counters read at start, window edges and stop, and every 30 s "
-                "for the ledger (one energy sample per domain, no power); killed before it stopped, "
-                "the run keeps its energy up to the last of those")
+                "for a heartbeat (one energy sample per domain, no power: into the journal, and every "
+                "2 minutes the ledger); killed before it stopped, the run keeps its energy up to the "
+                "last of those")
 
 #: NVML's energy counter updates about every 100 ms (docs/measuring.md, "NVML"): shorter
 #: windows on a counter GPU can read 0 J, so they get a note. Used where the source did
@@ -104,11 +109,15 @@ class MeterOptions(TypedDict, total=False):
     devices: kinds or domains to meter, e.g. ["gpu"], ["gpu:0", "cpu"] (None: all).
     interval_s: timeline interval (1 s, or 0.1 s where a domain is measured by sampling power;
     energy comes from counters at window edges either way).
+    max_interval_s: an adaptive timeline's longest interval: it ticks every `interval_s` while
+    power moves and stretches to this while every domain holds within 5 % (30 s by default;
+    a given `interval_s` alone keeps the timeline fixed at it, for fine plots; never where a
+    domain is measured by sampling power, whose energy is integrated from the ticks).
     timeline: False keeps no timeline, as Zeus does: counters are read only at start, window
     edges, live figures and stop, so an idle run costs next to no CPU; the run has no samples
     (no plot, no peak power), its energy, windows and units are exact. Every domain needs an
     energy counter (SourceUnavailable at start otherwise), and a run killed before it stops
-    keeps the energy its latest ledger heartbeat (every 30 s) wrote (True).
+    keeps the energy its latest heartbeat (every 30 s, to the journal) wrote (True).
     flush_interval_s: ledger writes (1 s): a killed
     process loses about this much, plus the time one write takes (at most 0.5 s).
     idle_baseline_s: seconds of idle power to measure before the run (0: off).
@@ -131,6 +140,7 @@ class MeterOptions(TypedDict, total=False):
     metadata: dict[str, Any] | None
     devices: Sequence[str] | None
     interval_s: float
+    max_interval_s: float
     timeline: bool
     idle_baseline_s: float
     ledger: str | os.PathLike[str] | Ledger | None
@@ -184,6 +194,13 @@ def _in_turn(*syncs: Callable[[], None]) -> Callable[[], None]:
     return sync_all
 
 
+def _adaptive_words(interval_s: float, max_interval_s: float) -> str:
+    """What an adaptive timeline's run records in its metadata (`timeline`)."""
+    return (f"adaptive: a tick every {interval_s:g} s while power moves, stretching to every "
+            f"{max_interval_s:g} s while each domain holds within {DEFAULT_TOLERANCE * 100:g} %; energy from counters "
+            "read at the edges as well (meter/cadence.py)")
+
+
 def _valid_count(n: object, unit: object) -> float:
     """`n` as a float if it is a finite, non-negative amount of a named unit, else InvalidCountError."""
     if not isinstance(unit, str) or not unit:
@@ -213,8 +230,11 @@ class EnergyMeter:
         if interval_s is not None and interval_s <= 0:
             raise ValueError(f"interval_s must be positive, got {interval_s!r}")
         self.timeline = options.get("timeline", True)
-        if interval_s is not None and not self.timeline:
-            raise ValueError("interval_s is the timeline's interval: a meter with timeline=False has none")
+        max_interval_s = options.get("max_interval_s")
+        if not self.timeline and (interval_s is not None or max_interval_s is not None):
+            raise ValueError("interval_s and max_interval_s set the timeline: a meter with timeline=False has none")
+        if max_interval_s is not None and (max_interval_s <= 0 or max_interval_s < (interval_s or 0)):
+            raise ValueError(f"max_interval_s must be positive and at least interval_s, got {max_interval_s!r}")
         if idle_baseline_s < 0:
             raise ValueError(f"idle_baseline_s must be >= 0, got {idle_baseline_s!r}")
         devices, sources = options.get("devices"), options.get("sources")
@@ -225,6 +245,8 @@ class EnergyMeter:
         check_run_fields(self.name, self.project, self.tags, self.metadata)
         self.devices = list(devices) if devices is not None else None
         self.interval_s: float | None = interval_s  # None: chosen for the domains at start
+        #: None: chosen at start (adaptive unless interval_s was given or power is sampled)
+        self.max_interval_s: float | None = max_interval_s if interval_s is None or max_interval_s else interval_s
         self.idle_baseline_s = idle_baseline_s
         self.store = options.get("store", True)
         self.pid = options.get("pid")
@@ -279,9 +301,10 @@ class EnergyMeter:
             raise MeterStateError("this meter already ran; create a new EnergyMeter per run")
         location = resolve_location(self.country, self.region)  # a bad joulemeter.toml fails here, first
         self._open_sources()
+        sampled = [d.name for d in self._domains if d.provenance is Provenance.SAMPLED]
         if self.interval_s is None:
-            sampled = any(d.provenance is Provenance.SAMPLED for d in self._domains)
             self.interval_s = _SAMPLED_INTERVAL_S if sampled else _TIMELINE_INTERVAL_S
+        self.max_interval_s = self._max_interval(sampled)
         if self.idle_baseline_s > 0:
             self._idle_power_w = self._measure_idle()
         run = Run(
@@ -301,12 +324,15 @@ class EnergyMeter:
             run.metadata.setdefault("fallbacks", self._fallbacks)
         if not self.timeline:
             run.metadata.setdefault("timeline", _NO_TIMELINE)
+        elif self.max_interval_s > self.interval_s:
+            run.metadata.setdefault("timeline", _adaptive_words(self.interval_s, self.max_interval_s))
         self._run = run
         self._windows = run.windows  # the window path's own reference: a step's window is appended here
         if self.store:
             self._ledger = self._open_ledger()
         self._synchronize_devices()  # work queued before the run is not the run's
         self._sampler = Sampler(self._sources, self._domains, interval_s=self.interval_s,
+                                max_interval_s=self.max_interval_s,
                                 keep_unwritten=self._ledger is not None, open_windows=self._open_windows,
                                 timeline=self.timeline)
         try:
@@ -505,6 +531,17 @@ class EnergyMeter:
             notes += _held_within_model(window, duration_s, self._power_bounds)
             if notes:
                 window.note = "; ".join(notes)
+
+    def _max_interval(self, sampled: list[str]) -> float:
+        """The adaptive timeline's longest interval: the one asked for, else _MAX_INTERVAL_S;
+        the fixed interval where a domain's energy is integrated from sampled power."""
+        assert self.interval_s is not None
+        if sampled:
+            if (self.max_interval_s or 0) > self.interval_s:
+                log.info("the timeline stays at every %g s: %s measured by sampling power",
+                         self.interval_s, ", ".join(sampled))
+            return self.interval_s
+        return max(self.max_interval_s or _MAX_INTERVAL_S, self.interval_s)
 
     def _open_sources(self) -> None:
         self._find_sources()

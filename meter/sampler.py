@@ -1,6 +1,7 @@
 """The one background thread that reads every source and accounts its readings.
 
-Ticks, every `interval_s`, read all sources (so samples of one tick share `t_s`), feed one
+Ticks, every `interval_s` (or, adaptive, up to every `max_interval_s` while power holds
+steady: meter/cadence.py), read all sources (so samples of one tick share `t_s`), feed one
 DomainAccumulator per domain and add the samples to a bounded Timeline; the samples not
 yet written stay in memory only until the ledger's writer has them (`unwritten`,
 `release`). It never does I/O, so a slow ledger cannot delay a reading. A tick that comes
@@ -16,6 +17,11 @@ next counter read where every domain has a counter, else at the next tick. Nothi
 per edge but the window itself, so a window per step costs the caller a few microseconds
 and the thread a few more, however fast they come.
 
+An adaptive timeline never leaves a closed window waiting on its long interval: where a
+domain has no counter, the thread ticks within `interval_s` of the window's end. A live
+figure asked for (`energy_now_j`, `latest_power_w`) brings it back to `interval_s` too:
+someone is watching, and the latest tick of a stretched timeline may be long past.
+
 Without a timeline (`timeline=False`) there are no ticks: every domain must have a counter,
 read at start, at edges and at stop; between them the thread sleeps with no timeout, so an
 idle run costs next to nothing, and the run has no samples (no power, no peak).
@@ -30,6 +36,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
+from joulemeter.meter.cadence import Cadence
 from joulemeter.meter.energy import DomainAccumulator, Edge
 from joulemeter.meter.errors import SourceUnavailable
 from joulemeter.meter.run import Domain, Gap, Sample, Window
@@ -61,7 +68,9 @@ class Sampler:
     otherwise only the Timeline keeps any. `open_windows`: the meter's windows still open
     (read at ticks, to keep their start energies while the readings before them are dropped).
     `timeline`: False takes no ticks, only counter reads (start, edges, stop); every domain
-    must have a counter then (SourceUnavailable at `start` otherwise).
+    must have a counter then (SourceUnavailable at `start` otherwise). `max_interval_s`: the
+    longest interval an adaptive timeline stretches to while power holds steady (None:
+    fixed at `interval_s`).
     """
 
     def __init__(
@@ -70,6 +79,7 @@ class Sampler:
         domains: Sequence[Domain],
         *,
         interval_s: float = 1.0,
+        max_interval_s: float | None = None,
         t0: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         keep_unwritten: bool = False,
@@ -85,7 +95,8 @@ class Sampler:
         self.t0 = clock() if t0 is None else t0
         self.accumulators = {d.name: DomainAccumulator(d) for d in domains}
         self.timeline = Timeline(max_ticks)
-        self.stall_s = max(_STALL_INTERVALS * interval_s, _STALL_MIN_S)
+        self.cadence = Cadence(interval_s, max_interval_s)
+        self.stall_s = max(_STALL_INTERVALS * interval_s, _STALL_MIN_S)  # beyond the planned interval
         self._keep_unwritten = keep_unwritten
         self.ticks = timeline  # False: counter reads only (start, edges, stop), no samples
         self._unwritten: list[Sample] = []
@@ -99,6 +110,9 @@ class Sampler:
         self._forget_s = -math.inf  # the readings before this go at the next tick
         self._edge_read_at = -math.inf
         self._last_tick_s: float | None = None
+        self._planned_s = interval_s  # the interval the coming tick was planned after
+        self._windows_wait_for_tick = False  # adaptive, and a domain without counter: windows wait for a tick
+        self._watched = False  # a live figure was asked for while the timeline was stretched
         self._readings = 0  # ticks and edge reads accounted so far
         self._lock = threading.Lock()
         self._read = threading.Condition(self._lock)  # notified after every reading
@@ -131,6 +145,8 @@ class Sampler:
                 first.append((source, readings))
         if not self.ticks:
             self._start_from_counters(first)
+        uncounted = self.accumulators.keys() - self._counter_domains
+        self._windows_wait_for_tick = self.ticks and self.cadence.adaptive and bool(uncounted)
         self._thread = threading.Thread(target=self._loop, name="joulemeter-sampler", daemon=True)
         self._thread.start()
 
@@ -183,7 +199,7 @@ class Sampler:
 
     def _poke(self) -> None:
         """Ask the thread for a counter read, unless one asked for has not begun yet."""
-        if self._counter_sources and not self._poked:
+        if (self._counter_sources or self._windows_wait_for_tick) and not self._poked:
             self._poked = True  # cleared by the thread before it reads: a later edge pokes again
             self._wake.set()
 
@@ -191,8 +207,8 @@ class Sampler:
         """`window` ended at `window.end_s` (a `mark_edge`): its energy per domain is filled
         in once every domain has been read past that edge."""
         self._closed.append(window)  # deque.append is atomic: no lock on the caller's path
-        if not self.ticks:  # the edge's read may have come before the window did: no tick follows
-            self._poke()
+        if not self.ticks or (self._windows_wait_for_tick and self.cadence.backed_off):
+            self._poke()  # the edge's read may have come before the window did: no tick soon
 
     def _hand_out_edges(self) -> None:
         """Give the accumulators the edges marked since the last reading (under the lock)."""
@@ -205,6 +221,7 @@ class Sampler:
     def energy_now_j(self, timeout_s: float = 0.05) -> dict[str, float]:
         """Cumulative energy per domain now (J): counter domains read for it (waiting at most
         `timeout_s`), the others as of their latest tick."""
+        self._watch()
         with self._lock:
             readings = self._readings  # any reading after this one is fresh: it read after now
         edge = Edge(self.now(), len(self.accumulators))
@@ -239,7 +256,7 @@ class Sampler:
         new: list[Sample] = []
         with self._lock:
             self._hand_out_edges()
-            late = self._last_tick_s is not None and t_s - self._last_tick_s > self.stall_s
+            late = self._last_tick_s is not None and t_s - self._last_tick_s > self._planned_s - self.interval_s + self.stall_s
             for reading in batch:
                 accumulator = self.accumulators.get(reading.domain)
                 if accumulator is not None:
@@ -350,6 +367,11 @@ class Sampler:
         with self._lock:
             return self.timeline.samples()
 
+    def tick_interval_s(self) -> float:
+        """How far apart ticks come now (s): `interval_s`, or more while an adaptive timeline
+        is stretched; infinite without ticks."""
+        return self.cadence.interval_s if self.ticks else math.inf
+
     def last_tick_s(self) -> float | None:
         """Run time of the latest tick (without ticks: of the latest counter read), None
         before the first."""
@@ -373,6 +395,7 @@ class Sampler:
 
     def latest_power_w(self) -> dict[str, float | None]:
         """Power per domain at the latest tick (W), None where none was read."""
+        self._watch()
         with self._lock:
             return {name: a.latest_power_w for name, a in self.accumulators.items()}
 
@@ -384,11 +407,12 @@ class Sampler:
                 break
             if self.clock() >= next_tick:
                 self._serve_pokes()
-                self.read_once()
+                tick_at = self.clock()
+                interval_s = self.cadence.after_tick(self.read_once())
+                if self._take_watch():
+                    interval_s = self.interval_s
                 self._after_tick()
-                now = self.clock()
-                if now >= next_tick:
-                    next_tick += self.interval_s * (1 + int((now - next_tick) // self.interval_s))
+                next_tick = self._next_tick(next_tick, tick_at, interval_s)
             elif poked:
                 pause = self._edge_read_at + _EDGE_READ_MIN_S - self.clock()
                 if pause > 0 and self._stopping.wait(pause):
@@ -396,6 +420,33 @@ class Sampler:
                 self._serve_pokes()
                 self._edge_read_at = self.clock()
                 self.read_edges()
+                if self._take_watch() or (self._closed and self._windows_wait_for_tick):
+                    next_tick = min(next_tick, self._edge_read_at + self.interval_s)
+
+    def _watch(self) -> None:
+        """A live figure is asked for: a stretched timeline ticks at `interval_s` again (the
+        thread resets its cadence, so no other thread touches it)."""
+        if self.ticks and self.cadence.backed_off and not self._watched:
+            self._watched = True
+            self._wake.set()
+
+    def _take_watch(self) -> bool:
+        """On the thread: whether a live figure was asked for since the last look; if so the
+        cadence is back at `interval_s`."""
+        if not self._watched:
+            return False
+        self._watched = False
+        self.cadence.reset()
+        return True
+
+    def _next_tick(self, due: float, tick_at: float, interval_s: float) -> float:
+        """When the tick after the one due at `due` (taken at `tick_at`) comes: a fixed
+        timeline keeps its grid (skipping the ticks it was too late for), an adaptive one
+        counts `interval_s` from this tick."""
+        if self.cadence.adaptive:
+            self._planned_s = interval_s
+            return tick_at + interval_s
+        return due + self.interval_s * (1 + int((self.clock() - due) // self.interval_s))
 
     def _after_tick(self) -> None:
         hook = self.after_tick

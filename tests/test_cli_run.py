@@ -208,6 +208,20 @@ def test_no_timeline_meters_counter_devices_only_and_says_what_lacks_one(ledger_
     assert run["metadata"]["timeline"].startswith("off") and run["energy"]["cpu"]["energy_j"] > 0
 
 
+def test_the_timeline_is_adaptive_by_default_and_its_bounds_can_be_set(ledger_path):
+    default = subprocess.run(joulemeter("run", "--json", "--", sys.executable, "-c", "pass"),
+                             capture_output=True, text=True, timeout=60)
+    assert default.returncode == 0, default.stderr
+    assert json.loads(default.stdout)["metadata"]["timeline"].startswith("adaptive: a tick every 1 s")
+    chosen = subprocess.run(joulemeter("run", "--json", "--interval", "0.5", "--max-interval", "4", "--",
+                                       sys.executable, "-c", "pass"), capture_output=True, text=True, timeout=60)
+    assert chosen.returncode == 0, chosen.stderr
+    assert "every 0.5 s while power moves, stretching to every 4 s" in json.loads(chosen.stdout)["metadata"]["timeline"]
+    refused = subprocess.run(joulemeter("run", "--interval", "2", "--max-interval", "1", "--", sys.executable, "-c", "pass"),
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "must be at least --interval" in refused.stderr
+
+
 def test_the_run_summary_says_each_fallback_reason_once_without_repeating_the_method():
     import dataclasses
     import io

@@ -15,7 +15,7 @@ from joulemeter.meter.sampler import Sampler
 from joulemeter.meter.sources.base import Reading
 from joulemeter.meter.store import open_ledger, writer as writer_module
 from joulemeter.meter.store.spool import RunSpool
-from joulemeter.meter.store.writer import _LEDGER_FLUSHES, RunWriter
+from joulemeter.meter.store.writer import _LEDGER_BEATS, _LEDGER_FLUSHES, RunWriter
 from tests.doubles import LinearCounterSource, stamp_skew_j
 from tests.polling import wait_until
 from tests.test_ledger import make_run
@@ -191,7 +191,12 @@ def test_a_run_without_a_timeline_is_in_the_ledger_while_it_runs_and_reads_back_
     assert stored.units == {"samples": 2.0}
 
 
-def test_without_a_timeline_the_writer_wakes_only_for_the_ledger_and_that_write_is_a_heartbeat(
+def _journaled(spool: RunSpool) -> int:
+    """How many sample records the run's journal holds."""
+    return sum('"kind": "samples"' in line for line in spool.path.read_text().splitlines())
+
+
+def test_without_a_timeline_the_writer_wakes_only_for_heartbeats_and_every_few_is_a_ledger_write(
     tmp_path, monkeypatch
 ):
     now = [1000.0]
@@ -203,7 +208,11 @@ def test_without_a_timeline_the_writer_wakes_only_for_the_ledger_and_that_write_
     writer = RunWriter(ledger, run, sampler, interval_s=1.0, timeline=False,
                        spool=RunSpool(run.id, ledger.location, tmp_path / "spool"))
     counting = Counting(ledger)
-    assert writer._next_round_at() == now[0] + _LEDGER_FLUSHES  # no flush rounds in between
+    for beat in range(1, _LEDGER_BEATS):  # heartbeats into the journal only, and no rounds between them
+        assert writer._next_round_at() == now[0] + _LEDGER_FLUSHES
+        now[0] += _LEDGER_FLUSHES
+        assert not writer._write(final=False)
+        assert counting.appends == 0 and _journaled(writer._spool) == beat
     now[0] += _LEDGER_FLUSHES
     assert writer._write(final=False)
     assert counting.appends == 1  # no samples, still a write: the run is alive
@@ -224,10 +233,13 @@ def test_a_heartbeat_writes_each_domains_energy_so_a_killed_run_keeps_it(tmp_pat
     writer = RunWriter(ledger, run, sampler, interval_s=1.0, timeline=False,
                        spool=RunSpool(run.id, ledger.location, tmp_path / "spool"))
     try:
-        counter[0] = 3.0  # 30 J later, at the ledger's round
+        counter[0] = 3.0  # 30 J later, at the first heartbeat: into the journal
         now[0] += _LEDGER_FLUSHES
-        assert writer._write(final=False)
-        [beat] = ledger.get_run(run.id).samples
+        assert not writer._write(final=False)
+        writer._spool.close()  # what dying does: the file stays, its lock goes
+        monkeypatch.setenv("JOULEMETER_SPOOL", str(tmp_path / "spool"))
+        with open_ledger(tmp_path / "ledger.sqlite") as reopened:  # opening delivers the journal
+            [beat] = reopened.get_run(run.id).samples
         assert (beat.domain, beat.power_w, beat.energy_j) == (source.domain.name, None, pytest.approx(30.0))
     finally:
         sampler.stop()

@@ -120,8 +120,9 @@ def run(
     name: Optional[str] = typer.Option(None, "--name", "-n", metavar="NAME", help="Run name (default: the command)."),
     project: str = typer.Option("default", "--project", metavar="PROJECT", help="Project the run belongs to."),
     tag: list[str] = typer.Option([], "--tag", "-t", metavar="TAG", help="Tag the run (repeatable)."),
-    interval: Optional[float] = typer.Option(None, "--interval", min=0.001, metavar="SECONDS", help="Timeline sampling interval in seconds (default: 1 s, or 0.1 s where power is sampled)."),
-    no_timeline: bool = typer.Option(False, "--no-timeline", help="Read energy counters only at start, stop and every 30 s, as Zeus does: next to no CPU, no power timeline or live view; every device needs an energy counter."),
+    interval: Optional[float] = typer.Option(None, "--interval", min=0.001, metavar="SECONDS", help="Timeline interval in seconds, fixed (default: 1 s while power moves, stretching to 30 s while it holds steady; 0.1 s, fixed, where power is sampled)."),
+    max_interval: Optional[float] = typer.Option(None, "--max-interval", min=0.001, metavar="SECONDS", help="Longest interval the adaptive timeline stretches to while power holds steady (default: 30 s)."),
+    no_timeline: bool = typer.Option(False, "--no-timeline", help="Read energy counters only at start, stop and every 30 s (a heartbeat), as Zeus reads them at the edges: next to no CPU, no power timeline or live view; every device needs an energy counter."),
     devices: Optional[list[str]] = typer.Option(None, "--device", "-d", metavar="KIND|DOMAIN", help="Meter only these kinds or domains (gpu, gpu:0, cpu, ram)."),
     idle_baseline: float = typer.Option(0.0, "--idle-baseline", min=0.0, metavar="SECONDS", help="Seconds of idle power to measure first."),
     process_only: bool = typer.Option(False, "--process-only", help="Estimate CPU/RAM of the command's process tree, not the machine."),
@@ -137,8 +138,10 @@ def run(
     if not argv:
         raise fail("no command given: joulemeter run -- python train.py")
     _check_runnable(argv[0])  # before metering, so a typo leaves no failed run behind
-    if no_timeline and interval is not None:
-        raise fail("--interval sets the timeline's interval: give it or --no-timeline, not both")
+    if no_timeline and (interval is not None or max_interval is not None):
+        raise fail("--interval and --max-interval set the timeline: give them or --no-timeline, not both")
+    if interval is not None and max_interval is not None and max_interval < interval:
+        raise fail(f"--max-interval ({max_interval:g} s) must be at least --interval ({interval:g} s)")
     shown = fmt.shorten(" ".join(redacted([Path(argv[0]).name, *argv[1:]])), 80)
     meter = EnergyMeter(
         name or shown,
@@ -146,6 +149,7 @@ def run(
         tags=tag,
         devices=devices,
         interval_s=interval,
+        max_interval_s=max_interval,
         timeline=not no_timeline,
         idle_baseline_s=idle_baseline,
         ledger=ledger,

@@ -3,8 +3,9 @@
 Every `interval_s` (a flush) the samples taken since the last flush are appended to the
 run's journal, the local spool file (meter/store/spool.py): one small write to a file kept
 open, a few tens of microseconds, made on the sampler's thread just after its tick
-(`flush_to_journal`), so this thread sleeps until the ledger is due. The ledger gets them every `_LEDGER_FLUSHES` flushes (or
-sooner once `_MAX_HELD_SAMPLES` wait), in one transaction that waits at most `attempt_s`
+(`flush_to_journal`), so this thread sleeps until the ledger is due. The ledger gets them every `_LEDGER_FLUSHES` flushes (every
+`_LEDGER_TICKS` ticks of an adaptive timeline stretched further, or sooner once
+`_MAX_HELD_SAMPLES` wait), in one transaction that waits at most `attempt_s`
 for a lock; then they leave the sampler's memory (`release`) and the journal is emptied.
 A transaction costs a millisecond or two of CPU (SQLAlchemy and SQLite), so one every
 flush was most of an idle run's cost (docs/benchmarks.md). A killed process still loses
@@ -12,9 +13,10 @@ at most about `interval_s` plus one sampling interval: whoever opens the ledger 
 delivers the journal of a process that is gone. Where the journal cannot be kept (no
 file locks, as on Windows, or a spool folder that cannot be written) every flush goes
 to the ledger, as before. A run without a timeline (`timeline=False`) has no samples: the
-thread wakes only for the ledger's round every `_LEDGER_FLUSHES` intervals, a heartbeat
-that tells other processes the run is alive and writes each domain's energy so far (one
-sample per domain, power None), so a killed run keeps what it measured up to then.
+thread wakes only every `_LEDGER_FLUSHES` intervals for a heartbeat, each domain's energy
+so far (one sample per domain, power None) into the journal, so a killed run keeps what it
+measured up to then; every `_LEDGER_BEATS` heartbeats it goes to the ledger as well, which
+tells other processes the run is alive (every heartbeat, where there is no journal).
 
 When a ledger write fails (disk full, lock held, server down, ledger file deleted) the
 writer warns once, keeps what the ledger lacks in the spool, and retries with backoff;
@@ -47,11 +49,16 @@ _MAX_BACKOFF_S = 30.0  # the longest wait between tries of a failing ledger
 #: heartbeat stays far inside STALE_HEARTBEAT_S, and a viewer of the ledger sees a running
 #: run at most this late.
 _LEDGER_FLUSHES = 30
+#: ... and no more often than every this many ticks, while an adaptive timeline ticks
+#: slower than the flushes (every 30 s, idle): each tick is in the journal at once, so the
+#: ledger's write serves only its viewers and the heartbeat (2 minutes, far inside
+#: STALE_HEARTBEAT_S), and an idle run pays one transaction in 2 minutes, not in 30 s.
+_LEDGER_TICKS = 4
+#: Without a timeline, every this many heartbeats go to the ledger too (the others to the
+#: journal only): 2 minutes, the pace of a stretched timeline's ledger writes.
+_LEDGER_BEATS = 4
 #: ... or sooner once this many samples wait for it in memory (about 2 MB of Samples).
 _MAX_HELD_SAMPLES = 10_000
-#: The writer's thread flushes to the journal itself once the sampler's flush is this many
-#: intervals late (the sampler flushes after its ticks: a timeline slower than that, or none).
-_JOURNAL_OVERDUE = 4
 _FINISH_DEADLINE_S = 5.0  # how long closing a run waits for a locked ledger before spooling
 _BUSY_WARN_AFTER_S = 5.0  # a lock held this long is worth a warning (shorter ones are routine)
 
@@ -73,6 +80,9 @@ class SampleFeed(Protocol):
 
     def energy_now_j(self) -> dict[str, float]:
         """Cumulative energy per domain now (read for it where a counter allows)."""
+
+    def tick_interval_s(self) -> float:
+        """How far apart the timeline's ticks are now (an adaptive timeline stretches)."""
 
 
 class RunWriter:
@@ -111,9 +121,10 @@ class RunWriter:
         self._stored = 0  # the first _stored samples are in the ledger
         self._spooled = 0  # the first _spooled samples are in the ledger or the spool
         self._journal = LOCKS  # the spool takes every flush; the ledger every _LEDGER_FLUSHES
-        self._ledger_at = time.monotonic() + interval_s * _LEDGER_FLUSHES  # the next ledger write is due then
         self._journal_at = time.monotonic() + interval_s  # the next flush to the journal is due then
         self._round_at = self._journal_at  # the thread's next round where every round flushes
+        self._beat_at = time.monotonic() + interval_s * _LEDGER_FLUSHES  # without a timeline: the next heartbeat
+        self._ledger_at = time.monotonic() + self._ledger_period_s()  # the next ledger write is due then
         self._resync = False  # after a failed write: ask the ledger what it holds
         self._failing_since: float | None = None
         self._retry_at = 0.0
@@ -210,6 +221,8 @@ class RunWriter:
         if self._journal or self.problem is not None:
             self._spool_samples()
         if not final and not self._ledger_due():
+            if not self._timeline and time.monotonic() >= self._beat_at:
+                self._journal_heartbeat()
             return False
         try:
             self._to_ledger(heartbeat=not final)  # the run's end is sign enough that it lived
@@ -217,24 +230,51 @@ class RunWriter:
             self._failed(exc)
             self._spool_samples()
             return False
-        every = _LEDGER_FLUSHES if self._journal or not self._timeline else 1
-        self._ledger_at = time.monotonic() + self.interval_s * every
+        self._ledger_at = time.monotonic() + self._ledger_period_s()
+        self._beat_at = time.monotonic() + self.interval_s * _LEDGER_FLUSHES
         self._spooled = max(self._spooled, self._stored)
         self._feed.release(self._stored)  # not what is only spooled: the ledger gets it from memory
         if self.problem is not None:
             log.warning("%s takes writes again: run %s is whole there", self.ledger.location, self.run.id[:8])
             self.problem, self._failing_since, self._backoff_s = None, None, self.interval_s
         self._spool.empty()  # the ledger holds all it held
+        if self._journal and not final:
+            self._spool_samples()  # those of a tick whose flush found this thread writing
         return True
 
+    def _ledger_period_s(self) -> float:
+        """Until the next ledger write: every flush without a journal, else every
+        _LEDGER_FLUSHES flushes, or _LEDGER_TICKS ticks of a timeline slower than that;
+        without a timeline, every _LEDGER_BEATS heartbeats (each one, without a journal)."""
+        period_s = self.interval_s * _LEDGER_FLUSHES
+        if not self._timeline:
+            return period_s * _LEDGER_BEATS if self._journal else period_s
+        if not self._journal:
+            return self.interval_s
+        return max(period_s, _LEDGER_TICKS * self._feed.tick_interval_s())
+
+    def _journal_heartbeat(self) -> None:
+        """Without a timeline: each domain's energy so far into the journal (no ledger write)."""
+        t_s = self._feed.now()
+        beat = [Sample(t_s, domain, None, joules) for domain, joules in self._feed.energy_now_j().items()]
+        try:
+            if not self._spool.exists:
+                self._spool.write_begin(self.run, self._identity)
+            self._spool.write_samples(beat)
+        except (OSError, ValueError) as exc:
+            log.info("no journal for run %s (%s: %s): every heartbeat goes to the ledger",
+                     self.run.id[:8], self._spool.path, exc)
+            self._journal = False
+            self._ledger_at = time.monotonic()  # due now
+        self._beat_at = time.monotonic() + self.interval_s * _LEDGER_FLUSHES
+
     def _next_round_at(self) -> float:
-        """When the thread next writes: when the ledger is due while the sampler flushes to the
-        journal (or once a flush is _JOURNAL_OVERDUE intervals late: a timeline slower than the
-        flushes), else every interval; without a timeline, only when the ledger is due."""
+        """When the thread next writes: when the ledger is due while the sampler flushes every
+        tick to the journal; without a timeline, at the next heartbeat; else every interval."""
         if not self._timeline and self.problem is None:
-            return self._ledger_at
+            return min(self._ledger_at, self._beat_at)
         if self._journal and self.problem is None:
-            return min(self._ledger_at, self._journal_at + _JOURNAL_OVERDUE * self.interval_s)
+            return self._ledger_at
         return self._round_at
 
     def _ledger_due(self) -> bool:
