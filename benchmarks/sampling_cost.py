@@ -1,7 +1,7 @@
 """Where a tick's time goes: each source's read, each /proc or psutil call under it, the
 meter's own accounting, a flush to the journal and a ledger write, and the CPU its threads
-use per second of an idle run at each interval, and once the default adaptive timeline has
-stretched to its longest interval (`stretched`: what a long idle run costs).
+use per second of an idle run at each interval, and over a long idle run (`long_idle`: the
+default timeline once stretched to its longest interval, and none at all).
 
 Part costs are CPU time of this thread (time.thread_time) per call: warm, over many calls
 in a row (a lower bound), and cold, each call after a pause as a tick comes after the
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._stats import spread
-from benchmarks._worker import SAMPLER_THREAD, _thread_cpu_s
+from benchmarks._worker import _COUNTER_KINDS, SAMPLER_THREAD, _thread_cpu_s
 
 WRITER_THREAD = "joulemeter-writer"  # the name meter/store/writer.py gives its thread
 COLD_GAP_S = 0.02  # the pause before each cold call
@@ -138,12 +138,16 @@ def threads(intervals: list[float | None], idle_s: float, repeats: int, ledger: 
     return out
 
 
-def stretched(measure_s: float, ledger: Path) -> dict[str, Any]:
-    """CPU ms per second of both threads of a default meter over `measure_s` of sleep, from
-    the moment its adaptive timeline reached its longest interval, with the ticks and the
-    ledger writes that fell in that span (counted, not estimated)."""
+def long_idle(measure_s: float, ledger: Path, *, timeline: bool = True) -> dict[str, Any]:
+    """CPU ms per second of both threads of a meter over `measure_s` of sleep, with the ticks
+    or counter reads and the ledger writes that fell in that span (counted, not estimated).
+
+    The default meter is measured from the moment its adaptive timeline reached its longest
+    interval; one without a timeline from 5 s after its start, so that a span of 4 heartbeats
+    holds the one of them that goes to the ledger."""
     from joulemeter.meter import EnergyMeter
     from joulemeter.meter.store.ledger import Ledger
+    from joulemeter.meter.store.writer import _LEDGER_FLUSHES
 
     writes: list[float] = []
     real = Ledger.append_samples
@@ -153,44 +157,54 @@ def stretched(measure_s: float, ledger: Path) -> dict[str, Any]:
         return real(self, *args, **kwargs)
 
     Ledger.append_samples = counted  # type: ignore[method-assign]
-    meter = EnergyMeter("sampling-cost-stretched", ledger=ledger)
+    options: dict[str, Any] = {} if timeline else {"timeline": False, "devices": _COUNTER_KINDS}
+    meter = EnergyMeter("sampling-cost-long-idle", ledger=ledger, **options)
     try:
         meter.start()
         sampler = meter._sampler
-        assert sampler is not None and meter.max_interval_s is not None
+        assert sampler is not None
         ramp0 = time.monotonic()
-        while sampler.tick_interval_s() < meter.max_interval_s:
-            time.sleep(0.5)  # the ramp: 1, 2, 4, 8, 16 s between steady ticks
+        if timeline:
+            assert meter.max_interval_s is not None
+            while sampler.tick_interval_s() < meter.max_interval_s:
+                time.sleep(0.5)  # the ramp: 1, 2, 4, 8, 16 s between steady ticks
+        else:
+            time.sleep(5.0)  # off the heartbeats' phase: they fall 30, 60, 90 and 120 s in
         ramp_s = time.monotonic() - ramp0
         s0, w0 = _thread_cpu_s(SAMPLER_THREAD), _thread_cpu_s(WRITER_THREAD)
-        t0, ticks0 = time.monotonic(), sampler._readings
+        t0, readings0 = time.monotonic(), sampler._readings
         time.sleep(measure_s)  # the point: what the threads cost while the code does nothing
         s1, w1 = _thread_cpu_s(SAMPLER_THREAD), _thread_cpu_s(WRITER_THREAD)
-        t1, ticks1 = time.monotonic(), sampler._readings
+        t1, readings1 = time.monotonic(), sampler._readings
     finally:
         meter.stop()
         Ledger.append_samples = real  # type: ignore[method-assign]
     span_s = t1 - t0
     return {
+        "timeline": timeline,
         "interval_s": meter.interval_s,
         "max_interval_s": meter.max_interval_s,
+        "heartbeat_s": None if timeline else meter.interval_s * _LEDGER_FLUSHES,
         "ramp_s": ramp_s,
         "measured_s": span_s,
-        "readings": ticks1 - ticks0,
+        "readings": readings1 - readings0,
         "ledger_writes": sum(t0 <= t <= t1 for t in writes),
         "sampler_ms_per_s": None if None in (s0, s1) else (s1 - s0) / span_s * 1000,  # type: ignore[operator]
         "writer_ms_per_s": None if None in (w0, w1) else (w1 - w0) / span_s * 1000,  # type: ignore[operator]
     }
 
 
-def run(*, repeats: int, calls: int, idle_s: float, stretched_s: float, workdir: Path) -> dict[str, Any]:
+def run(*, repeats: int, calls: int, idle_s: float, long_idle_s: float, workdir: Path) -> dict[str, Any]:
     from joulemeter.meter.store.writer import _LEDGER_FLUSHES
 
     return {
         "ledger_flushes": _LEDGER_FLUSHES,
         "parts": parts(repeats, calls, workdir),
         "threads": threads([None, 0.1, 0.01], idle_s, repeats, workdir / "sampling-cost.sqlite"),
-        "stretched": stretched(stretched_s, workdir / "sampling-cost.sqlite"),
+        "long_idle": {
+            "default": long_idle(long_idle_s, workdir / "sampling-cost.sqlite"),
+            "no timeline": long_idle(long_idle_s, workdir / "sampling-cost.sqlite", timeline=False),
+        },
     }
 
 
@@ -199,4 +213,4 @@ if __name__ == "__main__":
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        print(json.dumps(run(repeats=3, calls=300, idle_s=2.0, stretched_s=30.0, workdir=Path(tmp)), indent=1))
+        print(json.dumps(run(repeats=3, calls=300, idle_s=2.0, long_idle_s=30.0, workdir=Path(tmp)), indent=1))

@@ -11,6 +11,7 @@ import json
 import random
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -43,17 +44,29 @@ def _timed(cmd: list[str]) -> tuple[float, str, int]:
     return time.perf_counter() - t0, done.stdout, done.returncode
 
 
+def _console_script(name: str, python: str) -> str | None:
+    """The `name` command: beside the peers' Python, beside this one (the project's venv,
+    where its install put it, on PATH or not), else on PATH."""
+    for folder in (Path(python).parent, Path(sys.executable).parent):
+        found = shutil.which(name, path=str(folder))
+        if found:
+            return found
+    return shutil.which(name)
+
+
 def run(*, repeats: int, seed: int = 1) -> dict[str, Any]:
     python = worker_python()
     imports = {m: _import_cmd(python, statement) for m, statement in IMPORTS.items()}
     commands: dict[str, list[str]] = {"python -c pass": [python, "-c", "pass"]}
+    errors: dict[str, str] = {}
     for name in ("joulemeter", "codecarbon"):
-        path = shutil.which(name, path=str(Path(python).parent)) or shutil.which(name)
+        path = _console_script(name, python)
         if path:
             commands[f"{name} --help"] = [path, "--help"]
+        else:
+            errors[f"{name} --help"] = "no such command beside the peers' Python or this one, nor on PATH"
     import_s: dict[str, list[float]] = {m: [] for m in imports}
     heavy: dict[str, list[str]] = {}
-    errors: dict[str, str] = {}
     wall_s: dict[str, list[float]] = {c: [] for c in commands}
     rng = random.Random(seed)
     jobs = [("import", m) for m in imports] + [("command", c) for c in commands]

@@ -534,8 +534,11 @@ class EnergyMeter:
 
     def _max_interval(self, sampled: list[str]) -> float:
         """The adaptive timeline's longest interval: the one asked for, else _MAX_INTERVAL_S;
-        the fixed interval where a domain's energy is integrated from sampled power."""
+        the fixed interval where a domain's energy is integrated from sampled power, or where
+        there is no timeline to stretch."""
         assert self.interval_s is not None
+        if not self.timeline:
+            return self.interval_s
         if sampled:
             if (self.max_interval_s or 0) > self.interval_s:
                 log.info("the timeline stays at every %g s: %s measured by sampling power",

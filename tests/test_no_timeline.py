@@ -171,6 +171,7 @@ def test_stop_gives_the_run_its_energy_windows_and_units_with_no_samples():
     assert window.energy_j["gpu:0"] == pytest.approx(25.0 * window.duration_s, abs=stamp_skew_j(25.0, 4))
     assert run.units == {"samples": 3.0, "tokens": 4.5} and window.units == run.units
     assert run.metadata["timeline"].startswith("off")
+    assert m.max_interval_s == m.interval_s  # no timeline to stretch: the adaptive bound is not claimed
 
 
 def test_a_run_without_a_timeline_is_in_the_ledger_while_it_runs_and_reads_back_whole(tmp_path):
