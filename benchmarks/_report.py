@@ -167,7 +167,7 @@ def _long_idle(entries: dict[str, Any] | None) -> list[str]:
             setting = f"{label}: stretched to {entry['max_interval_s']:g} s ({entry['ramp_s']:.0f} s into the run)"
             counted = f"{entry['readings']} ticks"
         else:
-            setting = f"{label}: heartbeats every {entry['heartbeat_s']:g} s"
+            setting = f"{label}: heartbeats every {entry['heartbeat_s']:g} s (from {entry['ramp_s']:.0f} s into the run)"
             counted = f"{entry['readings']} counter reads"
         rows.append(f"| {setting} | {entry['measured_s']:.0f} | {counted}, {entry['ledger_writes']} | "
                     f"{entry['sampler_ms_per_s']:.3g} | {entry['writer_ms_per_s']:.3g} | {both:.3g} | {both / 10:.4f} % |")
@@ -176,9 +176,10 @@ def _long_idle(entries: dict[str, Any] | None) -> list[str]:
     return [
         "",
         "A long idle run: the default meter once its adaptive timeline had stretched to its longest "
-        "interval, and a meter without a timeline (its writer's heartbeat goes to the journal every "
-        "30 s and to the ledger every 4th), each then left asleep. What fell in the span is counted "
-        "and its CPU measured as it fell, not amortized:",
+        "interval, and a meter without a timeline once its first heartbeat had opened the run's "
+        "journal (each heartbeat goes to the journal, and every 4th to the ledger too), each "
+        "then left asleep. What fell in the span is counted and its CPU measured as it fell, not "
+        "amortized:",
         "",
         "| Setting | Span (s) | Readings, ledger writes | Sampler thread (ms per s) | "
         "Writer thread (ms per s) | Both (ms per s) | Share of one core |",

@@ -143,8 +143,8 @@ def long_idle(measure_s: float, ledger: Path, *, timeline: bool = True) -> dict[
     or counter reads and the ledger writes that fell in that span (counted, not estimated).
 
     The default meter is measured from the moment its adaptive timeline reached its longest
-    interval; one without a timeline from 5 s after its start, so that a span of 4 heartbeats
-    holds the one of them that goes to the ledger."""
+    interval; one without a timeline from 5 s after its first heartbeat (which also opens the
+    run's journal, once), so that a span of 4 heartbeats holds the one that goes to the ledger."""
     from joulemeter.meter import EnergyMeter
     from joulemeter.meter.store.ledger import Ledger
     from joulemeter.meter.store.writer import _LEDGER_FLUSHES
@@ -169,7 +169,7 @@ def long_idle(measure_s: float, ledger: Path, *, timeline: bool = True) -> dict[
             while sampler.tick_interval_s() < meter.max_interval_s:
                 time.sleep(0.5)  # the ramp: 1, 2, 4, 8, 16 s between steady ticks
         else:
-            time.sleep(5.0)  # off the heartbeats' phase: they fall 30, 60, 90 and 120 s in
+            time.sleep(meter.interval_s * _LEDGER_FLUSHES + 5.0)  # past the first beat, off their phase
         ramp_s = time.monotonic() - ramp0
         s0, w0 = _thread_cpu_s(SAMPLER_THREAD), _thread_cpu_s(WRITER_THREAD)
         t0, readings0 = time.monotonic(), sampler._readings
