@@ -6,6 +6,7 @@ duration however the sampler's ticks fall, up to the stamping skew below.
 
 from __future__ import annotations
 
+import threading
 import time
 
 from joulemeter.meter.run import Domain, Provenance
@@ -57,3 +58,40 @@ class FailingAfterSource(LinearCounterSource):
             self.reads += 1
             return [Reading(self.domain.name, error="GPU lost: test")]
         return super().read()
+
+
+class SteppedCounterSource(Source):
+    """One counter domain whose power the test switches; its counter integrates exactly.
+
+    `read()` and `read_counters()` count their calls, so a test sees which the meter used."""
+
+    name = "stepped"
+
+    def __init__(self, power_w: float = 10.0, provenance: Provenance = Provenance.COUNTER) -> None:
+        self.domain = Domain("gpu:0", "gpu", "test device", provenance, "test: stepped counter")
+        self._lock = threading.Lock()
+        self._power_w, self._since, self._energy_j = power_w, time.monotonic(), 0.0
+        self.ticks = self.edge_reads = 0
+
+    def set_power(self, power_w: float) -> float:
+        """Switch the power now; returns the monotonic time of the switch."""
+        with self._lock:
+            now = time.monotonic()
+            self._energy_j += self._power_w * (now - self._since)
+            self._power_w, self._since = power_w, now
+            return now
+
+    def _counter_j(self) -> float:
+        with self._lock:
+            return self._energy_j + self._power_w * (time.monotonic() - self._since)
+
+    def open(self) -> list[Domain]:
+        return [self.domain]
+
+    def read(self) -> list[Reading]:
+        self.ticks += 1
+        return [Reading(self.domain.name, energy_j=self._counter_j())]
+
+    def read_counters(self) -> list[Reading]:
+        self.edge_reads += 1
+        return [Reading(self.domain.name, energy_j=self._counter_j())]

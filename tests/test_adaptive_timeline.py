@@ -3,7 +3,6 @@ max_interval_s while it holds steady, so an idle run costs a tick every 30 s (is
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
@@ -13,11 +12,11 @@ from joulemeter.meter import EnergyMeter
 from joulemeter.meter.cadence import DEFAULT_FLOOR_W, Cadence
 from joulemeter.meter.run import Domain, Provenance, Sample, Status
 from joulemeter.meter.sampler import Sampler
-from joulemeter.meter.sources.base import Reading, Source
+from joulemeter.meter.sources.base import Reading
 from joulemeter.meter.store import open_ledger, writer as writer_module
 from joulemeter.meter.store.spool import RunSpool
 from joulemeter.meter.store.writer import _LEDGER_FLUSHES, _LEDGER_TICKS, RunWriter
-from tests.doubles import LinearCounterSource
+from tests.doubles import LinearCounterSource, SteppedCounterSource
 from tests.polling import wait_until
 from tests.test_ledger import make_run
 
@@ -78,45 +77,33 @@ def test_a_fixed_cadence_never_moves_and_bad_bounds_are_refused():
 
 
 # -- the sampler's ticks ---------------------------------------------------------------
-class TimedSource(Source):
-    """One domain at a power the test sets, read as power (a gauge estimate, no counter) or
-    through an exact counter; records when each tick read it."""
+class TimedSource(SteppedCounterSource):
+    """A SteppedCounterSource read with its power, as an exact counter or (`counter=False`)
+    as a gauge estimate with no counter; records when each tick read it."""
 
     name = "timed"
 
     def __init__(self, power_w: float = 20.0, counter: bool = True) -> None:
-        provenance = Provenance.COUNTER if counter else Provenance.ESTIMATED
-        self.domain = Domain("gpu:0" if counter else "ram", "gpu" if counter else "ram", "test",
-                             provenance, "test: timed")
+        super().__init__(power_w)
+        if not counter:
+            self.domain = Domain("ram", "ram", "test", Provenance.ESTIMATED, "test: power gauge")
         self.counter = counter
-        self.power_w = power_w
         self.tick_times: list[float] = []
-        self._lock = threading.Lock()
-        self._energy_j, self._since = 0.0, time.monotonic()
-
-    def set_power(self, power_w: float) -> float:
-        with self._lock:
-            now = time.monotonic()
-            self._energy_j += self.power_w * (now - self._since)
-            self.power_w, self._since = power_w, now
-            return now
 
     def _reading(self) -> Reading:
-        with self._lock:
-            if not self.counter:
-                return Reading(self.domain.name, power_w=self.power_w)
-            energy = self._energy_j + self.power_w * (time.monotonic() - self._since)
-            return Reading(self.domain.name, power_w=self.power_w, energy_j=energy)
-
-    def open(self) -> list[Domain]:
-        return [self.domain]
+        energy_j = self._counter_j() if self.counter else None
+        return Reading(self.domain.name, power_w=self._power_w, energy_j=energy_j)
 
     def read(self) -> list[Reading]:
+        self.ticks += 1
         self.tick_times.append(time.monotonic())
         return [self._reading()]
 
     def read_counters(self) -> list[Reading]:
-        return [self._reading()] if self.counter else []
+        if not self.counter:
+            return []
+        self.edge_reads += 1
+        return [self._reading()]
 
 
 def _gaps(times: list[float]) -> list[float]:
@@ -137,7 +124,7 @@ def test_ticks_stretch_while_power_holds_and_come_often_again_once_it_moves():
     after = [t for t in source.tick_times if t > switched][:4]
     # the first tick after the switch sees it; the next ones come at the base interval again
     assert min(_gaps(after)) < 0.32
-    assert sampler.energy_j()["gpu:0"] == pytest.approx(source._energy_j + 60.0 * (time.monotonic() - source._since), rel=0.02)
+    assert sampler.energy_j()["gpu:0"] == pytest.approx(source._counter_j(), rel=0.02)
 
 
 def test_a_live_figure_asked_for_brings_a_stretched_timeline_back_to_its_interval():

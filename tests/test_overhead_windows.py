@@ -16,7 +16,7 @@ from joulemeter.meter.sources.base import Reading, Source
 from joulemeter.meter.timeline import Timeline
 from tests.doubles import LinearCounterSource
 from tests.polling import wait_until
-from tests.test_sampler_edges import SteppedCounterSource
+from tests.doubles import SteppedCounterSource
 
 POWER_W = 40.0
 
