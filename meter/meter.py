@@ -111,8 +111,9 @@ class MeterOptions(TypedDict, total=False):
     energy comes from counters at window edges either way).
     max_interval_s: an adaptive timeline's longest interval: it ticks every `interval_s` while
     power moves and stretches to this while every domain holds within 5 % (30 s by default;
-    a given `interval_s` alone keeps the timeline fixed at it, for fine plots; never where a
-    domain is measured by sampling power, whose energy is integrated from the ticks).
+    a given `interval_s` alone keeps the timeline fixed at it, for fine plots, and so does a
+    maximum below the default interval; never where a domain is measured by sampling power,
+    whose energy is integrated from the ticks).
     timeline: False keeps no timeline, as Zeus does: counters are read only at start, window
     edges, live figures and stop, so an idle run costs next to no CPU; the run has no samples
     (no plot, no peak power), its energy, windows and units are exact. Every domain needs an
@@ -194,11 +195,20 @@ def _in_turn(*syncs: Callable[[], None]) -> Callable[[], None]:
     return sync_all
 
 
+def _seconds_or_none(name: str, value: object) -> float | None:
+    """`value` as a positive, finite number of seconds (None stays None), else a ValueError
+    naming the option: nan or inf would stop the meter's threads mid-run."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise ValueError(f"{name} must be a positive, finite number of seconds, got {value!r}")
+    return float(value)
+
+
 def _adaptive_words(interval_s: float, max_interval_s: float) -> str:
     """What an adaptive timeline's run records in its metadata (`timeline`)."""
     return (f"adaptive: a tick every {interval_s:g} s while power moves, stretching to every "
-            f"{max_interval_s:g} s while each domain holds within {DEFAULT_TOLERANCE * 100:g} %; energy from counters "
-            "read at the edges as well (meter/cadence.py)")
+            f"{max_interval_s:g} s while each domain holds within {DEFAULT_TOLERANCE * 100:g} %")
 
 
 def _valid_count(n: object, unit: object) -> float:
@@ -225,16 +235,14 @@ class EnergyMeter:
 
     def __init__(self, name: str | None = None, **options: Unpack[MeterOptions]) -> None:
         check_meter_options(options)
-        interval_s = options.get("interval_s")
+        interval_s = _seconds_or_none("interval_s", options.get("interval_s"))
         idle_baseline_s = options.get("idle_baseline_s", 0.0)
-        if interval_s is not None and interval_s <= 0:
-            raise ValueError(f"interval_s must be positive, got {interval_s!r}")
         self.timeline = options.get("timeline", True)
-        max_interval_s = options.get("max_interval_s")
+        max_interval_s = _seconds_or_none("max_interval_s", options.get("max_interval_s"))
         if not self.timeline and (interval_s is not None or max_interval_s is not None):
             raise ValueError("interval_s and max_interval_s set the timeline: a meter with timeline=False has none")
-        if max_interval_s is not None and (max_interval_s <= 0 or max_interval_s < (interval_s or 0)):
-            raise ValueError(f"max_interval_s must be positive and at least interval_s, got {max_interval_s!r}")
+        if max_interval_s is not None and max_interval_s < (interval_s or 0):
+            raise ValueError(f"max_interval_s must be at least interval_s, got {max_interval_s!r} < {interval_s!r}")
         if idle_baseline_s < 0:
             raise ValueError(f"idle_baseline_s must be >= 0, got {idle_baseline_s!r}")
         devices, sources = options.get("devices"), options.get("sources")
@@ -302,8 +310,9 @@ class EnergyMeter:
         location = resolve_location(self.country, self.region)  # a bad joulemeter.toml fails here, first
         self._open_sources()
         sampled = [d.name for d in self._domains if d.provenance is Provenance.SAMPLED]
-        if self.interval_s is None:
-            self.interval_s = _SAMPLED_INTERVAL_S if sampled else _TIMELINE_INTERVAL_S
+        if self.interval_s is None:  # never above a longest interval asked for
+            default_s = _SAMPLED_INTERVAL_S if sampled else _TIMELINE_INTERVAL_S
+            self.interval_s = min(default_s, self.max_interval_s or default_s)
         self.max_interval_s = self._max_interval(sampled)
         if self.idle_baseline_s > 0:
             self._idle_power_w = self._measure_idle()

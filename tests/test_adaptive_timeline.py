@@ -3,6 +3,7 @@ max_interval_s while it holds steady, so an idle run costs a tick every 30 s (is
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from joulemeter.meter.run import Domain, Provenance, Sample, Status
 from joulemeter.meter.sampler import Sampler
 from joulemeter.meter.sources.base import Reading
 from joulemeter.meter.store import open_ledger, writer as writer_module
+from joulemeter.meter.store.ledger import STALE_HEARTBEAT_S
 from joulemeter.meter.store.spool import RunSpool
 from joulemeter.meter.store.writer import _LEDGER_FLUSHES, _LEDGER_TICKS, RunWriter
 from tests.doubles import LinearCounterSource, SteppedCounterSource
@@ -189,12 +191,25 @@ def test_a_domain_measured_by_sampling_power_keeps_every_tick():
 
 @pytest.mark.parametrize("options, words", [
     ({"interval_s": 2.0, "max_interval_s": 1.0}, "at least interval_s"),
-    ({"max_interval_s": 0.0}, "positive"),
+    ({"max_interval_s": 0.0}, "max_interval_s must be a positive, finite"),
+    ({"max_interval_s": math.inf}, "max_interval_s must be a positive, finite"),
+    ({"max_interval_s": "10"}, "max_interval_s must be a positive, finite"),
+    ({"interval_s": math.nan}, "interval_s must be a positive, finite"),
+    ({"interval_s": math.inf}, "interval_s must be a positive, finite"),
+    ({"interval_s": True}, "interval_s must be a positive, finite"),
+    ({"interval_s": -1.0}, "interval_s must be a positive, finite"),
     ({"timeline": False, "max_interval_s": 30.0}, "timeline=False has none"),
 ])
-def test_a_maximum_that_cannot_be_kept_is_refused(options, words):
+def test_a_timeline_that_cannot_be_kept_is_refused(options, words):
     with pytest.raises(ValueError, match=words):
         EnergyMeter("bad", store=False, **options)
+
+
+def test_a_maximum_below_the_default_interval_is_kept_as_a_fixed_interval():
+    with EnergyMeter("fine", sources=[LinearCounterSource()], store=False, max_interval_s=0.25,
+                     sync_devices=False) as meter:
+        assert meter.interval_s == meter.max_interval_s == 0.25
+        assert meter._sampler is not None and not meter._sampler.cadence.adaptive
 
 
 # -- the writer's pace -----------------------------------------------------------------
@@ -212,6 +227,9 @@ def test_the_ledger_is_written_every_few_ticks_of_a_stretched_timeline_and_each_
         assert writer._ledger_period_s() == _LEDGER_FLUSHES * 1.0  # at 1 s ticks: every 30 flushes
         sampler.cadence.interval_s = 30.0  # stretched, as after five steady ticks
         assert writer._ledger_period_s() == _LEDGER_TICKS * 30.0
+        sampler.cadence.interval_s = 600.0  # a longest interval asked for past the stale limit
+        assert writer._ledger_period_s() == STALE_HEARTBEAT_S / 2  # still alive to other processes
+        sampler.cadence.interval_s = 30.0
         sampler.read_once()
         real = ledger.append_samples
 

@@ -220,6 +220,10 @@ def test_the_timeline_is_adaptive_by_default_and_its_bounds_can_be_set(ledger_pa
     refused = subprocess.run(joulemeter("run", "--interval", "2", "--max-interval", "1", "--", sys.executable, "-c", "pass"),
                              capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and "must be at least --interval" in refused.stderr
+    endless = subprocess.run(joulemeter("run", "--interval", "inf", "--", sys.executable, "-c", "pass"),
+                             capture_output=True, text=True, timeout=60)
+    assert endless.returncode == 2 and "--interval must be a finite number of seconds" in endless.stderr
+    assert "Traceback" not in endless.stderr
 
 
 def test_the_run_summary_says_each_fallback_reason_once_without_repeating_the_method():

@@ -25,9 +25,10 @@ def ledger_path(tmp_path: Path) -> Path:
     return tmp_path / "ledger.sqlite"
 
 
-def _spooled(folder: Path, ledger_location: str, *, finish: bool, batches=(SAMPLES[:4], SAMPLES[4:])):
+def _spooled(folder: Path, ledger_location: str, *, finish: bool, batches=(SAMPLES[:4], SAMPLES[4:]),
+             run_id: str = "spooled"):
     """A closed spool of a run, as a writer leaves it when the ledger refused its writes."""
-    run = make_run("spooled", status=Status.RUNNING, samples=0)
+    run = make_run(run_id, status=Status.RUNNING, samples=0)
     spool = RunSpool(run.id, ledger_location, folder)
     spool.write_begin(run, writer_identity())
     for batch in batches:
@@ -50,6 +51,17 @@ def test_a_finished_spooled_run_is_delivered_once_even_when_delivery_runs_twice(
         stored = ledger.get_run(run.id)
     assert stored.status is Status.COMPLETED
     assert stored.samples == SAMPLES
+
+
+def test_a_spool_the_ledger_refuses_is_kept_and_the_others_are_still_delivered(tmp_path, ledger_path):
+    with open_ledger(ledger_path, recover=False) as ledger:
+        _, refused = _spooled(tmp_path, ledger.location, finish=True, run_id="a-refused")  # delivered first
+        run, path = _spooled(tmp_path, ledger.location, finish=True, run_id="b-kept")
+        head, rest = refused.read_text().split("\n", 1)
+        refused.write_text(head.replace('"name": "resnet-train"', '"name": null') + "\n" + rest)  # NOT NULL
+        assert deliver_all(ledger, tmp_path) == 1
+        assert ledger.get_run(run.id).samples == SAMPLES
+        assert refused.exists() and not path.exists()  # kept for a later try
 
 
 def test_samples_already_in_the_ledger_are_skipped_and_a_torn_last_line_ignored(tmp_path, ledger_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import os
 import shutil
 import sys
@@ -121,7 +122,7 @@ def run(
     project: str = typer.Option("default", "--project", metavar="PROJECT", help="Project the run belongs to."),
     tag: list[str] = typer.Option([], "--tag", "-t", metavar="TAG", help="Tag the run (repeatable)."),
     interval: Optional[float] = typer.Option(None, "--interval", min=0.001, metavar="SECONDS", help="Timeline interval in seconds, fixed (default: 1 s while power moves, stretching to 30 s while it holds steady; 0.1 s, fixed, where power is sampled)."),
-    max_interval: Optional[float] = typer.Option(None, "--max-interval", min=0.001, metavar="SECONDS", help="Longest interval the adaptive timeline stretches to while power holds steady (default: 30 s)."),
+    max_interval: Optional[float] = typer.Option(None, "--max-interval", min=0.001, metavar="SECONDS", help="Longest interval the adaptive timeline stretches to while power holds steady (default: 30 s; below 1 s, the timeline is fixed at it)."),
     no_timeline: bool = typer.Option(False, "--no-timeline", help="Read energy counters only at start, stop and every 30 s (a heartbeat), as Zeus reads them at the edges: next to no CPU, no power timeline or live view; every device needs an energy counter."),
     devices: Optional[list[str]] = typer.Option(None, "--device", "-d", metavar="KIND|DOMAIN", help="Meter only these kinds or domains (gpu, gpu:0, cpu, ram)."),
     idle_baseline: float = typer.Option(0.0, "--idle-baseline", min=0.0, metavar="SECONDS", help="Seconds of idle power to measure first."),
@@ -138,6 +139,9 @@ def run(
     if not argv:
         raise fail("no command given: joulemeter run -- python train.py")
     _check_runnable(argv[0])  # before metering, so a typo leaves no failed run behind
+    for flag, seconds in (("--interval", interval), ("--max-interval", max_interval)):
+        if seconds is not None and not math.isfinite(seconds):
+            raise fail(f"{flag} must be a finite number of seconds, got {seconds:g}")
     if no_timeline and (interval is not None or max_interval is not None):
         raise fail("--interval and --max-interval set the timeline: give them or --no-timeline, not both")
     if interval is not None and max_interval is not None and max_interval < interval:

@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
+from joulemeter.meter.errors import ForeignLedgerError, LedgerBusyError, LedgerCorruptError, LedgerError
 from joulemeter.meter.run import Run, Sample
 from joulemeter.meter.store.location import spool_dir
 
@@ -101,7 +102,10 @@ class RunSpool:
 
 
 def deliver_all(ledger: Ledger, directory: Path | None = None) -> int:
-    """Deliver every spool of `ledger` whose writer is gone; returns how many were delivered."""
+    """Deliver every spool of `ledger` whose writer is gone; returns how many were delivered.
+
+    A spool the ledger refuses is kept and the others still go; a ledger that is busy or
+    unusable stops the round (LedgerError: each spool would wait or fail the same way)."""
     folder = directory or spool_dir()
     if not folder.is_dir():
         return 0
@@ -111,6 +115,10 @@ def deliver_all(ledger: Ledger, directory: Path | None = None) -> int:
             delivered += deliver(ledger, path)
         except OSError as exc:
             log.warning("cannot read the spool %s: %s", path, exc)
+        except (LedgerBusyError, LedgerCorruptError, ForeignLedgerError):
+            raise
+        except LedgerError as exc:
+            log.warning("the spool %s was not delivered (kept for a later try): %s", path, exc)
     return delivered
 
 

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from joulemeter.meter.errors import LedgerBusyError, LedgerError, LedgerWriteWarning
 from joulemeter.meter.run import Run, Sample
+from joulemeter.meter.store.ledger import STALE_HEARTBEAT_S
 from joulemeter.meter.store.spool import LOCKS, RunSpool
 
 if TYPE_CHECKING:
@@ -57,6 +58,9 @@ _LEDGER_TICKS = 4
 #: Without a timeline, every this many heartbeats go to the ledger too (the others to the
 #: journal only): 2 minutes, the pace of a stretched timeline's ledger writes.
 _LEDGER_BEATS = 4
+#: ... and never further apart than this, however long the intervals asked for: a run silent
+#: in the ledger for STALE_HEARTBEAT_S is taken for dead by the next joulemeter to open it.
+_LONGEST_LEDGER_PERIOD_S = STALE_HEARTBEAT_S / 2
 #: ... or sooner once this many samples wait for it in memory (about 2 MB of Samples).
 _MAX_HELD_SAMPLES = 10_000
 _FINISH_DEADLINE_S = 5.0  # how long closing a run waits for a locked ledger before spooling
@@ -248,10 +252,12 @@ class RunWriter:
         without a timeline, every _LEDGER_BEATS heartbeats (each one, without a journal)."""
         period_s = self.interval_s * _LEDGER_FLUSHES
         if not self._timeline:
-            return period_s * _LEDGER_BEATS if self._journal else period_s
-        if not self._journal:
+            period_s = period_s * _LEDGER_BEATS if self._journal else period_s
+        elif not self._journal:
             return self.interval_s
-        return max(period_s, _LEDGER_TICKS * self._feed.tick_interval_s())
+        else:
+            period_s = max(period_s, _LEDGER_TICKS * self._feed.tick_interval_s())
+        return min(period_s, _LONGEST_LEDGER_PERIOD_S)
 
     def _journal_heartbeat(self) -> None:
         """Without a timeline: each domain's energy so far into the journal (no ledger write)."""
