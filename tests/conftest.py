@@ -9,9 +9,24 @@ from pathlib import Path
 
 import pytest
 
-from joulemeter.meter.store.location import resolve
+from joulemeter.meter.store.location import LEDGER_ENV, SPOOL_ENV, resolve
 
 POSTGRES_URL_ENV = "JOULEMETER_TEST_POSTGRES_URL"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_joulemeter_data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep the tests' journals, verified-ledger list and default ledger out of the user's own
+    data folder (a test that needs other values sets its own)."""
+    home = tmp_path_factory.mktemp("joulemeter-data")
+    saved = {name: os.environ.get(name) for name in (SPOOL_ENV, LEDGER_ENV)}
+    os.environ[SPOOL_ENV], os.environ[LEDGER_ENV] = str(home / "spool"), str(home / "ledger.sqlite")
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(
