@@ -212,7 +212,7 @@ class RunWriter:
         while not self._stopping.wait(max(self._next_round_at() - time.monotonic(), 0.0)):
             if time.monotonic() < self._next_round_at():
                 continue  # the sampler flushed while this thread slept: nothing is due yet
-            self._round_at = time.monotonic() + self.interval_s
+            self._round_at = time.monotonic() + min(self.interval_s, _LONGEST_LEDGER_PERIOD_S)
             with self._lock:
                 try:
                     self._write(final=False)
@@ -249,14 +249,14 @@ class RunWriter:
     def _ledger_period_s(self) -> float:
         """Until the next ledger write: every flush without a journal, else every
         _LEDGER_FLUSHES flushes, or _LEDGER_TICKS ticks of a timeline slower than that;
-        without a timeline, every _LEDGER_BEATS heartbeats (each one, without a journal)."""
-        period_s = self.interval_s * _LEDGER_FLUSHES
+        without a timeline, every _LEDGER_BEATS heartbeats (each one, without a journal); never
+        further apart than _LONGEST_LEDGER_PERIOD_S."""
         if not self._timeline:
-            period_s = period_s * _LEDGER_BEATS if self._journal else period_s
+            period_s = self.interval_s * _LEDGER_FLUSHES * (_LEDGER_BEATS if self._journal else 1)
         elif not self._journal:
-            return self.interval_s
+            period_s = self.interval_s
         else:
-            period_s = max(period_s, _LEDGER_TICKS * self._feed.tick_interval_s())
+            period_s = max(self.interval_s * _LEDGER_FLUSHES, _LEDGER_TICKS * self._feed.tick_interval_s())
         return min(period_s, _LONGEST_LEDGER_PERIOD_S)
 
     def _journal_heartbeat(self) -> None:
