@@ -159,6 +159,7 @@ def long_idle(measure_s: float, ledger: Path, *, timeline: bool = True) -> dict[
     Ledger.append_samples = counted  # type: ignore[method-assign]
     options: dict[str, Any] = {} if timeline else {"timeline": False, "devices": _COUNTER_KINDS}
     meter = EnergyMeter("sampling-cost-long-idle", ledger=ledger, **options)
+    heartbeat_s: float | None = None  # without a timeline: the writer's beat
     try:
         meter.start()
         sampler = meter._sampler
@@ -169,7 +170,8 @@ def long_idle(measure_s: float, ledger: Path, *, timeline: bool = True) -> dict[
             while sampler.tick_interval_s() < meter.max_interval_s:
                 time.sleep(0.5)  # the ramp: 1, 2, 4, 8, 16 s between steady ticks
         else:
-            time.sleep(meter.interval_s * _LEDGER_FLUSHES + 5.0)  # past the first beat, off their phase
+            heartbeat_s = meter.interval_s * _LEDGER_FLUSHES
+            time.sleep(heartbeat_s + 5.0)  # past the first beat, off their phase
         ramp_s = time.monotonic() - ramp0
         s0, w0 = _thread_cpu_s(SAMPLER_THREAD), _thread_cpu_s(WRITER_THREAD)
         t0, readings0 = time.monotonic(), sampler._readings
@@ -184,7 +186,7 @@ def long_idle(measure_s: float, ledger: Path, *, timeline: bool = True) -> dict[
         "timeline": timeline,
         "interval_s": meter.interval_s,
         "max_interval_s": meter.max_interval_s,
-        "heartbeat_s": None if timeline else meter.interval_s * _LEDGER_FLUSHES,
+        "heartbeat_s": heartbeat_s,
         "ramp_s": ramp_s,
         "measured_s": span_s,
         "readings": readings1 - readings0,

@@ -19,14 +19,10 @@ def _private_joulemeter_data(tmp_path_factory: pytest.TempPathFactory) -> Iterat
     """Keep the tests' journals, verified-ledger list and default ledger out of the user's own
     data folder (a test that needs other values sets its own)."""
     home = tmp_path_factory.mktemp("joulemeter-data")
-    saved = {name: os.environ.get(name) for name in (SPOOL_ENV, LEDGER_ENV)}
-    os.environ[SPOOL_ENV], os.environ[LEDGER_ENV] = str(home / "spool"), str(home / "ledger.sqlite")
-    yield
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv(SPOOL_ENV, str(home / "spool"))
+        env.setenv(LEDGER_ENV, str(home / "ledger.sqlite"))
+        yield
 
 
 @pytest.fixture(
